@@ -1,0 +1,1 @@
+"""Adapters: the only modules that import databases, network clients, brokers or web frameworks."""

@@ -1,0 +1,458 @@
+"""The compiled portfolio simulation loop (numba).
+
+One pass over the bars; per bar and symbol, in this order:
+
+1. **Open of bar t** - positions held from before ``t`` whose stop, liquidation or target the
+   open already gapped through are closed at the open (the gap is not given back); then
+   pending exits decided at ``t-1``'s close fill at the open; then pending entries fill at the
+   open (exits first, so freed capital can be reused). Market orders pay slippage and the
+   taker fee. Quantities are rounded down to the lot step; an order below the minimum quantity
+   or notional is denied and recorded.
+2. **Inside bar t** - stop-loss, trailing stop, liquidation and take-profit are checked against
+   the bar's low and high. When a stop and a target are both inside the bar, the stop is
+   assumed to come first (pessimistic). A trailing stop uses the level from before the bar and
+   only then ratchets with the bar's extreme.
+3. **Close of bar t** - positions are marked at the close; the risk engine state is updated
+   (daily loss blocks entries until the next UTC day; a drawdown breach halts for good and,
+   if configured, flattens at the next open); the strategy's signals for bar ``t`` go through
+   the risk gate and become pending orders for ``t+1``'s open.
+
+Accounting: ``wallet`` holds realised cash; a position is a signed quantity and an entry
+price; equity = wallet + sum(qty * (price - entry)). Spot is long-only with leverage 1 and
+entries are limited by free cash; linear (USDT perpetual) positions use isolated margin
+(notional / leverage) and are liquidated when the price reaches the liquidation price.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from autotrader.risk.rules import (
+    ACTIVE,
+    ALLOWED,
+    DAILY_BLOCKED,
+    DENY_FUNDS,
+    DENY_MIN_NOTIONAL,
+    DENY_NO_PRICE,
+    HALTED,
+    SIZING_KELLY,
+    SIZING_VOLATILITY,
+    correlation_exposure_nb,
+    entry_denial_nb,
+    kelly_fraction_nb,
+    round_to_tick_nb,
+    update_state_nb,
+    venue_quantity_nb,
+    volatility_fraction_nb,
+)
+
+DAY_MS = 86_400_000
+
+# Exit reasons
+EXIT_SIGNAL = 0
+EXIT_STOP = 1
+EXIT_TARGET = 2
+EXIT_TRAILING = 3
+EXIT_LIQUIDATION = 4
+EXIT_KILL_SWITCH = 5
+EXIT_END = 6
+
+# Event codes: 1..99 are entry denials (``Denial``); these are state changes.
+EVENT_DAILY_LOSS_HIT = 101
+EVENT_DRAWDOWN_HALT = 102
+
+# Trade record columns (float64 matrix)
+T_SYMBOL = 0
+T_SIDE = 1
+T_ENTRY_BAR = 2
+T_EXIT_BAR = 3
+T_ENTRY_PRICE = 4
+T_EXIT_PRICE = 5
+T_QTY = 6
+T_ENTRY_FEE = 7
+T_EXIT_FEE = 8
+T_PNL = 9
+T_EXIT_REASON = 10
+T_RUNUP = 11
+T_DRAWDOWN = 12
+T_CONFIDENCE = 13
+T_SIGNAL_BAR = 14
+N_TRADE_FIELDS = 15
+
+
+@njit(cache=True)
+def _close_position_nb(
+    j, t, price, reason, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water, conf, sig_bar,
+    wallet, fee_rate, trades, n_trades, linear,
+):  # pragma: no cover - compiled
+    """Realise a position at ``price`` (slippage already applied); return (wallet, n_trades)."""
+    q = qty[j]
+    fee = abs(q) * price * fee_rate
+    pnl = q * (price - entry_price[j])
+    if linear and pnl < -margin[j]:
+        pnl = -margin[j]  # isolated margin: the loss stops at the position's margin
+    wallet += pnl - fee
+    k = n_trades
+    trades[k, T_SYMBOL] = j
+    trades[k, T_SIDE] = 1.0 if q > 0 else -1.0
+    trades[k, T_ENTRY_BAR] = entry_bar[j]
+    trades[k, T_EXIT_BAR] = t
+    trades[k, T_ENTRY_PRICE] = entry_price[j]
+    trades[k, T_EXIT_PRICE] = price
+    trades[k, T_QTY] = abs(q)
+    trades[k, T_ENTRY_FEE] = entry_fee[j]
+    trades[k, T_EXIT_FEE] = fee
+    trades[k, T_PNL] = pnl - fee - entry_fee[j]
+    trades[k, T_EXIT_REASON] = reason
+    if q > 0:
+        trades[k, T_RUNUP] = q * (hi_water[j] - entry_price[j])
+        trades[k, T_DRAWDOWN] = q * (lo_water[j] - entry_price[j])
+    else:
+        trades[k, T_RUNUP] = -q * (entry_price[j] - lo_water[j])
+        trades[k, T_DRAWDOWN] = -q * (entry_price[j] - hi_water[j])
+    trades[k, T_CONFIDENCE] = conf[j]
+    trades[k, T_SIGNAL_BAR] = sig_bar[j]
+    qty[j] = 0.0
+    margin[j] = 0.0
+    return wallet, n_trades + 1
+
+
+@njit(cache=True)
+def _record_event_nb(events, n_events, t, j, code):  # pragma: no cover - compiled
+    if n_events < events.shape[0]:
+        events[n_events, 0] = t
+        events[n_events, 1] = j
+        events[n_events, 2] = code
+        return n_events + 1
+    return n_events
+
+
+@njit(cache=True)
+def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept together on purpose
+    ts, open_, high, low, close, present, direction, confidence, atr_pct,
+    tick, lot_step, min_qty, min_notional,
+    initial_cash, fee_rate, slippage, linear, leverage, maintenance_margin,
+    position_size, stop_loss, take_profit, trailing_stop,
+    daily_loss, max_drawdown, corr_limit, corr_window, min_confidence,
+    sizing, risk_per_trade, kelly_share, kelly_min_trades, atr_multiple, flatten_on_halt,
+    max_trades, max_events,
+):  # pragma: no cover - compiled
+    """Simulate the portfolio; see the module docstring for the order of operations.
+
+    Returns ``(equity, exposure, trades, n_trades, events, n_events)`` where ``equity`` and
+    ``exposure`` (gross notional / equity) are per bar, ``trades`` is a float matrix with
+    ``N_TRADE_FIELDS`` columns and ``events`` rows are ``(bar, symbol, code)``.
+    """
+    n, m = close.shape
+    equity_out = np.empty(n)
+    exposure_out = np.empty(n)
+    trades = np.zeros((max_trades, N_TRADE_FIELDS))
+    events = np.zeros((max_events, 3), dtype=np.int64)
+    n_trades = 0
+    n_events = 0
+
+    qty = np.zeros(m)
+    entry_price = np.zeros(m)
+    entry_bar = np.zeros(m, dtype=np.int64)
+    entry_fee = np.zeros(m)
+    margin = np.zeros(m)
+    stop = np.zeros(m)
+    init_stop = np.zeros(m)
+    target = np.zeros(m)
+    liq = np.zeros(m)
+    trail_ref = np.zeros(m)
+    hi_water = np.zeros(m)
+    lo_water = np.zeros(m)
+    conf_at_entry = np.zeros(m)
+    sig_bar = np.zeros(m, dtype=np.int64)
+    last_close = np.full(m, np.nan)
+
+    # orders decided at the previous close, to fill at this bar's open
+    pend_exit = np.zeros(m, dtype=np.bool_)
+    pend_exit_reason = np.zeros(m, dtype=np.int64)
+    pend_entry = np.zeros(m)  # +1 / -1 / 0
+    pend_fraction = np.zeros(m)
+    pend_equity = np.zeros(m)
+    pend_conf = np.zeros(m)
+    pend_bar = np.zeros(m, dtype=np.int64)
+    signed_exposure = np.zeros(m)
+
+    n_open = 0  # open positions (lets bars without positions or orders skip whole passes)
+    n_pend_entry = 0
+    wallet = initial_cash
+    equity = initial_cash
+    peak = initial_cash
+    state = ACTIVE
+    cur_day = ts[0] // DAY_MS if n > 0 else 0
+    day_start_equity = initial_cash
+    n_wins = 0
+    n_losses = 0
+    sum_win = 0.0
+    sum_loss = 0.0
+    lev = leverage if linear else 1.0
+    slip_up = 1.0 + slippage
+    slip_dn = 1.0 - slippage
+
+    for t in range(n):
+        day = ts[t] // DAY_MS
+        if day != cur_day:
+            cur_day = day
+            day_start_equity = equity
+            if state == DAILY_BLOCKED:
+                state = ACTIVE
+
+        # ---- 1a. open: gaps through resting stops / targets, then pending exits
+        for j in range(m if n_open > 0 else 0):
+            if not present[t, j]:
+                continue
+            o = open_[t, j]
+            q = qty[j]
+            if q != 0.0 and entry_bar[j] < t:
+                reason = -1
+                if q > 0:
+                    if liq[j] > 0.0 and o <= liq[j] and liq[j] >= stop[j]:
+                        reason = EXIT_LIQUIDATION
+                    elif stop[j] > 0.0 and o <= stop[j]:
+                        reason = EXIT_TRAILING if stop[j] != init_stop[j] else EXIT_STOP
+                    elif target[j] > 0.0 and o >= target[j]:
+                        reason = EXIT_TARGET
+                    fill = o * slip_dn
+                else:
+                    if liq[j] > 0.0 and o >= liq[j] and (stop[j] == 0.0 or liq[j] <= stop[j]):
+                        reason = EXIT_LIQUIDATION
+                    elif stop[j] > 0.0 and o >= stop[j]:
+                        reason = EXIT_TRAILING if stop[j] != init_stop[j] else EXIT_STOP
+                    elif target[j] > 0.0 and o <= target[j]:
+                        reason = EXIT_TARGET
+                    fill = o * slip_up
+                if reason < 0 and pend_exit[j]:
+                    reason = pend_exit_reason[j]
+                if reason >= 0:
+                    wallet, n_trades = _close_position_nb(
+                        j, t, fill, reason, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water,
+                        conf_at_entry, sig_bar, wallet, fee_rate, trades, n_trades, linear,
+                    )
+                    n_open -= 1
+            pend_exit[j] = False
+
+        # ---- 1b. open: pending entries
+        for j in range(m if n_pend_entry > 0 else 0):
+            side = pend_entry[j]
+            if side == 0.0:
+                continue
+            pend_entry[j] = 0.0
+            n_pend_entry -= 1
+            if not present[t, j]:
+                n_events = _record_event_nb(events, n_events, t, j, DENY_NO_PRICE)
+                continue
+            if qty[j] != 0.0:
+                continue  # still holding (an exit could not fill); no pyramiding
+            o = open_[t, j]
+            fill = o * slip_up if side > 0 else o * slip_dn
+            notional = pend_fraction[j] * pend_equity[j] * lev
+            used = 0.0
+            upnl = 0.0
+            for k in range(m):
+                if qty[k] != 0.0:
+                    used += margin[k]
+                    upnl += qty[k] * (last_close[k] - entry_price[k])
+            free = wallet - used + (upnl if linear else min(upnl, 0.0))
+            affordable = free / (fill * (1.0 / lev + fee_rate)) if free > 0.0 else 0.0
+            raw_qty = min(notional / fill, affordable)
+            q = venue_quantity_nb(raw_qty, fill, lot_step[j], min_qty[j], min_notional[j])
+            if q == 0.0:
+                code = DENY_FUNDS if affordable * fill < min_notional[j] else DENY_MIN_NOTIONAL
+                n_events = _record_event_nb(events, n_events, pend_bar[j], j, code)
+                continue
+            fee = q * fill * fee_rate
+            wallet -= fee
+            n_open += 1
+            qty[j] = q * side
+            entry_price[j] = fill
+            entry_bar[j] = t
+            entry_fee[j] = fee
+            margin[j] = q * fill / lev
+            conf_at_entry[j] = pend_conf[j]
+            sig_bar[j] = pend_bar[j]
+            hi_water[j] = fill
+            last_close[j] = fill
+            lo_water[j] = fill
+            trail_ref[j] = fill
+            if side > 0:
+                stop[j] = round_to_tick_nb(fill * (1.0 - stop_loss), tick[j]) if stop_loss > 0.0 else 0.0
+                target[j] = round_to_tick_nb(fill * (1.0 + take_profit), tick[j]) if take_profit > 0.0 else 0.0
+                liq[j] = fill * (1.0 - 1.0 / lev + maintenance_margin) if linear and lev > 1.0 else 0.0
+            else:
+                stop[j] = round_to_tick_nb(fill * (1.0 + stop_loss), tick[j]) if stop_loss > 0.0 else 0.0
+                target[j] = round_to_tick_nb(fill * (1.0 - take_profit), tick[j]) if take_profit > 0.0 else 0.0
+                liq[j] = fill * (1.0 + 1.0 / lev - maintenance_margin) if linear else 0.0
+            init_stop[j] = stop[j]
+
+        # ---- 2. inside the bar: stops, liquidation, targets (pessimistic ordering)
+        for j in range(m if n_open > 0 else 0):
+            q = qty[j]
+            if q == 0.0 or not present[t, j]:
+                continue
+            h = high[t, j]
+            lo = low[t, j]
+            if q > 0:
+                eff_stop = stop[j]
+                if trailing_stop > 0.0:
+                    eff_stop = max(eff_stop, trail_ref[j] * (1.0 - trailing_stop))
+                reason = -1
+                price = 0.0
+                if liq[j] > 0.0 and lo <= liq[j] and liq[j] >= eff_stop:
+                    reason = EXIT_LIQUIDATION
+                    price = liq[j]
+                elif eff_stop > 0.0 and lo <= eff_stop:
+                    reason = EXIT_TRAILING if eff_stop != init_stop[j] else EXIT_STOP
+                    price = min(eff_stop, open_[t, j]) * slip_dn
+                elif target[j] > 0.0 and h >= target[j]:
+                    reason = EXIT_TARGET
+                    price = target[j] * slip_dn
+                if reason < 0 or reason == EXIT_TARGET:
+                    hi_water[j] = max(hi_water[j], h if reason < 0 else target[j])
+                    lo_water[j] = min(lo_water[j], lo)
+                else:  # stopped: pessimistically the stop came before any high
+                    lo_water[j] = min(lo_water[j], price)
+                if reason >= 0:
+                    wallet, n_trades = _close_position_nb(
+                        j, t, price, reason, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water,
+                        conf_at_entry, sig_bar, wallet, fee_rate, trades, n_trades, linear,
+                    )
+                    n_open -= 1
+                else:
+                    trail_ref[j] = max(trail_ref[j], h)
+                    if trailing_stop > 0.0:
+                        stop[j] = max(stop[j], round_to_tick_nb(trail_ref[j] * (1.0 - trailing_stop), tick[j]))
+            else:
+                eff_stop = stop[j]
+                if trailing_stop > 0.0:
+                    ts_level = trail_ref[j] * (1.0 + trailing_stop)
+                    eff_stop = ts_level if eff_stop == 0.0 else min(eff_stop, ts_level)
+                reason = -1
+                price = 0.0
+                if liq[j] > 0.0 and h >= liq[j] and (eff_stop == 0.0 or liq[j] <= eff_stop):
+                    reason = EXIT_LIQUIDATION
+                    price = liq[j]
+                elif eff_stop > 0.0 and h >= eff_stop:
+                    reason = EXIT_TRAILING if eff_stop != init_stop[j] else EXIT_STOP
+                    price = max(eff_stop, open_[t, j]) * slip_up
+                elif target[j] > 0.0 and lo <= target[j]:
+                    reason = EXIT_TARGET
+                    price = target[j] * slip_up
+                if reason < 0 or reason == EXIT_TARGET:
+                    lo_water[j] = min(lo_water[j], lo if reason < 0 else target[j])
+                    hi_water[j] = max(hi_water[j], h)
+                else:
+                    hi_water[j] = max(hi_water[j], price)
+                if reason >= 0:
+                    wallet, n_trades = _close_position_nb(
+                        j, t, price, reason, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water,
+                        conf_at_entry, sig_bar, wallet, fee_rate, trades, n_trades, linear,
+                    )
+                    n_open -= 1
+                else:
+                    trail_ref[j] = min(trail_ref[j], lo)
+                    if trailing_stop > 0.0:
+                        level = round_to_tick_nb(trail_ref[j] * (1.0 + trailing_stop), tick[j])
+                        stop[j] = level if stop[j] == 0.0 else min(stop[j], level)
+
+        # ---- 3. close: mark to market, update risk state
+        gross = 0.0
+        upnl = 0.0
+        for j in range(m if n_open > 0 else 0):
+            if qty[j] != 0.0:
+                if present[t, j]:
+                    last_close[j] = close[t, j]
+                upnl += qty[j] * (last_close[j] - entry_price[j])
+                gross += abs(qty[j]) * last_close[j]
+        equity = wallet + upnl
+        equity_out[t] = equity
+        exposure_out[t] = gross / equity if equity > 0.0 else 0.0
+        if equity > peak:
+            peak = equity
+        # closed-trade statistics for Kelly (only trades already closed)
+        for _ in range(n_trades - (n_wins + n_losses)):
+            idx = n_wins + n_losses
+            r = trades[idx, T_PNL] / (trades[idx, T_QTY] * trades[idx, T_ENTRY_PRICE])
+            if r > 0:
+                n_wins += 1
+                sum_win += r
+            else:
+                n_losses += 1
+                sum_loss += -r
+        new_state = update_state_nb(state, equity, peak, day_start_equity, daily_loss, max_drawdown)
+        if new_state != state:
+            if new_state == HALTED:
+                n_events = _record_event_nb(events, n_events, t, -1, EVENT_DRAWDOWN_HALT)
+                if flatten_on_halt:
+                    for j in range(m):
+                        if qty[j] != 0.0:
+                            pend_exit[j] = True
+                            pend_exit_reason[j] = EXIT_KILL_SWITCH
+            elif new_state == DAILY_BLOCKED:
+                n_events = _record_event_nb(events, n_events, t, -1, EVENT_DAILY_LOSS_HIT)
+            state = new_state
+
+        # ---- 3b. close: this bar's signals -> risk gate -> orders for the next open
+        if t == n - 1:
+            break
+        for j in range(m):
+            d = direction[t, j]
+            if math.isnan(d) or not present[t, j]:
+                continue
+            q = qty[j]
+            want = d
+            if not linear and want < 0:
+                want = 0.0  # spot is long-only: a short signal means "be flat"
+            if q != 0.0 and (want == 0.0 or (want > 0) != (q > 0)):
+                if not pend_exit[j]:
+                    pend_exit[j] = True
+                    pend_exit_reason[j] = EXIT_SIGNAL
+            if want == 0.0 or (q != 0.0 and (want > 0) == (q > 0)):
+                continue
+            c = confidence[t, j]
+            cand = want * position_size * equity * lev
+            corr = 0.0
+            if corr_limit < 1.0 and n_open + n_pend_entry > 0:
+                for k in range(m):
+                    if qty[k] != 0.0 and not pend_exit[k]:
+                        signed_exposure[k] = qty[k] * last_close[k]
+                    elif pend_entry[k] != 0.0:  # decided on this bar, fills at the next open
+                        signed_exposure[k] = pend_entry[k] * pend_fraction[k] * pend_equity[k] * lev
+                    else:
+                        signed_exposure[k] = 0.0
+                corr = correlation_exposure_nb(close, t, signed_exposure, j, cand, corr_window)
+            code = entry_denial_nb(state, c, min_confidence, corr, corr_limit)
+            if code != ALLOWED:
+                n_events = _record_event_nb(events, n_events, t, j, code)
+                continue
+            if sizing == SIZING_KELLY:
+                frac = kelly_fraction_nb(n_wins, n_losses, sum_win, sum_loss, kelly_share, position_size, kelly_min_trades)
+            elif sizing == SIZING_VOLATILITY:
+                frac = volatility_fraction_nb(risk_per_trade, atr_pct[t, j], atr_multiple, position_size)
+            else:
+                frac = position_size
+            if pend_entry[j] == 0.0:
+                n_pend_entry += 1
+            pend_entry[j] = 1.0 if want > 0 else -1.0
+            pend_fraction[j] = frac
+            pend_equity[j] = equity
+            pend_conf[j] = c
+            pend_bar[j] = t
+
+    # ---- end of data: close what is still open at the last close
+    if n > 0:
+        for j in range(m):
+            if qty[j] != 0.0:
+                price = last_close[j] * (slip_dn if qty[j] > 0 else slip_up)
+                wallet, n_trades = _close_position_nb(
+                    j, n - 1, price, EXIT_END, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water,
+                    conf_at_entry, sig_bar, wallet, fee_rate, trades, n_trades, linear,
+                )
+        equity_out[n - 1] = wallet
+    return equity_out, exposure_out, trades, n_trades, events, n_events

@@ -1,0 +1,345 @@
+"""Backtest runner: configuration in, ``BacktestResult`` out. No I/O beyond the store port."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autotrader import __version__
+from autotrader.backtest.fast.kernel import (
+    N_TRADE_FIELDS,
+    T_CONFIDENCE,
+    T_DRAWDOWN,
+    T_ENTRY_BAR,
+    T_ENTRY_FEE,
+    T_ENTRY_PRICE,
+    T_EXIT_BAR,
+    T_EXIT_FEE,
+    T_EXIT_PRICE,
+    T_EXIT_REASON,
+    T_PNL,
+    T_QTY,
+    T_RUNUP,
+    T_SIDE,
+    T_SIGNAL_BAR,
+    T_SYMBOL,
+    simulate_portfolio_nb,
+)
+from autotrader.domain.candles import parse_date_ms
+from autotrader.domain.errors import ConfigError, DataError
+from autotrader.domain.instrument import InstrumentRules, default_rules
+from autotrader.marketdata.store import AlignedCandles
+from autotrader.risk.limits import RiskLimits, risk_limits
+from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY
+from autotrader.strategy.base import Signals, Strategy
+
+log = logging.getLogger(__name__)
+
+EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "liquidation", "kill_switch", "end_of_data")
+EVENT_NAMES = {
+    1: "halted_by_drawdown",
+    2: "daily_loss_limit",
+    3: "correlation_limit",
+    4: "below_min_notional",
+    5: "insufficient_funds",
+    6: "kelly_no_edge",
+    7: "low_confidence",
+    8: "short_not_allowed",
+    9: "no_price",
+    101: "daily_loss_limit_hit",
+    102: "drawdown_kill_switch",
+}
+DEFAULT_FEES = {"spot": 0.001, "linear": 0.00055}
+_SIZING_CODES = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
+
+
+class BacktestConfig(BaseModel):
+    """Everything that defines a backtest run; saved with the result so it can be re-run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
+    exchange: str = "binance"
+    timeframe: str = "1h"
+    start: str = "2020-01-01"
+    end: str = "2024-12-31"
+    initial_capital: float = Field(default=10_000.0, gt=0)
+    strategy: str = "ml"
+    params: dict[str, Any] = Field(default_factory=dict)
+    risk_level: Literal["conservative", "medium", "aggressive"] = "medium"
+    risk_overrides: dict[str, Any] = Field(default_factory=dict)
+    sizing: Literal["fixed", "kelly", "volatility"] = "fixed"
+    market: Literal["spot", "linear"] = "spot"
+    leverage: float = Field(default=1.0, ge=1.0)
+    fee: float | None = Field(default=None, ge=0, lt=0.1, description="taker fee per side; None = Bybit default")
+    slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
+    maintenance_margin: float = Field(default=0.005, ge=0, lt=0.5)
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = tuple(s.strip().upper().replace("/", "") for s in v if s.strip())
+        if not out:
+            raise ValueError("at least one symbol is needed")
+        return out
+
+    @property
+    def fee_rate(self) -> float:
+        return DEFAULT_FEES[self.market] if self.fee is None else self.fee
+
+    @property
+    def start_ms(self) -> int:
+        return _date_ms(self.start, "start")
+
+    @property
+    def end_ms(self) -> int:
+        """Inclusive end: a bare date means the whole day."""
+        ms = _date_ms(self.end, "end")
+        return ms + 86_400_000 - 1 if len(self.end.strip()) == 10 else ms
+
+    def limits(self) -> RiskLimits:
+        limits = risk_limits(self.risk_level, **self.risk_overrides)
+        if self.leverage > limits.max_leverage:
+            raise ConfigError(
+                f"leverage {self.leverage:g} exceeds the {self.risk_level} risk level's cap of {limits.max_leverage:g}"
+            )
+        if self.market == "spot" and self.leverage != 1.0:
+            raise ConfigError("leverage applies to --market linear only (spot trades without leverage)")
+        return limits
+
+
+def _date_ms(text: str, what: str) -> int:
+    try:
+        return parse_date_ms(text)
+    except ValueError:
+        raise ConfigError(f"invalid {what} date {text!r}: expected YYYY-MM-DD") from None
+
+
+TRADE_DTYPE = np.dtype(
+    [
+        ("symbol", "U20"),
+        ("side", "i1"),
+        ("signal_ts", "i8"),
+        ("entry_ts", "i8"),
+        ("exit_ts", "i8"),
+        ("entry_bar", "i8"),
+        ("exit_bar", "i8"),
+        ("entry_price", "f8"),
+        ("exit_price", "f8"),
+        ("qty", "f8"),
+        ("entry_fee", "f8"),
+        ("exit_fee", "f8"),
+        ("pnl", "f8"),
+        ("return_pct", "f8"),
+        ("runup", "f8"),
+        ("drawdown", "f8"),
+        ("confidence", "f8"),
+        ("exit_reason", "U16"),
+    ]
+)
+EVENT_DTYPE = np.dtype([("ts", "i8"), ("symbol", "U20"), ("event", "U32")])
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """The outcome of a run: per-bar equity and exposure, trades, risk events and provenance."""
+
+    config: BacktestConfig
+    limits: RiskLimits
+    ts: np.ndarray
+    equity: np.ndarray
+    exposure: np.ndarray
+    trades: np.ndarray  # TRADE_DTYPE
+    events: np.ndarray  # EVENT_DTYPE
+    benchmark_equity: np.ndarray  # equal-weight buy and hold of the same symbols
+    close: np.ndarray  # (bars, symbols), for per-symbol analysis
+    signals_meta: dict[str, Any] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    period_note: str = ""
+    elapsed_s: float = 0.0
+    version: str = __version__
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.config.symbols
+
+
+def fingerprint(data: AlignedCandles) -> str:
+    """SHA-256 of the timestamps and prices the run saw (proves which data produced a result)."""
+    h = hashlib.sha256()
+    h.update(",".join(data.symbols).encode())
+    for arr in (data.ts, data.open, data.high, data.low, data.close, data.volume):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def _atr_pct(data: AlignedCandles, period: int = 14) -> np.ndarray:
+    """Average true range over ``period`` bars as a fraction of the close (causal, per symbol)."""
+    prev_close = np.vstack([data.close[:1], data.close[:-1]])
+    tr = np.fmax(data.high - data.low, np.fmax(np.abs(data.high - prev_close), np.abs(data.low - prev_close)))
+    tr = np.where(np.isnan(tr), 0.0, tr)
+    csum = np.cumsum(tr, axis=0)
+    atr = np.empty_like(csum)
+    atr[:period] = np.nan
+    atr[period:] = (csum[period:] - csum[:-period]) / period
+    return atr / data.close
+
+
+def equal_weight_buy_and_hold(data: AlignedCandles, capital: float) -> np.ndarray:
+    """Equity of splitting ``capital`` equally and buying each symbol at its first open (no costs)."""
+    m = len(data.symbols)
+    equity = np.zeros(data.n_bars)
+    for j in range(m):
+        present = np.flatnonzero(data.present[:, j])
+        if len(present) == 0:
+            equity += capital / m
+            continue
+        first = present[0]
+        closes = data.close[:, j].copy()
+        # forward-fill gaps so the holding keeps its last value
+        idx = np.where(data.present[:, j], np.arange(data.n_bars), 0)
+        np.maximum.accumulate(idx, out=idx)
+        closes = closes[idx]
+        units = (capital / m) / data.open[first, j]
+        leg = np.where(np.arange(data.n_bars) >= first, units * closes, capital / m)
+        equity += leg
+    return equity
+
+
+def run_backtest(
+    config: BacktestConfig,
+    data: AlignedCandles,
+    strategy: Strategy,
+    *,
+    signals: Signals | None = None,
+    instruments: dict[str, InstrumentRules] | None = None,
+) -> BacktestResult:
+    """Simulate ``strategy`` on ``data`` under ``config``'s costs and risk limits."""
+    started = time.perf_counter()
+    limits = config.limits()
+    if data.n_bars < 2:
+        raise DataError("fewer than two bars in the requested period: nothing to backtest")
+    if signals is None:
+        signals = strategy.generate(data)
+    m = len(data.symbols)
+    if signals.direction.shape != (data.n_bars, m):
+        raise ConfigError(f"strategy {strategy.name!r} returned signals of shape {signals.direction.shape}")
+    rules = []
+    for j, sym in enumerate(data.symbols):
+        if instruments and sym in instruments:
+            rules.append(instruments[sym])
+        else:
+            first = np.flatnonzero(data.present[:, j])
+            ref = float(data.close[first[0], j]) if len(first) else 1.0
+            rules.append(default_rules(sym, config.market, ref))
+    tick = np.array([r.tick_size for r in rules])
+    lot = np.array([r.lot_step for r in rules])
+    min_qty = np.array([r.min_qty for r in rules])
+    min_notional = np.array([r.min_notional_usd for r in rules])
+    atr_pct = _atr_pct(data) if config.sizing == "volatility" else np.zeros((1, 1))
+    n_signals = int(np.count_nonzero(~np.isnan(signals.direction)))
+    max_trades = n_signals + m + 1
+    n_days = int((data.ts[-1] - data.ts[0]) // 86_400_000) + 2
+    max_events = n_signals * 2 + n_days * 2 + 16
+    confidence = np.where(np.isnan(signals.confidence), 1.0, signals.confidence)
+
+    equity, exposure, trades_raw, n_trades, events_raw, n_events = simulate_portfolio_nb(
+        data.ts,
+        data.open,
+        data.high,
+        data.low,
+        data.close,
+        data.present,
+        np.ascontiguousarray(signals.direction, dtype=np.float64),
+        np.ascontiguousarray(confidence, dtype=np.float64),
+        atr_pct,
+        tick,
+        lot,
+        min_qty,
+        min_notional,
+        float(config.initial_capital),
+        float(config.fee_rate),
+        float(config.slippage_bps) / 10_000.0,
+        config.market == "linear",
+        float(config.leverage),
+        float(config.maintenance_margin),
+        float(limits.position_size),
+        float(limits.stop_loss or 0.0),
+        float(limits.take_profit or 0.0),
+        float(limits.trailing_stop or 0.0),
+        float(limits.daily_loss),
+        float(limits.max_drawdown),
+        float(limits.correlation),
+        int(limits.correlation_window_bars),
+        float(limits.min_confidence),
+        _SIZING_CODES[config.sizing],
+        float(limits.risk_per_trade),
+        float(limits.kelly_fraction),
+        int(limits.kelly_min_trades),
+        float(limits.atr_multiple),
+        bool(limits.flatten_on_halt),
+        max_trades,
+        max_events,
+    )
+    trades = _trade_records(trades_raw[:n_trades], data)
+    events = _event_records(events_raw[:n_events], data)
+    return BacktestResult(
+        config=config,
+        limits=limits,
+        ts=data.ts,
+        equity=equity,
+        exposure=exposure,
+        trades=trades,
+        events=events,
+        benchmark_equity=equal_weight_buy_and_hold(data, config.initial_capital),
+        close=data.close,
+        signals_meta={**signals.meta, "horizon_bars": signals.horizon_bars, "n_signals": n_signals},
+        data_fingerprint=fingerprint(data),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def _trade_records(raw: np.ndarray, data: AlignedCandles) -> np.ndarray:
+    assert raw.shape[1] == N_TRADE_FIELDS
+    out = np.zeros(len(raw), dtype=TRADE_DTYPE)
+    if len(raw) == 0:
+        return out
+    sym_idx = raw[:, T_SYMBOL].astype(np.int64)
+    entry_bar = raw[:, T_ENTRY_BAR].astype(np.int64)
+    exit_bar = raw[:, T_EXIT_BAR].astype(np.int64)
+    out["symbol"] = np.array(data.symbols)[sym_idx]
+    out["side"] = raw[:, T_SIDE].astype(np.int8)
+    out["signal_ts"] = data.ts[raw[:, T_SIGNAL_BAR].astype(np.int64)]
+    out["entry_ts"] = data.ts[entry_bar]
+    out["exit_ts"] = data.ts[exit_bar]
+    out["entry_bar"] = entry_bar
+    out["exit_bar"] = exit_bar
+    out["entry_price"] = raw[:, T_ENTRY_PRICE]
+    out["exit_price"] = raw[:, T_EXIT_PRICE]
+    out["qty"] = raw[:, T_QTY]
+    out["entry_fee"] = raw[:, T_ENTRY_FEE]
+    out["exit_fee"] = raw[:, T_EXIT_FEE]
+    out["pnl"] = raw[:, T_PNL]
+    out["return_pct"] = 100.0 * raw[:, T_PNL] / (raw[:, T_QTY] * raw[:, T_ENTRY_PRICE])
+    out["runup"] = raw[:, T_RUNUP]
+    out["drawdown"] = raw[:, T_DRAWDOWN]
+    out["confidence"] = raw[:, T_CONFIDENCE]
+    out["exit_reason"] = np.array(EXIT_REASONS)[raw[:, T_EXIT_REASON].astype(np.int64)]
+    return out
+
+
+def _event_records(raw: np.ndarray, data: AlignedCandles) -> np.ndarray:
+    out = np.zeros(len(raw), dtype=EVENT_DTYPE)
+    if len(raw) == 0:
+        return out
+    out["ts"] = data.ts[raw[:, 0]]
+    syms = np.array([*data.symbols, "*"])
+    out["symbol"] = syms[np.where(raw[:, 1] < 0, len(data.symbols), raw[:, 1])]
+    out["event"] = [EVENT_NAMES.get(int(c), str(int(c))) for c in raw[:, 2]]
+    return out

@@ -1,0 +1,259 @@
+"""Command-line interface: ``autotrader <command>``.
+
+Heavy libraries are imported inside commands so ``autotrader --help`` starts fast. Every
+``AutoTraderError`` becomes one red line on stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from autotrader.config import Settings
+    from autotrader.marketdata.store import CandleStore
+
+app = typer.Typer(
+    name="autotrader",
+    help="AutoTrader: honest, fast crypto backtests and automated trading with one risk engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+data_app = typer.Typer(help="Manage the market-data store: list, import, verify, resample.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file (default: $AUTOTRADER_HOME/config.toml).")
+]
+
+
+class _State:
+    config_file: Path | None = None
+    verbose: bool = False
+
+
+_state = _State()
+
+
+@app.callback()
+def _root(
+    config: ConfigOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")] = False,
+) -> None:
+    _state.config_file = config
+    _state.verbose = verbose
+
+
+def _settings() -> Settings:
+    from autotrader.config import load_settings
+    from autotrader.logs import configure_logging
+
+    settings = load_settings(_state.config_file)
+    configure_logging("INFO" if _state.verbose else settings.log_level)
+    return settings
+
+
+def _store(settings: Settings) -> CandleStore:
+    from autotrader.adapters.storage import open_store
+
+    return open_store(settings)
+
+
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console()
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Show every stored series: exchange, symbol, timeframe, first and last bar, rows and gaps."""
+    from rich.table import Table
+
+    from autotrader.domain.candles import format_ms
+
+    settings = _settings()
+    store = _store(settings)
+    try:
+        coverage = store.coverage()
+    finally:
+        store.close()
+    table = Table(title=f"Market data ({settings.storage.backend} store)")
+    for col in ("exchange", "symbol", "timeframe", "first bar (UTC)", "last bar (UTC)", "rows", "gaps"):
+        table.add_column(col, justify="right" if col in ("rows", "gaps") else "left")
+    for cov in coverage:
+        gaps = f"{len(cov.gaps)} ({cov.missing_bars} bars)" if cov.gaps else "0"
+        table.add_row(
+            cov.key.exchange,
+            cov.key.symbol,
+            cov.key.timeframe,
+            format_ms(cov.first_ts),
+            format_ms(cov.last_ts),
+            f"{cov.rows:,}",
+            gaps,
+        )
+    _console().print(table)
+    if not coverage:
+        _console().print("The store is empty: import candles with 'autotrader data import'.")
+
+
+@data_app.command("import")
+def data_import(
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet, freqtrade JSON or feather candle file.")],
+    exchange: Annotated[str, typer.Option(help="Exchange the candles come from, e.g. binance, bybit.")],
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTCUSDT.")],
+    timeframe: Annotated[str, typer.Option(help="Bar length, e.g. 1m, 30m, 1h, 4h, 1d.")],
+) -> None:
+    """Import a candle file. All-or-nothing: one bad row imports nothing and names the row.
+
+    Timestamps may be seconds, milliseconds or ISO-8601 (UTC when no zone is given).
+    """
+    from autotrader.domain.candles import SeriesKey, format_ms
+    from autotrader.marketdata.importer import import_candles
+
+    key = SeriesKey.of(exchange, symbol, timeframe)
+    candles = import_candles(file, key.tf)
+    settings = _settings()
+    store = _store(settings)
+    try:
+        written = store.upsert(key, candles)
+    finally:
+        store.close()
+    _console().print(
+        f"Imported {written:,} bars into {key} "
+        f"({format_ms(int(candles.ts[0]))} .. {format_ms(int(candles.ts[-1]))}, {settings.storage.backend} store)."
+    )
+
+
+@data_app.command("verify")
+def data_verify(
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol (default: every series).")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
+    exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
+    jump_pct: Annotated[float, typer.Option(help="Warn on close-to-close moves larger than this, in %.")] = 30.0,
+) -> None:
+    """Check stored series for duplicates, unsorted or off-grid bars, gaps, bad OHLC, NaN and jumps.
+
+    Exits non-zero when a hard error is found; gaps and jumps are warnings.
+    """
+    from rich.table import Table
+
+    from autotrader.domain.candles import format_ms
+    from autotrader.marketdata.verify import has_errors, verify_candles
+
+    settings = _settings()
+    store = _store(settings)
+    console = _console()
+    failed = False
+    try:
+        keys = [
+            k
+            for k in store.keys()
+            if (symbol is None or k.symbol == symbol.upper())
+            and (timeframe is None or k.timeframe == timeframe)
+            and (exchange is None or k.exchange == exchange.lower())
+        ]
+        if not keys:
+            from autotrader.domain.errors import DataError
+
+            raise DataError("no stored series matches the given filters (see 'autotrader data list')")
+        table = Table(title="Verification")
+        for col in ("series", "rows", "errors", "warnings", "first problem"):
+            table.add_column(col)
+        for key in keys:
+            candles = store.read(key)
+            findings = verify_candles(candles, key.tf.ms, jump_threshold_pct=jump_pct)
+            errors = [f for f in findings if f.severity == "error"]
+            warnings = [f for f in findings if f.severity == "warning"]
+            failed |= has_errors(findings)
+            first = (errors or warnings or [None])[0]
+            where = f" at {format_ms(first.ts)}" if first is not None and first.ts is not None else ""
+            table.add_row(
+                str(key),
+                f"{len(candles):,}",
+                f"[red]{len(errors)}[/red]" if errors else "0",
+                str(len(warnings)),
+                f"{first.kind}{where}: {first.message}" if first else "ok",
+            )
+    finally:
+        store.close()
+    console.print(table)
+    if failed:
+        console.print("[red]Hard errors found.[/red]")
+        raise typer.Exit(3)
+    console.print("No hard errors.")
+
+
+@data_app.command("resample")
+def data_resample(
+    to: Annotated[str, typer.Option("--to", help="Target timeframe, e.g. 4h or 1d.")],
+    source: Annotated[str, typer.Option("--from", help="Source timeframe.")] = "1h",
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol (default: all of the source timeframe).")] = None,
+    exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
+) -> None:
+    """Aggregate stored candles to a longer timeframe and store them (gaps stay gaps)."""
+    from autotrader.domain.candles import SeriesKey
+    from autotrader.domain.errors import DataError
+    from autotrader.domain.timeframe import Timeframe
+    from autotrader.marketdata.resample import resample
+
+    src_tf, dst_tf = Timeframe.parse(source), Timeframe.parse(to)
+    settings = _settings()
+    store = _store(settings)
+    console = _console()
+    try:
+        keys = [
+            k
+            for k in store.keys()
+            if k.timeframe == src_tf.name
+            and (symbol is None or k.symbol == symbol.upper())
+            and (exchange is None or k.exchange == exchange.lower())
+        ]
+        if not keys:
+            raise DataError(f"no stored {src_tf} series to resample (see 'autotrader data list')")
+        for key in keys:
+            out = resample(store.read(key), src_tf.ms, dst_tf.ms)
+            target = SeriesKey.of(key.exchange, key.symbol, dst_tf)
+            written = store.upsert(target, out)
+            console.print(f"{key} -> {target}: {written:,} bars")
+    finally:
+        store.close()
+
+
+@data_app.command("seed")
+def data_seed() -> None:
+    """(Re)load the bundled real Binance candles into the configured store."""
+    from autotrader.marketdata.bundled import seed
+
+    settings = _settings()
+    store = _store(settings)
+    try:
+        rows = seed(store)
+    finally:
+        store.close()
+    _console().print(f"Loaded {rows:,} bundled candles into the {settings.storage.backend} store.")
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    """Entry point: run the app; turn our errors into one clear line and an exit code."""
+    from autotrader.domain.errors import AutoTraderError
+
+    try:
+        app()
+    except AutoTraderError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.RED, err=True)
+        sys.exit(130)

@@ -1,0 +1,127 @@
+"""Settings: defaults < TOML file < environment variables. Unknown keys are an error naming the key.
+
+Environment variables:
+  ``AUTOTRADER_HOME``   where the embedded store, caches and the default config file live
+                        (default ``~/.autotrader``);
+  ``AUTOTRADER_CONFIG`` path of the TOML file (default ``$AUTOTRADER_HOME/config.toml`` if it exists);
+  ``AUTOTRADER_STORE``  ``embedded`` or ``postgres``;
+  ``POSTGRES_DSN``      PostgreSQL connection string; setting it selects the postgres store unless
+                        ``AUTOTRADER_STORE`` says otherwise;
+  ``BYBIT_API_KEY`` / ``BYBIT_API_SECRET``  exchange keys (never taken from flags, never logged).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
+
+from autotrader.domain.errors import ConfigError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StorageSettings(_Frozen):
+    """Which market-data store to use and where."""
+
+    backend: Literal["embedded", "postgres"] = "embedded"
+    postgres_dsn: SecretStr | None = None
+    postgres_schema: str = "public"
+    seed_bundled: bool = True
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StorageSettings:
+        if self.backend == "postgres" and self.postgres_dsn is None:
+            raise ValueError("backend 'postgres' needs postgres_dsn (or the POSTGRES_DSN environment variable)")
+        return self
+
+
+class ExchangeSettings(_Frozen):
+    """Exchange credentials and endpoint (keys from the environment only)."""
+
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    base_url: str | None = None
+
+
+class Settings(_Frozen):
+    """All of AutoTrader's configuration."""
+
+    home: Path
+    storage: StorageSettings = StorageSettings()
+    exchange: ExchangeSettings = ExchangeSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    storage: dict[str, Any] = {}
+    exchange: dict[str, Any] = {}
+    if dsn := env.get("POSTGRES_DSN"):
+        storage["postgres_dsn"] = dsn
+        storage["backend"] = "postgres"
+    if backend := env.get("AUTOTRADER_STORE"):
+        storage["backend"] = backend
+    if key := env.get("BYBIT_API_KEY"):
+        exchange["api_key"] = key
+    if secret := env.get("BYBIT_API_SECRET"):
+        exchange["api_secret"] = secret
+    if url := env.get("BYBIT_BASE_URL"):
+        exchange["base_url"] = url
+    out: dict[str, Any] = {}
+    if storage:
+        out["storage"] = storage
+    if exchange:
+        out["exchange"] = exchange
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown setting '{where}'"
+    return f"{source}: setting '{where}': {first['msg']}"
+
+
+def load_settings(config_file: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build ``Settings`` from defaults, the TOML file and the environment; ``ConfigError`` on bad input."""
+    env = os.environ if env is None else env
+    home = Path(env.get("AUTOTRADER_HOME") or Path.home() / ".autotrader").expanduser()
+    path = config_file or (Path(env["AUTOTRADER_CONFIG"]) if env.get("AUTOTRADER_CONFIG") else None)
+    if path is None and (home / "config.toml").is_file():
+        path = home / "config.toml"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    data = _merge(data, _env_overrides(env))
+    data.setdefault("home", str(home))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, str(path) if path else "environment")) from None

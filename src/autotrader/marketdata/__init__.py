@@ -1,0 +1,1 @@
+"""Market data: the store port, file import, verification and resampling (pure logic)."""

@@ -1,0 +1,107 @@
+"""The market-data store port: one interface, two backends (embedded Parquet, PostgreSQL).
+
+Backends live in ``autotrader.adapters.storage``; ``autotrader.adapters.storage.open_store``
+picks one from the configuration. Everything above the store (backtest, analysis, CLI) talks
+only to this ``CandleStore`` protocol and to ``read_aligned``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from autotrader.domain.candles import Candles, Coverage, FloatArray, IntArray, SeriesKey
+from autotrader.domain.errors import DataError
+
+
+@runtime_checkable
+class CandleStore(Protocol):
+    """Storage of candle series keyed by ``SeriesKey`` and bar open time (UTC ms)."""
+
+    def upsert(self, key: SeriesKey, candles: Candles) -> int:
+        """Insert or replace bars (same ``ts`` is overwritten); all-or-nothing. Returns rows written."""
+        ...
+
+    def read(self, key: SeriesKey, start_ms: int | None = None, end_ms: int | None = None) -> Candles:
+        """Bars with ``start_ms <= ts <= end_ms``, sorted; empty ``Candles`` if none."""
+        ...
+
+    def keys(self) -> list[SeriesKey]:
+        """Every stored series, sorted by exchange, symbol, timeframe. Cheap (no bar scan)."""
+        ...
+
+    def coverage(self, key: SeriesKey | None = None) -> list[Coverage]:
+        """First/last bar, rows and gaps of one series, or of every stored series."""
+        ...
+
+    def delete(self, key: SeriesKey, start_ms: int | None = None, end_ms: int | None = None) -> int:
+        """Remove a series (or a time range of it). Returns rows removed."""
+        ...
+
+    def close(self) -> None:
+        """Release connections or handles."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlignedCandles:
+    """Several symbols on one shared timestamp grid: arrays of shape ``(bars, symbols)``.
+
+    A bar that a symbol lacks (before its listing, or in a gap) is NaN in every price column
+    and 0 in volume; ``present`` marks the real bars.
+    """
+
+    symbols: tuple[str, ...]
+    ts: IntArray
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+    present: np.ndarray
+
+    @property
+    def n_bars(self) -> int:
+        return len(self.ts)
+
+
+def align(series: dict[str, Candles]) -> AlignedCandles:
+    """Put several symbols' candles on the union of their timestamps."""
+    symbols = tuple(series)
+    if not symbols:
+        raise DataError("no symbols to align")
+    ts = np.unique(np.concatenate([c.ts for c in series.values()])) if symbols else np.empty(0, np.int64)
+    shape = (len(ts), len(symbols))
+    out = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close")}
+    volume = np.zeros(shape)
+    present = np.zeros(shape, dtype=bool)
+    for j, sym in enumerate(symbols):
+        c = series[sym]
+        rows = np.searchsorted(ts, c.ts)
+        for name in out:
+            out[name][rows, j] = getattr(c, name)
+        volume[rows, j] = c.volume
+        present[rows, j] = True
+    return AlignedCandles(symbols, ts, out["open"], out["high"], out["low"], out["close"], volume, present)
+
+
+def read_aligned(
+    store: CandleStore,
+    exchange: str,
+    symbols: Sequence[str],
+    timeframe: str,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> AlignedCandles:
+    """Read many symbols of one exchange/timeframe and align them; a symbol with no bars is a ``DataError``."""
+    series: dict[str, Candles] = {}
+    for symbol in symbols:
+        key = SeriesKey.of(exchange, symbol, timeframe)
+        candles = store.read(key, start_ms, end_ms)
+        if len(candles) == 0:
+            raise DataError(f"no {key.timeframe} candles for {key.symbol} on {key.exchange} in the requested period")
+        series[key.symbol] = candles
+    return align(series)

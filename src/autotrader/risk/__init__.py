@@ -1,0 +1,1 @@
+"""Risk engine: limits, sizing and entry checks shared by backtest, paper and live trading."""

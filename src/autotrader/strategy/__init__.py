@@ -1,0 +1,1 @@
+"""Strategies: one small interface, vectorised signal generation, shared by backtest, paper and live."""

@@ -1,0 +1,82 @@
+"""Risk-engine scenarios: daily loss block, drawdown kill switch, correlation denial, sizing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.scenarios.harness import run_scenario
+
+FLAT = (100.0, 101.0, 99.0, 100.0)
+
+
+def test_daily_loss_blocks_new_entries_until_next_utc_day():
+    crash = (100.0, 100.0, 80.0, 80.0)
+    day = [FLAT] * 24
+    rows = [FLAT, (100.0, 100.0, 100.0, 100.0), crash] + [(80.0, 81.0, 79.0, 80.0)] * 21 + day
+    script = {(0, 0): 1.0, (2, 0): 0.0, (5, 0): 1.0, (25, 0): 1.0}
+    result = run_scenario({"AAA": rows}, script, risk_overrides={"daily_loss": 0.05, "position_size": 0.5})
+    events = list(result.events["event"])
+    assert "daily_loss_limit_hit" in events
+    assert "daily_loss_limit" in events  # the entry at bar 5 was denied
+    assert len(result.trades) == 2
+    assert result.trades[1]["entry_bar"] == 26  # the next day's entry went through
+
+
+def test_drawdown_breach_halts_and_flattens_for_good():
+    rows = [FLAT, (100.0, 100.0, 100.0, 100.0), (100.0, 100.0, 70.0, 70.0)] + [(70.0, 71.0, 69.0, 70.0)] * 50
+    script = {(0, 0): 1.0, (10, 0): 1.0, (40, 0): 1.0}
+    result = run_scenario({"AAA": rows}, script, risk_overrides={"max_drawdown": 0.1, "position_size": 1.0})
+    events = list(result.events["event"])
+    assert events[0] == "drawdown_kill_switch"
+    assert events.count("halted_by_drawdown") == 2
+    [trade] = result.trades
+    assert trade["exit_reason"] == "kill_switch"
+    assert trade["exit_bar"] == 3
+
+
+def _correlated_tables(n: int = 60) -> dict[str, list[tuple[float, float, float, float]]]:
+    rng = np.random.default_rng(7)
+    r = rng.normal(0, 0.01, n)
+    a = 100 * np.exp(np.cumsum(r))
+    b = 50 * np.exp(np.cumsum(r + rng.normal(0, 0.001, n)))
+    return {
+        "AAA": [(x, x * 1.001, x * 0.999, x) for x in a],
+        "BBB": [(x, x * 1.001, x * 0.999, x) for x in b],
+    }
+
+
+def test_correlation_limit_denies_second_correlated_entry():
+    tables = _correlated_tables()
+    result = run_scenario(tables, {(40, 0): 1.0, (45, 1): 1.0}, risk_overrides={"correlation": 0.7, "position_size": 0.3})
+    assert [t["symbol"] for t in result.trades] == ["AAA"]
+    assert list(result.events["event"]) == ["correlation_limit"]
+
+
+def test_correlation_limit_allows_hedging_short_on_linear():
+    tables = _correlated_tables()
+    result = run_scenario(
+        tables,
+        {(40, 0): 1.0, (45, 1): -1.0},
+        market="linear",
+        risk_overrides={"correlation": 0.7, "position_size": 0.3},
+    )
+    assert sorted(t["symbol"] for t in result.trades) == ["AAA", "BBB"]
+
+
+def test_low_confidence_signal_is_skipped_and_recorded():
+    result = run_scenario({"AAA": [FLAT] * 5}, {(1, 0): 1.0}, confidence=0.5, risk_overrides={"min_confidence": 0.6})
+    assert len(result.trades) == 0
+    assert list(result.events["event"]) == ["low_confidence"]
+
+
+def test_fixed_sizing_uses_position_size_of_equity():
+    result = run_scenario({"AAA": [FLAT] * 5}, {(1, 0): 1.0}, risk_overrides={"position_size": 0.05})
+    assert result.trades[0]["qty"] * 100.0 == pytest.approx(500.0)
+
+
+def test_spot_entry_never_spends_more_than_free_cash():
+    tables = {"AAA": [FLAT] * 6, "BBB": [FLAT] * 6}
+    result = run_scenario(tables, {(1, 0): 1.0, (1, 1): 1.0}, fee=0.001, risk_overrides={"position_size": 0.8})
+    notional = sum(t["qty"] * t["entry_price"] * 1.001 for t in result.trades)
+    assert notional <= 10_000.0 + 1e-6
