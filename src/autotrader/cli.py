@@ -242,6 +242,173 @@ def data_seed() -> None:
     _console().print(f"Loaded {rows:,} bundled candles into the {settings.storage.backend} store.")
 
 
+# ------------------------------------------------------------------------------------------- backtest
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    from autotrader.domain.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _parse_period(period: str) -> tuple[str, str]:
+    from autotrader.domain.candles import parse_date_ms
+    from autotrader.domain.errors import ConfigError
+
+    start, sep, end = period.partition(":")
+    if not sep or not start or not end:
+        raise ConfigError(f"--period {period!r}: expected FROM:TO, e.g. 2020-01-01:2024-12-31")
+    for part in (start, end):
+        try:
+            parse_date_ms(part)
+        except ValueError:
+            raise ConfigError(f"--period {period!r}: {part!r} is not a date (YYYY-MM-DD)") from None
+    return start.strip(), end.strip()
+
+
+def _validation_error(e: Exception) -> Exception:
+    from pydantic import ValidationError
+
+    from autotrader.domain.errors import ConfigError
+
+    if isinstance(e, ValidationError):
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "value"
+        return ConfigError(f"{where.replace('_', '-')}: {first['msg']}")
+    return e
+
+
+@app.command()
+def backtest(
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
+    period: Annotated[str, typer.Option(help="FROM:TO dates (UTC, inclusive).")] = "2020-01-01:2024-12-31",
+    initial_capital: Annotated[float, typer.Option(help="Starting capital in USDT.")] = 10_000.0,
+    output_format: Annotated[
+        str, typer.Option(help="tradingview (console + HTML report), json or csv.")
+    ] = "tradingview",
+    strategy: Annotated[
+        str, typer.Option(help="ml, sma_cross, rsi_reversion, donchian_breakout, buy_and_hold or signals.")
+    ] = "ml",
+    param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter key=value (repeatable).")] = None,
+    timeframe: Annotated[str, typer.Option(help="Bar length of the stored candles to use.")] = "1h",
+    exchange: Annotated[str, typer.Option(help="Exchange whose stored candles to use.")] = "binance",
+    risk: Annotated[str, typer.Option(help="conservative, medium or aggressive.")] = "medium",
+    sizing: Annotated[str, typer.Option(help="fixed, kelly or volatility.")] = "fixed",
+    market: Annotated[str, typer.Option(help="spot (long only) or linear (USDT perpetuals: shorts, leverage).")] = "spot",
+    leverage: Annotated[float, typer.Option(help="Leverage for --market linear (capped by the risk level).")] = 1.0,
+    fee: Annotated[
+        float | None, typer.Option(help="Taker fee per side as a fraction (default: Bybit spot 0.001, linear 0.00055).")
+    ] = None,
+    slippage_bps: Annotated[float, typer.Option(help="Slippage per market fill in basis points.")] = 2.0,
+    signals: Annotated[
+        Path | None, typer.Option(help="Stored predictions to replay (implies --strategy signals).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Report path (HTML for tradingview, JSON file, or CSV directory).")
+    ] = None,
+    check_lookahead: Annotated[
+        bool, typer.Option("--check-lookahead", help="Re-run on truncated data; fail if any past signal changes.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary; only errors.")] = False,
+) -> None:
+    """Backtest a strategy on stored candles with next-bar fills, costs and the live risk engine.
+
+    The full result is always saved as JSON (default results/backtest_<from>_<to>.json) so
+    'autotrader analyze' can read it.
+    """
+    import dataclasses
+
+    from pydantic import ValidationError
+
+    from autotrader.analytics.report_data import build_report
+    from autotrader.analytics.reports import render_console, write_csv, write_html, write_json
+    from autotrader.backtest.runner import BacktestConfig, run_backtest
+    from autotrader.backtest.session import load_backtest_data
+    from autotrader.domain.errors import ConfigError
+    from autotrader.strategy.base import get_strategy
+
+    if output_format not in ("tradingview", "json", "csv"):
+        raise ConfigError(f"--output-format {output_format!r}: choose tradingview, json or csv")
+    start, end = _parse_period(period)
+    params: dict[str, str] = _parse_params(param or [])
+    if signals is not None:
+        strategy = "signals"
+        params["path"] = str(signals)
+    try:
+        config = BacktestConfig(
+            symbols=tuple(symbols.split(",")),
+            exchange=exchange,
+            timeframe=timeframe,
+            start=start,
+            end=end,
+            initial_capital=initial_capital,
+            strategy=strategy,
+            params=params,
+            risk_level=risk,  # type: ignore[arg-type]
+            sizing=sizing,  # type: ignore[arg-type]
+            market=market,  # type: ignore[arg-type]
+            leverage=leverage,
+            fee=fee,
+            slippage_bps=slippage_bps,
+        )
+    except ValidationError as e:
+        raise _validation_error(e) from None
+    limits = config.limits()
+    strat = get_strategy(config.strategy, **config.params)
+    if "threshold" in strat.parameters and "threshold" not in params:
+        strat.params["threshold"] = limits.min_confidence
+    settings = _settings()
+    if hasattr(strat, "cache"):
+        from autotrader.strategy.cache import NpzPredictionCache
+
+        strat.cache = NpzPredictionCache(settings.cache_dir / "predictions")
+    console = _console()
+    store = _store(settings)
+    try:
+        loaded = load_backtest_data(store, config)
+    finally:
+        store.close()
+    if not quiet:
+        for note in loaded.notes:
+            console.print(f"[yellow]note:[/yellow] {note}")
+    from rich.status import Status
+
+    with Status(f"Computing {config.strategy} signals on {loaded.data.n_bars:,} bars...", console=console) as status:
+        if quiet:
+            status.stop()
+        if check_lookahead:
+            from autotrader.validation.lookahead import check_lookahead as run_check
+
+            status.update("Checking for lookahead (re-running on truncated data)...")
+            report = run_check(strat, loaded.data)
+            if not quiet:
+                console.print(f"Lookahead check: {report}")
+        sig = strat.generate(loaded.data)
+        status.update("Simulating the portfolio...")
+        result = run_backtest(config, loaded.data, strat, signals=sig)
+        if loaded.notes:
+            result = dataclasses.replace(result, period_note="; ".join(loaded.notes))
+        doc = build_report(result)
+    results_dir = Path("results")
+    stem = f"backtest_{start.replace('-', '')[:8]}_{end.replace('-', '')[:8]}"
+    json_path = output if (output is not None and output_format == "json") else results_dir / f"{stem}.json"
+    written = [write_json(doc, json_path)]
+    if output_format == "tradingview":
+        written.append(write_html(doc, output or results_dir / f"{stem}.html"))
+        if not quiet:
+            render_console(doc, console)
+    elif output_format == "csv":
+        written.extend(write_csv(doc, output or results_dir / stem))
+    if not quiet:
+        console.print("Wrote: " + ", ".join(str(p) for p in written))
+
+
 # ----------------------------------------------------------------------------------------------- main
 
 

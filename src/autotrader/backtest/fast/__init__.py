@@ -1,0 +1,1 @@
+"""Compiled (numba) kernels of the backtest; functions end in ``_nb``."""

@@ -1,0 +1,1 @@
+"""Validation: lookahead checks, walk-forward, Monte Carlo, stress scenarios, overfitting statistics."""
