@@ -329,9 +329,8 @@ def backtest(
     from autotrader.analytics.report_data import build_report
     from autotrader.analytics.reports import render_console, write_csv, write_html, write_json
     from autotrader.backtest.runner import BacktestConfig, run_backtest
-    from autotrader.backtest.session import load_backtest_data
+    from autotrader.backtest.session import build_strategy, load_backtest_data
     from autotrader.domain.errors import ConfigError
-    from autotrader.strategy.base import get_strategy
 
     if output_format not in ("tradingview", "json", "csv"):
         raise ConfigError(f"--output-format {output_format!r}: choose tradingview, json or csv")
@@ -359,15 +358,9 @@ def backtest(
         )
     except ValidationError as e:
         raise _validation_error(e) from None
-    limits = config.limits()
-    strat = get_strategy(config.strategy, **config.params)
-    if "threshold" in strat.parameters and "threshold" not in params:
-        strat.params["threshold"] = limits.min_confidence
+    config.limits()  # validate risk overrides and leverage before any work
     settings = _settings()
-    if hasattr(strat, "cache"):
-        from autotrader.strategy.cache import NpzPredictionCache
-
-        strat.cache = NpzPredictionCache(settings.cache_dir / "predictions")
+    strat = build_strategy(config, settings.cache_dir)
     console = _console()
     store = _store(settings)
     try:

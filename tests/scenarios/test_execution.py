@@ -180,3 +180,29 @@ def test_equity_is_cash_plus_marked_positions_every_bar():
     result = run_scenario({"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"position_size": 0.5})
     assert result.equity[2] == pytest.approx(10_000.0)
     assert result.equity[3] == pytest.approx(10_000.0 + 50.0 * 25.0)
+
+
+def test_entry_capped_at_share_of_bar_volume():
+    rows = [FLAT, FLAT, FLAT, FLAT]  # harness volume is 1000 per bar
+    result = run_scenario({"AAA": rows}, {(1, 0): 1.0}, max_volume_share=0.01)
+    [trade] = result.trades
+    assert trade["qty"] == pytest.approx(10.0)
+
+
+def test_offline_robot_without_resting_stops_misses_the_stop():
+    from tests.scenarios.harness import HOUR_MS, T0
+
+    rows = [FLAT, FLAT, (100.0, 100.0, 100.0, 100.0), (100.0, 100.0, 80.0, 82.0), (82.0, 83.0, 81.0, 82.0), FLAT]
+    window = ((T0 + 3 * HOUR_MS, T0 + 4 * HOUR_MS),)
+    down = run_scenario(
+        {"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.05}, offline_windows=window,
+        stops_on_exchange=False,
+    )
+    resting = run_scenario(
+        {"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.05}, offline_windows=window,
+        stops_on_exchange=True,
+    )
+    assert resting.trades[0]["exit_price"] == pytest.approx(95.0)
+    # the crash bar passed unguarded; back online the price had recovered above the stop
+    assert down.trades[0]["exit_reason"] == "end_of_data"
+    assert down.trades[0]["exit_price"] == pytest.approx(100.0)

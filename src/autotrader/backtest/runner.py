@@ -80,6 +80,13 @@ class BacktestConfig(BaseModel):
     fee: float | None = Field(default=None, ge=0, lt=0.1, description="taker fee per side; None = Bybit default")
     slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
     maintenance_margin: float = Field(default=0.005, ge=0, lt=0.5)
+    max_volume_share: float | None = Field(
+        default=None, gt=0, le=1, description="cap an entry at this share of the fill bar's volume"
+    )
+    offline_windows: tuple[tuple[int, int], ...] = Field(
+        default=(), description="(start_ms, end_ms) spans when the robot is down (stress tests)"
+    )
+    stops_on_exchange: bool = True
 
     @field_validator("symbols")
     @classmethod
@@ -248,6 +255,11 @@ def run_backtest(
     n_days = int((data.ts[-1] - data.ts[0]) // 86_400_000) + 2
     max_events = n_signals * 2 + n_days * 2 + 16
     confidence = np.where(np.isnan(signals.confidence), 1.0, signals.confidence)
+    offline = np.zeros(0, dtype=np.bool_)
+    if config.offline_windows:
+        offline = np.zeros(data.n_bars, dtype=np.bool_)
+        for lo, hi in config.offline_windows:
+            offline |= (data.ts >= lo) & (data.ts <= hi)
 
     equity, exposure, trades_raw, n_trades, events_raw, n_events = simulate_portfolio_nb(
         data.ts,
@@ -255,6 +267,7 @@ def run_backtest(
         data.high,
         data.low,
         data.close,
+        data.volume,
         data.present,
         np.ascontiguousarray(signals.direction, dtype=np.float64),
         np.ascontiguousarray(confidence, dtype=np.float64),
@@ -284,6 +297,9 @@ def run_backtest(
         int(limits.kelly_min_trades),
         float(limits.atr_multiple),
         bool(limits.flatten_on_halt),
+        float(config.max_volume_share or 0.0),
+        offline,
+        bool(config.stops_on_exchange),
         max_trades,
         max_events,
     )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from autotrader.backtest.runner import BacktestConfig
+from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
 from autotrader.domain.candles import SeriesKey, format_ms
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.marketdata.store import AlignedCandles, CandleStore, read_aligned
+from autotrader.strategy.base import Strategy, get_strategy
 
 
 @dataclass(frozen=True)
@@ -51,3 +55,35 @@ def load_backtest_data(store: CandleStore, config: BacktestConfig) -> LoadedData
             )
     data = read_aligned(store, config.exchange, config.symbols, config.timeframe, start_ms, end_ms)
     return LoadedData(data, tuple(notes))
+
+
+def build_strategy(config: BacktestConfig, cache_dir: Path | None = None) -> Strategy:
+    """The strategy a config names, with the risk level's confidence threshold and the prediction cache."""
+    strategy = get_strategy(config.strategy, **config.params)
+    if "threshold" in strategy.parameters and "threshold" not in config.params:
+        strategy.params["threshold"] = config.limits().min_confidence
+    if cache_dir is not None and hasattr(strategy, "cache"):
+        from autotrader.strategy.cache import NpzPredictionCache
+
+        strategy.cache = NpzPredictionCache(cache_dir / "predictions")
+    return strategy
+
+
+def run_config(
+    config: BacktestConfig,
+    store: CandleStore,
+    *,
+    cache_dir: Path | None = None,
+    transform: Callable[[AlignedCandles], AlignedCandles] | None = None,
+) -> BacktestResult:
+    """Load data, build the strategy and run: how ``analyze`` re-runs a saved configuration.
+
+    ``transform`` changes the candles before the run (stress scenarios use it).
+    """
+    loaded = load_backtest_data(store, config)
+    data = transform(loaded.data) if transform is not None else loaded.data
+    strategy = build_strategy(config, cache_dir)
+    result = run_backtest(config, data, strategy)
+    if loaded.notes:
+        result = dataclasses.replace(result, period_note="; ".join(loaded.notes))
+    return result

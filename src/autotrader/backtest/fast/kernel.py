@@ -132,21 +132,27 @@ def _record_event_nb(events, n_events, t, j, code):  # pragma: no cover - compil
 
 @njit(cache=True)
 def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept together on purpose
-    ts, open_, high, low, close, present, direction, confidence, atr_pct,
+    ts, open_, high, low, close, volume, present, direction, confidence, atr_pct,
     tick, lot_step, min_qty, min_notional,
     initial_cash, fee_rate, slippage, linear, leverage, maintenance_margin,
     position_size, stop_loss, take_profit, trailing_stop,
     daily_loss, max_drawdown, corr_limit, corr_window, min_confidence,
     sizing, risk_per_trade, kelly_share, kelly_min_trades, atr_multiple, flatten_on_halt,
+    max_volume_share, offline, stops_on_exchange,
     max_trades, max_events,
 ):  # pragma: no cover - compiled
     """Simulate the portfolio; see the module docstring for the order of operations.
+
+    ``max_volume_share`` > 0 caps an entry's quantity at that share of the fill bar's volume.
+    ``offline`` (per bar, or empty for "always online") marks bars when the trading robot is
+    down: no signal is acted on and, unless ``stops_on_exchange``, no stop or target fires.
 
     Returns ``(equity, exposure, trades, n_trades, events, n_events)`` where ``equity`` and
     ``exposure`` (gross notional / equity) are per bar, ``trades`` is a float matrix with
     ``N_TRADE_FIELDS`` columns and ``events`` rows are ``(bar, symbol, code)``.
     """
     n, m = close.shape
+    has_offline = offline.shape[0] == n
     equity_out = np.empty(n)
     exposure_out = np.empty(n)
     trades = np.zeros((max_trades, N_TRADE_FIELDS))
@@ -212,20 +218,22 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
             q = qty[j]
             if q != 0.0 and entry_bar[j] < t:
                 reason = -1
+                # a robot that is down has no stops resting unless the exchange holds them
+                gap_live = stops_on_exchange or not (has_offline and offline[t])
                 if q > 0:
                     if liq[j] > 0.0 and o <= liq[j] and liq[j] >= stop[j]:
                         reason = EXIT_LIQUIDATION
-                    elif stop[j] > 0.0 and o <= stop[j]:
+                    elif gap_live and stop[j] > 0.0 and o <= stop[j]:
                         reason = EXIT_TRAILING if stop[j] != init_stop[j] else EXIT_STOP
-                    elif target[j] > 0.0 and o >= target[j]:
+                    elif gap_live and target[j] > 0.0 and o >= target[j]:
                         reason = EXIT_TARGET
                     fill = o * slip_dn
                 else:
                     if liq[j] > 0.0 and o >= liq[j] and (stop[j] == 0.0 or liq[j] <= stop[j]):
                         reason = EXIT_LIQUIDATION
-                    elif stop[j] > 0.0 and o >= stop[j]:
+                    elif gap_live and stop[j] > 0.0 and o >= stop[j]:
                         reason = EXIT_TRAILING if stop[j] != init_stop[j] else EXIT_STOP
-                    elif target[j] > 0.0 and o <= target[j]:
+                    elif gap_live and target[j] > 0.0 and o <= target[j]:
                         reason = EXIT_TARGET
                     fill = o * slip_up
                 if reason < 0 and pend_exit[j]:
@@ -262,6 +270,8 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
             free = wallet - used + (upnl if linear else min(upnl, 0.0))
             affordable = free / (fill * (1.0 / lev + fee_rate)) if free > 0.0 else 0.0
             raw_qty = min(notional / fill, affordable)
+            if max_volume_share > 0.0:
+                raw_qty = min(raw_qty, max_volume_share * volume[t, j])
             q = venue_quantity_nb(raw_qty, fill, lot_step[j], min_qty[j], min_notional[j])
             if q == 0.0:
                 code = DENY_FUNDS if affordable * fill < min_notional[j] else DENY_MIN_NOTIONAL
@@ -292,10 +302,13 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
             init_stop[j] = stop[j]
 
         # ---- 2. inside the bar: stops, liquidation, targets (pessimistic ordering)
+        stops_live = stops_on_exchange or not (has_offline and offline[t])
         for j in range(m if n_open > 0 else 0):
             q = qty[j]
             if q == 0.0 or not present[t, j]:
                 continue
+            if not stops_live and liq[j] == 0.0:
+                continue  # robot down, no stops resting, no liquidation price: nothing fires
             h = high[t, j]
             lo = low[t, j]
             if q > 0:
@@ -401,6 +414,8 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
         # ---- 3b. close: this bar's signals -> risk gate -> orders for the next open
         if t == n - 1:
             break
+        if has_offline and offline[t]:
+            continue
         for j in range(m):
             d = direction[t, j]
             if math.isnan(d) or not present[t, j]:
