@@ -14,10 +14,12 @@ from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 from autotrader.domain.candles import SeriesKey
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m autotrader ARGS`` in a fresh process, as a user would."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "autotrader", *args], capture_output=True, text=True, env=full_env, timeout=300
+        [sys.executable, "-m", "autotrader", *args],
+        capture_output=True, text=True, env=full_env, timeout=600, cwd=cwd,
     )
 
 

@@ -250,7 +250,10 @@ def run_backtest(
     min_qty = np.array([r.min_qty for r in rules])
     min_notional = np.array([r.min_notional_usd for r in rules])
     atr_pct = _atr_pct(data) if config.sizing == "volatility" else np.zeros((1, 1))
-    n_signals = int(np.count_nonzero(~np.isnan(signals.direction)))
+    direction = np.ascontiguousarray(signals.direction, dtype=np.float64)
+    has_signal = ~np.isnan(direction)
+    n_signals = int(np.count_nonzero(has_signal))
+    signal_rows = has_signal.any(axis=1)
     max_trades = n_signals + m + 1
     n_days = int((data.ts[-1] - data.ts[0]) // 86_400_000) + 2
     max_events = n_signals * 2 + n_days * 2 + 16
@@ -269,7 +272,8 @@ def run_backtest(
         data.close,
         data.volume,
         data.present,
-        np.ascontiguousarray(signals.direction, dtype=np.float64),
+        direction,
+        signal_rows,
         np.ascontiguousarray(confidence, dtype=np.float64),
         atr_pct,
         tick,

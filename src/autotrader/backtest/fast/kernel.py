@@ -132,7 +132,7 @@ def _record_event_nb(events, n_events, t, j, code):  # pragma: no cover - compil
 
 @njit(cache=True)
 def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept together on purpose
-    ts, open_, high, low, close, volume, present, direction, confidence, atr_pct,
+    ts, open_, high, low, close, volume, present, direction, signal_rows, confidence, atr_pct,
     tick, lot_step, min_qty, min_notional,
     initial_cash, fee_rate, slippage, linear, leverage, maintenance_margin,
     position_size, stop_loss, take_profit, trailing_stop,
@@ -143,7 +143,8 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
 ):  # pragma: no cover - compiled
     """Simulate the portfolio; see the module docstring for the order of operations.
 
-    ``max_volume_share`` > 0 caps an entry's quantity at that share of the fill bar's volume.
+    ``signal_rows[t]`` is True when any symbol has a signal on bar ``t`` (lets quiet bars skip
+    the signal scan). ``max_volume_share`` > 0 caps an entry's quantity at that share of the fill bar's volume.
     ``offline`` (per bar, or empty for "always online") marks bars when the trading robot is
     down: no signal is acted on and, unless ``stops_on_exchange``, no stop or target fires.
 
@@ -192,7 +193,7 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
     equity = initial_cash
     peak = initial_cash
     state = ACTIVE
-    cur_day = ts[0] // DAY_MS if n > 0 else 0
+    next_day_ms = (ts[0] // DAY_MS + 1) * DAY_MS if n > 0 else 0
     day_start_equity = initial_cash
     n_wins = 0
     n_losses = 0
@@ -203,9 +204,8 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
     slip_dn = 1.0 - slippage
 
     for t in range(n):
-        day = ts[t] // DAY_MS
-        if day != cur_day:
-            cur_day = day
+        if ts[t] >= next_day_ms:  # a new UTC day (no integer division per bar)
+            next_day_ms = (ts[t] // DAY_MS + 1) * DAY_MS
             day_start_equity = equity
             if state == DAILY_BLOCKED:
                 state = ACTIVE
@@ -385,7 +385,7 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
                 gross += abs(qty[j]) * last_close[j]
         equity = wallet + upnl
         equity_out[t] = equity
-        exposure_out[t] = gross / equity if equity > 0.0 else 0.0
+        exposure_out[t] = gross / equity if n_open > 0 and equity > 0.0 else 0.0
         if equity > peak:
             peak = equity
         # closed-trade statistics for Kelly (only trades already closed)
@@ -414,7 +414,7 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
         # ---- 3b. close: this bar's signals -> risk gate -> orders for the next open
         if t == n - 1:
             break
-        if has_offline and offline[t]:
+        if (has_offline and offline[t]) or not signal_rows[t]:
             continue
         for j in range(m):
             d = direction[t, j]
