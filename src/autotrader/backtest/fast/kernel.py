@@ -402,11 +402,6 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
         if new_state != state:
             if new_state == HALTED:
                 n_events = _record_event_nb(events, n_events, t, -1, EVENT_DRAWDOWN_HALT)
-                if flatten_on_halt:
-                    for j in range(m):
-                        if qty[j] != 0.0:
-                            pend_exit[j] = True
-                            pend_exit_reason[j] = EXIT_KILL_SWITCH
             elif new_state == DAILY_BLOCKED:
                 n_events = _record_event_nb(events, n_events, t, -1, EVENT_DAILY_LOSS_HIT)
             state = new_state
@@ -414,7 +409,14 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
         # ---- 3b. close: this bar's signals -> risk gate -> orders for the next open
         if t == n - 1:
             break
-        if (has_offline and offline[t]) or not signal_rows[t]:
+        if has_offline and offline[t]:
+            continue  # the robot is down: no decisions (a halt is acted on once it is back)
+        if state == HALTED and flatten_on_halt and n_open > 0:
+            for j in range(m):
+                if qty[j] != 0.0 and not pend_exit[j]:
+                    pend_exit[j] = True
+                    pend_exit_reason[j] = EXIT_KILL_SWITCH
+        if not signal_rows[t]:
             continue
         for j in range(m):
             d = direction[t, j]
