@@ -18,7 +18,7 @@ def isolated_home(tmp_path, monkeypatch) -> Iterator[os.PathLike[str]]:
     monkeypatch.setenv("AUTOTRADER_HOME", str(home))
     for name in ("POSTGRES_DSN", "AUTOTRADER_STORE", "AUTOTRADER_CONFIG", "BYBIT_API_KEY", "BYBIT_API_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    yield home
+    return home
 
 
 @pytest.fixture

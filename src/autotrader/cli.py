@@ -156,7 +156,7 @@ def data_verify(
     try:
         keys = [
             k
-            for k in store.keys()
+            for k in store
             if (symbol is None or k.symbol == symbol.upper())
             and (timeframe is None or k.timeframe == timeframe)
             and (exchange is None or k.exchange == exchange.lower())
@@ -212,7 +212,7 @@ def data_resample(
     try:
         keys = [
             k
-            for k in store.keys()
+            for k in store
             if k.timeframe == src_tf.name
             and (symbol is None or k.symbol == symbol.upper())
             and (exchange is None or k.exchange == exchange.lower())
@@ -295,12 +295,16 @@ def backtest(
     strategy: Annotated[
         str, typer.Option(help="ml, sma_cross, rsi_reversion, donchian_breakout, buy_and_hold or signals.")
     ] = "ml",
-    param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter key=value (repeatable).")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Strategy parameter key=value (repeatable).")
+    ] = None,
     timeframe: Annotated[str, typer.Option(help="Bar length of the stored candles to use.")] = "1h",
     exchange: Annotated[str, typer.Option(help="Exchange whose stored candles to use.")] = "binance",
     risk: Annotated[str, typer.Option(help="conservative, medium or aggressive.")] = "medium",
     sizing: Annotated[str, typer.Option(help="fixed, kelly or volatility.")] = "fixed",
-    market: Annotated[str, typer.Option(help="spot (long only) or linear (USDT perpetuals: shorts, leverage).")] = "spot",
+    market: Annotated[
+        str, typer.Option(help="spot (long only) or linear (USDT perpetuals: shorts, leverage).")
+    ] = "spot",
     leverage: Annotated[float, typer.Option(help="Leverage for --market linear (capped by the risk level).")] = 1.0,
     fee: Annotated[
         float | None, typer.Option(help="Taker fee per side as a fraction (default: Bybit spot 0.001, linear 0.00055).")
@@ -327,7 +331,7 @@ def backtest(
     from pydantic import ValidationError
 
     from autotrader.analytics.report_data import build_report
-    from autotrader.analytics.reports import render_console, write_csv, write_html, write_json
+    from autotrader.analytics.reports import render_console
     from autotrader.backtest.runner import BacktestConfig, run_backtest
     from autotrader.backtest.session import build_strategy, load_backtest_data
     from autotrader.domain.errors import ConfigError
@@ -388,18 +392,26 @@ def backtest(
         if loaded.notes:
             result = dataclasses.replace(result, period_note="; ".join(loaded.notes))
         doc = build_report(result)
+    written = _write_backtest_outputs(doc, output_format, output, start, end)
+    if not quiet:
+        if output_format == "tradingview":
+            render_console(doc, console)
+        console.print("Wrote: " + ", ".join(str(p) for p in written))
+
+
+def _write_backtest_outputs(doc: dict, output_format: str, output: Path | None, start: str, end: str) -> list[Path]:
+    """Always the JSON (for ``analyze``), plus the HTML report or the CSV tables."""
+    from autotrader.analytics.reports import write_csv, write_html, write_json
+
     results_dir = Path("results")
     stem = f"backtest_{start.replace('-', '')[:8]}_{end.replace('-', '')[:8]}"
     json_path = output if (output is not None and output_format == "json") else results_dir / f"{stem}.json"
     written = [write_json(doc, json_path)]
     if output_format == "tradingview":
         written.append(write_html(doc, output or results_dir / f"{stem}.html"))
-        if not quiet:
-            render_console(doc, console)
     elif output_format == "csv":
         written.extend(write_csv(doc, output or results_dir / stem))
-    if not quiet:
-        console.print("Wrote: " + ", ".join(str(p) for p in written))
+    return written
 
 
 # ----------------------------------------------------------------------------------------------- main

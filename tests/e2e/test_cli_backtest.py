@@ -41,7 +41,13 @@ def test_backtest_csv_writes_three_tables(tmp_path):
 
 def test_backtest_partial_history_symbol_is_clipped_and_user_told(tmp_path):
     result = run_cli(
-        "backtest", "--strategy", "sma_cross", "--symbols", "BTCUSDT,STRKUSDT", "--period", "2024-01-01:2024-12-31",
+        "backtest",
+        "--strategy",
+        "sma_cross",
+        "--symbols",
+        "BTCUSDT,STRKUSDT",
+        "--period",
+        "2024-01-01:2024-12-31",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 from autotrader.domain.candles import SeriesKey
+from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess[str]:

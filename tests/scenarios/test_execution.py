@@ -29,9 +29,7 @@ def test_fill_never_inside_the_signal_bar():
 
 def test_fees_charged_on_both_sides_at_fill_notional():
     rows = [FLAT, FLAT, (100.0, 100.0, 100.0, 100.0), (120.0, 120.0, 120.0, 120.0), FLAT]
-    result = run_scenario(
-        {"AAA": rows}, {(1, 0): 1.0, (2, 0): 0.0}, fee=0.001, risk_overrides={"position_size": 0.5}
-    )
+    result = run_scenario({"AAA": rows}, {(1, 0): 1.0, (2, 0): 0.0}, fee=0.001, risk_overrides={"position_size": 0.5})
     [trade] = result.trades
     qty = 5_000.0 / 100.0
     assert trade["qty"] == pytest.approx(qty)
@@ -53,9 +51,7 @@ def test_slippage_worsens_entry_and_exit_prices():
 
 def test_stop_and_target_in_same_bar_assume_stop_first():
     rows = [FLAT, FLAT, (100.0, 100.0, 100.0, 100.0), (100.0, 115.0, 90.0, 100.0), FLAT]
-    result = run_scenario(
-        {"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.05, "take_profit": 0.10}
-    )
+    result = run_scenario({"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.05, "take_profit": 0.10})
     [trade] = result.trades
     assert trade["exit_reason"] == "stop_loss"
     assert trade["exit_price"] == pytest.approx(95.0)
@@ -64,9 +60,7 @@ def test_stop_and_target_in_same_bar_assume_stop_first():
 
 def test_target_alone_fills_at_target_price():
     rows = [FLAT, FLAT, (100.0, 100.0, 100.0, 100.0), (100.0, 115.0, 99.0, 110.0), FLAT]
-    result = run_scenario(
-        {"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.05, "take_profit": 0.10}
-    )
+    result = run_scenario({"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.05, "take_profit": 0.10})
     [trade] = result.trades
     assert trade["exit_reason"] == "take_profit"
     assert trade["exit_price"] == pytest.approx(110.0)
@@ -98,9 +92,7 @@ def test_trailing_stop_ratchets_only_after_the_bar():
         (118.0, 118.0, 107.0, 110.0),  # trailing level 120 * 0.9 = 108 hit
         FLAT,
     ]
-    result = run_scenario(
-        {"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.2, "trailing_stop": 0.1}
-    )
+    result = run_scenario({"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.2, "trailing_stop": 0.1})
     [trade] = result.trades
     assert trade["exit_reason"] == "trailing_stop"
     assert trade["exit_price"] == pytest.approx(108.0)
@@ -195,11 +187,17 @@ def test_offline_robot_without_resting_stops_misses_the_stop():
     rows = [FLAT, FLAT, (100.0, 100.0, 100.0, 100.0), (100.0, 100.0, 80.0, 82.0), (82.0, 83.0, 81.0, 82.0), FLAT]
     window = ((T0 + 3 * HOUR_MS, T0 + 4 * HOUR_MS),)
     down = run_scenario(
-        {"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.05}, offline_windows=window,
+        {"AAA": rows},
+        {(1, 0): 1.0},
+        risk_overrides={"stop_loss": 0.05},
+        offline_windows=window,
         stops_on_exchange=False,
     )
     resting = run_scenario(
-        {"AAA": rows}, {(1, 0): 1.0}, risk_overrides={"stop_loss": 0.05}, offline_windows=window,
+        {"AAA": rows},
+        {(1, 0): 1.0},
+        risk_overrides={"stop_loss": 0.05},
+        offline_windows=window,
         stops_on_exchange=True,
     )
     assert resting.trades[0]["exit_price"] == pytest.approx(95.0)

@@ -48,7 +48,9 @@ def _correlated_tables(n: int = 60) -> dict[str, list[tuple[float, float, float,
 
 def test_correlation_limit_denies_second_correlated_entry():
     tables = _correlated_tables()
-    result = run_scenario(tables, {(40, 0): 1.0, (45, 1): 1.0}, risk_overrides={"correlation": 0.7, "position_size": 0.3})
+    result = run_scenario(
+        tables, {(40, 0): 1.0, (45, 1): 1.0}, risk_overrides={"correlation": 0.7, "position_size": 0.3}
+    )
     assert [t["symbol"] for t in result.trades] == ["AAA"]
     assert list(result.events["event"]) == ["correlation_limit"]
 

@@ -231,7 +231,10 @@ def sharpe_ratio(returns: ArrayLike, periods_per_year: int = DAYS_PER_YEAR) -> f
     r = _floats(returns, "returns")
     if r.size < 2 or np.ptp(r) == 0.0:
         return _NAN
-    return float(np.mean(r) / np.std(r, ddof=1) * math.sqrt(periods_per_year))
+    std = float(np.std(r, ddof=1))
+    if std == 0.0:  # dispersion below float resolution (denormal returns)
+        return _NAN
+    return float(np.mean(r) / std * math.sqrt(periods_per_year))
 
 
 def sortino_ratio(returns: ArrayLike, periods_per_year: int = DAYS_PER_YEAR) -> float:

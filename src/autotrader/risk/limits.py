@@ -34,16 +34,34 @@ class RiskLimits(BaseModel):
 
 RISK_LEVELS: dict[str, RiskLimits] = {
     "conservative": RiskLimits(
-        position_size=0.02, stop_loss=0.01, daily_loss=0.02, max_drawdown=0.10, correlation=0.7,
-        max_leverage=2.0, min_confidence=0.60, risk_per_trade=0.005,
+        position_size=0.02,
+        stop_loss=0.01,
+        daily_loss=0.02,
+        max_drawdown=0.10,
+        correlation=0.7,
+        max_leverage=2.0,
+        min_confidence=0.60,
+        risk_per_trade=0.005,
     ),
     "medium": RiskLimits(
-        position_size=0.05, stop_loss=0.02, daily_loss=0.05, max_drawdown=0.15, correlation=0.7,
-        max_leverage=3.0, min_confidence=0.55, risk_per_trade=0.01,
+        position_size=0.05,
+        stop_loss=0.02,
+        daily_loss=0.05,
+        max_drawdown=0.15,
+        correlation=0.7,
+        max_leverage=3.0,
+        min_confidence=0.55,
+        risk_per_trade=0.01,
     ),
     "aggressive": RiskLimits(
-        position_size=0.10, stop_loss=0.03, daily_loss=0.10, max_drawdown=0.20, correlation=0.7,
-        max_leverage=5.0, min_confidence=0.52, risk_per_trade=0.02,
+        position_size=0.10,
+        stop_loss=0.03,
+        daily_loss=0.10,
+        max_drawdown=0.20,
+        correlation=0.7,
+        max_leverage=5.0,
+        min_confidence=0.52,
+        risk_per_trade=0.02,
     ),
 }
 

@@ -213,3 +213,79 @@ def update_state_nb(
     if day_start_equity > 0.0 and equity <= day_start_equity * (1.0 - daily_loss):
         return DAILY_BLOCKED
     return state
+
+
+@njit(cache=True)
+def decide_entry_nb(
+    state: int,
+    confidence: float,
+    min_confidence: float,
+    close: np.ndarray,
+    t: int,
+    signed_exposure: np.ndarray,
+    candidate: int,
+    side: float,
+    equity: float,
+    leverage: float,
+    position_size: float,
+    correlation_limit: float,
+    correlation_window: int,
+    sizing: int,
+    n_wins: int,
+    n_losses: int,
+    sum_win: float,
+    sum_loss: float,
+    kelly_share: float,
+    kelly_min_trades: int,
+    atr_pct: float,
+    risk_per_trade: float,
+    atr_multiple: float,
+) -> tuple[int, float]:
+    """THE entry decision, shared by the backtest kernel and the live robot.
+
+    Given the engine state, the signal (``candidate`` symbol, ``side`` ±1, ``confidence``), the
+    closes up to bar ``t`` (for correlation) and the current signed exposure per symbol, return
+    ``(denial_code, equity_fraction)``: ``ALLOWED`` with the fraction of equity to commit, or a
+    ``Denial`` code and 0.0.
+    """
+    corr = 0.0
+    if correlation_limit < 1.0:
+        candidate_exposure = side * position_size * equity * leverage
+        corr = correlation_exposure_nb(close, t, signed_exposure, candidate, candidate_exposure, correlation_window)
+    code = entry_denial_nb(state, confidence, min_confidence, corr, correlation_limit)
+    if code != ALLOWED:
+        return code, 0.0
+    if sizing == SIZING_KELLY:
+        return ALLOWED, kelly_fraction_nb(
+            n_wins, n_losses, sum_win, sum_loss, kelly_share, position_size, kelly_min_trades
+        )
+    if sizing == SIZING_VOLATILITY:
+        return ALLOWED, volatility_fraction_nb(risk_per_trade, atr_pct, atr_multiple, position_size)
+    return ALLOWED, position_size
+
+
+@njit(cache=True)
+def entry_quantity_nb(
+    fraction: float,
+    decision_equity: float,
+    leverage: float,
+    fill_price: float,
+    free_cash: float,
+    fee_rate: float,
+    lot_step: float,
+    min_qty: float,
+    min_notional: float,
+    max_qty: float,
+) -> tuple[float, int]:
+    """Quantity to send for an allowed entry, shared by the backtest kernel and the live robot.
+
+    Notional = fraction × equity at decision × leverage, limited by free cash (margin plus the
+    fee must fit) and by ``max_qty`` (e.g. a share of bar volume; ``inf`` for none), then
+    rounded down to the lot step. Returns ``(qty, ALLOWED)`` or ``(0.0, denial_code)``.
+    """
+    affordable = free_cash / (fill_price * (1.0 / leverage + fee_rate)) if free_cash > 0.0 else 0.0
+    raw = min(fraction * decision_equity * leverage / fill_price, affordable, max_qty)
+    q = venue_quantity_nb(raw, fill_price, lot_step, min_qty, min_notional)
+    if q == 0.0:
+        return 0.0, DENY_FUNDS if affordable * fill_price < min_notional else DENY_MIN_NOTIONAL
+    return q, ALLOWED

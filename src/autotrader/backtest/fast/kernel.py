@@ -34,19 +34,13 @@ from autotrader.risk.rules import (
     ACTIVE,
     ALLOWED,
     DAILY_BLOCKED,
-    DENY_FUNDS,
-    DENY_MIN_NOTIONAL,
     DENY_NO_PRICE,
     HALTED,
-    SIZING_KELLY,
     SIZING_VOLATILITY,
-    correlation_exposure_nb,
-    entry_denial_nb,
-    kelly_fraction_nb,
+    decide_entry_nb,
+    entry_quantity_nb,
     round_to_tick_nb,
     update_state_nb,
-    venue_quantity_nb,
-    volatility_fraction_nb,
 )
 
 DAY_MS = 86_400_000
@@ -85,8 +79,24 @@ N_TRADE_FIELDS = 15
 
 @njit(cache=True)
 def _close_position_nb(
-    j, t, price, reason, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water, conf, sig_bar,
-    wallet, fee_rate, trades, n_trades, linear,
+    j,
+    t,
+    price,
+    reason,
+    qty,
+    entry_price,
+    entry_bar,
+    entry_fee,
+    margin,
+    hi_water,
+    lo_water,
+    conf,
+    sig_bar,
+    wallet,
+    fee_rate,
+    trades,
+    n_trades,
+    linear,
 ):  # pragma: no cover - compiled
     """Realise a position at ``price`` (slippage already applied); return (wallet, n_trades)."""
     q = qty[j]
@@ -131,15 +141,48 @@ def _record_event_nb(events, n_events, t, j, code):  # pragma: no cover - compil
 
 
 @njit(cache=True)
-def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept together on purpose
-    ts, open_, high, low, close, volume, present, direction, signal_rows, confidence, atr_pct,
-    tick, lot_step, min_qty, min_notional,
-    initial_cash, fee_rate, slippage, linear, leverage, maintenance_margin,
-    position_size, stop_loss, take_profit, trailing_stop,
-    daily_loss, max_drawdown, corr_limit, corr_window, min_confidence,
-    sizing, risk_per_trade, kelly_share, kelly_min_trades, atr_multiple, flatten_on_halt,
-    max_volume_share, offline, stops_on_exchange,
-    max_trades, max_events,
+def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    volume,
+    present,
+    direction,
+    signal_rows,
+    confidence,
+    atr_pct,
+    tick,
+    lot_step,
+    min_qty,
+    min_notional,
+    initial_cash,
+    fee_rate,
+    slippage,
+    linear,
+    leverage,
+    maintenance_margin,
+    position_size,
+    stop_loss,
+    take_profit,
+    trailing_stop,
+    daily_loss,
+    max_drawdown,
+    corr_limit,
+    corr_window,
+    min_confidence,
+    sizing,
+    risk_per_trade,
+    kelly_share,
+    kelly_min_trades,
+    atr_multiple,
+    flatten_on_halt,
+    max_volume_share,
+    offline,
+    stops_on_exchange,
+    max_trades,
+    max_events,
 ):  # pragma: no cover - compiled
     """Simulate the portfolio; see the module docstring for the order of operations.
 
@@ -240,8 +283,24 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
                     reason = pend_exit_reason[j]
                 if reason >= 0:
                     wallet, n_trades = _close_position_nb(
-                        j, t, fill, reason, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water,
-                        conf_at_entry, sig_bar, wallet, fee_rate, trades, n_trades, linear,
+                        j,
+                        t,
+                        fill,
+                        reason,
+                        qty,
+                        entry_price,
+                        entry_bar,
+                        entry_fee,
+                        margin,
+                        hi_water,
+                        lo_water,
+                        conf_at_entry,
+                        sig_bar,
+                        wallet,
+                        fee_rate,
+                        trades,
+                        n_trades,
+                        linear,
                     )
                     n_open -= 1
             pend_exit[j] = False
@@ -260,7 +319,6 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
                 continue  # still holding (an exit could not fill); no pyramiding
             o = open_[t, j]
             fill = o * slip_up if side > 0 else o * slip_dn
-            notional = pend_fraction[j] * pend_equity[j] * lev
             used = 0.0
             upnl = 0.0
             for k in range(m):
@@ -268,13 +326,20 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
                     used += margin[k]
                     upnl += qty[k] * (last_close[k] - entry_price[k])
             free = wallet - used + (upnl if linear else min(upnl, 0.0))
-            affordable = free / (fill * (1.0 / lev + fee_rate)) if free > 0.0 else 0.0
-            raw_qty = min(notional / fill, affordable)
-            if max_volume_share > 0.0:
-                raw_qty = min(raw_qty, max_volume_share * volume[t, j])
-            q = venue_quantity_nb(raw_qty, fill, lot_step[j], min_qty[j], min_notional[j])
-            if q == 0.0:
-                code = DENY_FUNDS if affordable * fill < min_notional[j] else DENY_MIN_NOTIONAL
+            cap = max_volume_share * volume[t, j] if max_volume_share > 0.0 else np.inf
+            q, code = entry_quantity_nb(
+                pend_fraction[j],
+                pend_equity[j],
+                lev,
+                fill,
+                free,
+                fee_rate,
+                lot_step[j],
+                min_qty[j],
+                min_notional[j],
+                cap,
+            )
+            if code != ALLOWED:
                 n_events = _record_event_nb(events, n_events, pend_bar[j], j, code)
                 continue
             fee = q * fill * fee_rate
@@ -333,8 +398,24 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
                     lo_water[j] = min(lo_water[j], price)
                 if reason >= 0:
                     wallet, n_trades = _close_position_nb(
-                        j, t, price, reason, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water,
-                        conf_at_entry, sig_bar, wallet, fee_rate, trades, n_trades, linear,
+                        j,
+                        t,
+                        price,
+                        reason,
+                        qty,
+                        entry_price,
+                        entry_bar,
+                        entry_fee,
+                        margin,
+                        hi_water,
+                        lo_water,
+                        conf_at_entry,
+                        sig_bar,
+                        wallet,
+                        fee_rate,
+                        trades,
+                        n_trades,
+                        linear,
                     )
                     n_open -= 1
                 else:
@@ -364,8 +445,24 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
                     hi_water[j] = max(hi_water[j], price)
                 if reason >= 0:
                     wallet, n_trades = _close_position_nb(
-                        j, t, price, reason, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water,
-                        conf_at_entry, sig_bar, wallet, fee_rate, trades, n_trades, linear,
+                        j,
+                        t,
+                        price,
+                        reason,
+                        qty,
+                        entry_price,
+                        entry_bar,
+                        entry_fee,
+                        margin,
+                        hi_water,
+                        lo_water,
+                        conf_at_entry,
+                        sig_bar,
+                        wallet,
+                        fee_rate,
+                        trades,
+                        n_trades,
+                        linear,
                     )
                     n_open -= 1
                 else:
@@ -426,16 +523,13 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
             want = d
             if not linear and want < 0:
                 want = 0.0  # spot is long-only: a short signal means "be flat"
-            if q != 0.0 and (want == 0.0 or (want > 0) != (q > 0)):
-                if not pend_exit[j]:
-                    pend_exit[j] = True
-                    pend_exit_reason[j] = EXIT_SIGNAL
+            if q != 0.0 and (want == 0.0 or (want > 0) != (q > 0)) and not pend_exit[j]:
+                pend_exit[j] = True
+                pend_exit_reason[j] = EXIT_SIGNAL
             if want == 0.0 or (q != 0.0 and (want > 0) == (q > 0)):
                 continue
             c = confidence[t, j]
-            cand = want * position_size * equity * lev
-            corr = 0.0
-            if corr_limit < 1.0 and n_open + n_pend_entry > 0:
+            if corr_limit < 1.0:
                 for k in range(m):
                     if qty[k] != 0.0 and not pend_exit[k]:
                         signed_exposure[k] = qty[k] * last_close[k]
@@ -443,17 +537,34 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
                         signed_exposure[k] = pend_entry[k] * pend_fraction[k] * pend_equity[k] * lev
                     else:
                         signed_exposure[k] = 0.0
-                corr = correlation_exposure_nb(close, t, signed_exposure, j, cand, corr_window)
-            code = entry_denial_nb(state, c, min_confidence, corr, corr_limit)
+            code, frac = decide_entry_nb(
+                state,
+                c,
+                min_confidence,
+                close,
+                t,
+                signed_exposure,
+                j,
+                1.0 if want > 0 else -1.0,
+                equity,
+                lev,
+                position_size,
+                corr_limit,
+                corr_window,
+                sizing,
+                n_wins,
+                n_losses,
+                sum_win,
+                sum_loss,
+                kelly_share,
+                kelly_min_trades,
+                atr_pct[t, j] if sizing == SIZING_VOLATILITY else 0.0,
+                risk_per_trade,
+                atr_multiple,
+            )
             if code != ALLOWED:
                 n_events = _record_event_nb(events, n_events, t, j, code)
                 continue
-            if sizing == SIZING_KELLY:
-                frac = kelly_fraction_nb(n_wins, n_losses, sum_win, sum_loss, kelly_share, position_size, kelly_min_trades)
-            elif sizing == SIZING_VOLATILITY:
-                frac = volatility_fraction_nb(risk_per_trade, atr_pct[t, j], atr_multiple, position_size)
-            else:
-                frac = position_size
             if pend_entry[j] == 0.0:
                 n_pend_entry += 1
             pend_entry[j] = 1.0 if want > 0 else -1.0
@@ -468,8 +579,24 @@ def simulate_portfolio_nb(  # noqa: C901, PLR0912, PLR0915 - one loop, kept toge
             if qty[j] != 0.0:
                 price = last_close[j] * (slip_dn if qty[j] > 0 else slip_up)
                 wallet, n_trades = _close_position_nb(
-                    j, n - 1, price, EXIT_END, qty, entry_price, entry_bar, entry_fee, margin, hi_water, lo_water,
-                    conf_at_entry, sig_bar, wallet, fee_rate, trades, n_trades, linear,
+                    j,
+                    n - 1,
+                    price,
+                    EXIT_END,
+                    qty,
+                    entry_price,
+                    entry_bar,
+                    entry_fee,
+                    margin,
+                    hi_water,
+                    lo_water,
+                    conf_at_entry,
+                    sig_bar,
+                    wallet,
+                    fee_rate,
+                    trades,
+                    n_trades,
+                    linear,
                 )
         equity_out[n - 1] = wallet
     return equity_out, exposure_out, trades, n_trades, events, n_events
