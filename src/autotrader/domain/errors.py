@@ -42,6 +42,12 @@ class StorageError(AutoTraderError):
     exit_code = 5
 
 
+class BrokerError(AutoTraderError):
+    """The message broker failed in a way retrying will not fix (fatal client error, undelivered messages)."""
+
+    exit_code = 7
+
+
 class ExchangeError(AutoTraderError):
     """The exchange failed to do what was asked."""
 

@@ -1,0 +1,197 @@
+"""Signal intake: what to do with one raw prediction message, and the source protocol the robot reads.
+
+Pure logic, no broker library: the Kafka adapter (``autotrader.adapters.broker.kafka``) and any other
+source call ``classify`` on every message, and the robot consumes ``Delivery`` items through the
+``SignalSource`` protocol, so it can be tested without a broker.
+
+``classify(raw, now_ms, seen)`` decides, in this order:
+
+1. ``invalid``   - not UTF-8 JSON, not an object, or not a valid ``Prediction`` (strict: unknown fields,
+   a string where a number belongs, ``ts`` not integer milliseconds, ``confidence`` outside [0, 1] ...);
+   ``reason`` is ``"invalid_json"`` or ``"invalid_schema"`` and ``detail`` says what is wrong, in one line;
+2. ``duplicate`` - ``seen(id)`` is true: a decision for this signal id was already persisted;
+3. ``stale``     - the horizon is over when the message is received: ``now_ms >= ts + horizon``;
+4. ``accepted``  - otherwise.
+
+Delivery contract (at-least-once in, exactly-once out)::
+
+    for delivery in source.poll():
+        decision = robot.decide(delivery)          # trade, or skip with delivery.outcome.reason
+        store.persist(decision)                    # records delivery.signal_id, so seen() becomes true
+        source.commit(delivery)                    # only now: the offset after this message
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from autotrader.domain.candles import format_ms
+from autotrader.signals.prediction import Prediction
+
+SeenFn = Callable[[str], bool]
+"""``seen(signal_id) -> bool``: true when a decision for that id is already persisted."""
+
+
+class Verdict(StrEnum):
+    """What the intake decided about one message."""
+
+    ACCEPTED = "accepted"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeOutcome:
+    """The verdict on one message, its short machine ``reason`` and a one-line human ``detail``.
+
+    ``reason`` is ``""`` when accepted, ``"invalid_json"`` / ``"invalid_schema"`` when invalid,
+    ``"duplicate"`` or ``"stale"`` when skipped. ``prediction`` is set unless the message is invalid.
+    """
+
+    verdict: Verdict
+    reason: str = ""
+    detail: str = ""
+    prediction: Prediction | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict is Verdict.ACCEPTED
+
+    @classmethod
+    def invalid(cls, reason: str, detail: str) -> IntakeOutcome:
+        return cls(Verdict.INVALID, reason, detail)
+
+
+def classify(raw: bytes | None, now_ms: int, seen: SeenFn) -> IntakeOutcome:
+    """Validate ``raw`` strictly as a ``Prediction`` and decide accepted / invalid / duplicate / stale.
+
+    ``now_ms`` is the receipt time (UTC epoch milliseconds, from the caller's clock); ``seen`` is the
+    state store's "already decided?" query. Never raises for bad input: that is an ``invalid`` outcome.
+    """
+    if raw is None:
+        return IntakeOutcome.invalid("invalid_json", "empty message (no value)")
+    try:
+        prediction = Prediction.model_validate_json(raw, strict=True)
+    except ValidationError as e:
+        return _invalid(e)
+    if seen(prediction.id):
+        return IntakeOutcome(
+            Verdict.DUPLICATE, "duplicate", f"signal id {prediction.id!r} was already decided", prediction
+        )
+    expires_ms = prediction.ts + prediction.horizon_ms
+    if now_ms >= expires_ms:
+        detail = (
+            f"made at {format_ms(prediction.ts)} UTC with horizon {prediction.horizon}, "
+            f"over at {format_ms(expires_ms)}; received {format_ms(now_ms)} UTC "
+            f"({(now_ms - expires_ms) / 1000:.0f} s late)"
+        )
+        return IntakeOutcome(Verdict.STALE, "stale", detail, prediction)
+    return IntakeOutcome(Verdict.ACCEPTED, prediction=prediction)
+
+
+def _invalid(error: ValidationError) -> IntakeOutcome:
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    if first["type"] == "json_invalid":
+        msg = str(first["msg"]).removeprefix("Invalid JSON: ")
+        return IntakeOutcome.invalid("invalid_json", f"not valid UTF-8 JSON: {msg}")
+    if first["type"] == "model_type":
+        return IntakeOutcome.invalid("invalid_schema", f"not a JSON object (got {_short(first.get('input'))})")
+    parts = [_problem(p) for p in problems[:3]]
+    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    return IntakeOutcome.invalid("invalid_schema", "; ".join(parts) + more)
+
+
+def _problem(problem: Any) -> str:
+    field = ".".join(str(p) for p in problem["loc"]) or "message"
+    kind = problem["type"]
+    if kind == "extra_forbidden":
+        return f"unknown field {field!r}"
+    if kind == "missing":
+        return f"missing field {field!r}"
+    msg = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{field}: {msg} (got {_short(problem.get('input'))})"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class SeenIds:
+    """In-memory ``seen`` for tests and for de-duplicating within one session.
+
+    Remembers at most ``capacity`` ids (the oldest are forgotten first); the robot's state store is
+    the durable record across restarts.
+    """
+
+    def __init__(self, ids: Iterable[str] = (), capacity: int = 1_000_000) -> None:
+        if capacity <= 0:
+            raise ValueError("capacity must be positive")
+        self._capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        for signal_id in ids:
+            self.add(signal_id)
+
+    def seen(self, signal_id: str) -> bool:
+        return signal_id in self._ids
+
+    def add(self, signal_id: str) -> None:
+        self._ids[signal_id] = None
+        self._ids.move_to_end(signal_id)
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, signal_id: object) -> bool:
+        return signal_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message from a signal source with the intake's verdict and where it came from.
+
+    ``prediction`` is the validated signal for ``accepted`` (and ``duplicate`` / ``stale``, so the skip
+    can be recorded against its id), ``None`` for ``invalid``. ``raw`` is the original payload.
+    """
+
+    prediction: Prediction | None
+    outcome: IntakeOutcome
+    raw: bytes
+    partition: int
+    offset: int
+    topic: str = ""
+    received_ms: int = 0
+    key: bytes | None = None
+
+    @property
+    def signal_id(self) -> str | None:
+        return self.prediction.id if self.prediction is not None else None
+
+    @property
+    def position(self) -> str:
+        """``topic[partition]@offset``: where the message is, for logs and the decision record."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+class SignalSource(Protocol):
+    """What the robot reads signals from (Kafka in production; anything with these methods in tests)."""
+
+    def poll(self, timeout_s: float = 1.0, max_messages: int = 500) -> Sequence[Delivery]:
+        """The next messages, classified; empty when none arrived within ``timeout_s``."""
+        ...
+
+    def commit(self, *deliveries: Delivery) -> bool:
+        """Mark these messages done, after their decisions are persisted; ``False`` if it did not stick."""
+        ...
+
+    def close(self) -> None: ...
