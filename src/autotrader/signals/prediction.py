@@ -20,7 +20,15 @@ from autotrader.domain.timeframe import Timeframe
 
 Direction = Literal["long", "short", "flat"]
 
-_DIRECTION_ALIASES: dict[object, str] = {1: "long", -1: "short", 0: "flat", "1": "long", "+1": "long", "-1": "short", "0": "flat"}
+_DIRECTION_ALIASES: dict[object, str] = {
+    1: "long",
+    -1: "short",
+    0: "flat",
+    "1": "long",
+    "+1": "long",
+    "-1": "short",
+    "0": "flat",
+}
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01: anything earlier is almost surely seconds, not milliseconds
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 _SIGN = {"long": 1, "short": -1, "flat": 0}
@@ -63,7 +71,7 @@ class Prediction(BaseModel):
     @classmethod
     def _plausible_ts(cls, value: int) -> int:
         if not _MIN_TS_MS <= value < _MAX_TS_MS:
-            raise ValueError(f"ts {value} is not epoch milliseconds between 2000 and 2100 (seconds instead?)")
+            raise ValueError(f"{value} is not epoch milliseconds between 2000 and 2100 (seconds instead?)")
         return value
 
     @field_validator("direction", mode="before")
@@ -82,11 +90,11 @@ class Prediction(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> str:
         if not isinstance(value, str):
-            raise ValueError(f"horizon must be a duration such as '4h', got {value!r}")
+            raise ValueError("must be a duration such as '4h' (a string)")
         try:
             return Timeframe.parse(value).name
         except ConfigError:
-            raise ValueError(f"horizon {value!r} is not a duration such as '30m', '4h' or '1d'") from None
+            raise ValueError(f"{value!r} is not a duration such as '30m', '4h' or '1d'") from None
 
     @property
     def sign(self) -> int:
