@@ -156,7 +156,7 @@ def data_verify(
     try:
         keys = [
             k
-            for k in store
+            for k in store.keys()
             if (symbol is None or k.symbol == symbol.upper())
             and (timeframe is None or k.timeframe == timeframe)
             and (exchange is None or k.exchange == exchange.lower())
@@ -212,7 +212,7 @@ def data_resample(
     try:
         keys = [
             k
-            for k in store
+            for k in store.keys()
             if k.timeframe == src_tf.name
             and (symbol is None or k.symbol == symbol.upper())
             and (exchange is None or k.exchange == exchange.lower())

@@ -28,7 +28,7 @@ def load_backtest_data(store: CandleStore, config: BacktestConfig) -> LoadedData
     start_ms, end_ms = config.start_ms, config.end_ms
     if start_ms > end_ms:
         raise ConfigError(f"period start {config.start} is after its end {config.end}")
-    available = {k for k in store if k.exchange == config.exchange and k.timeframe == config.timeframe}
+    available = {k for k in store.keys() if k.exchange == config.exchange and k.timeframe == config.timeframe}
     known_symbols = sorted(k.symbol for k in available)
     notes: list[str] = []
     for symbol in config.symbols:
