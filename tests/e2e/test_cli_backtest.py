@@ -73,3 +73,11 @@ def test_backtest_bad_input_is_one_clear_line(tmp_path, args, message):
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_backtest_check_lookahead_reports_pass_for_causal_strategy(tmp_path):
+    result = run_cli(
+        "backtest", "--strategy", "sma_cross", "--period", "2023-01-01:2023-03-31", "--check-lookahead", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Lookahead check: passed" in result.stdout

@@ -82,3 +82,46 @@ def test_spot_entry_never_spends_more_than_free_cash():
     result = run_scenario(tables, {(1, 0): 1.0, (1, 1): 1.0}, fee=0.001, risk_overrides={"position_size": 0.8})
     notional = sum(t["qty"] * t["entry_price"] * 1.001 for t in result.trades)
     assert notional <= 10_000.0 + 1e-6
+
+
+def _alternating_trades(n_trades: int, win: float, loss: float) -> tuple[list, dict]:
+    """Each trade: enter at 100, then close at 100 * (1 + win) or 100 * (1 - loss); 3 wins per loss."""
+    rows = [FLAT]
+    script = {}
+    for k in range(n_trades):
+        move = win if k % 4 else -loss
+        script[(len(rows) - 1, 0)] = 1.0
+        rows.append((100.0, 100.0, 100.0, 100.0))
+        script[(len(rows) - 1, 0)] = 0.0
+        rows.append((100.0 * (1 + move),) * 4)
+        rows.append(FLAT)
+    return rows, script
+
+
+def test_kelly_sizing_uses_cap_until_enough_closed_trades_then_kelly():
+    rows, script = _alternating_trades(30, win=0.02, loss=0.02)
+    result = run_scenario(
+        {"AAA": rows}, script, sizing="kelly", risk_overrides={"position_size": 0.2, "kelly_min_trades": 20}
+    )
+    fractions = result.trades["qty"] * result.trades["entry_price"] / 10_000.0
+    # before 20 closed trades: the cap; afterwards half-Kelly of p=0.75, b=1 -> 0.5 * 0.5 = 0.25 -> capped 0.2
+    assert fractions[0] == pytest.approx(0.2, rel=0.05)
+    rows, script = _alternating_trades(30, win=0.01, loss=0.04)
+    losing = run_scenario(
+        {"AAA": rows}, script, sizing="kelly", risk_overrides={"position_size": 0.2, "kelly_min_trades": 20}
+    )
+    late = losing.trades[25:]
+    # no edge (p=0.75, b=0.25 -> Kelly < 0): sized at the 10 % floor of the cap
+    assert np.allclose(late["qty"] * late["entry_price"] / 10_000.0, 0.02, rtol=0.1)
+
+
+def test_volatility_sizing_risks_the_budget_over_two_atr():
+    rows = [(100.0, 102.0, 98.0, 100.0)] * 40
+    result = run_scenario(
+        {"AAA": rows},
+        {(30, 0): 1.0},
+        sizing="volatility",
+        risk_overrides={"position_size": 1.0, "risk_per_trade": 0.01, "atr_multiple": 2.0},
+    )
+    # ATR = 4 (4 % of price): fraction = 0.01 / (2 * 0.04) = 0.125 of equity
+    assert result.trades[0]["qty"] * 100.0 == pytest.approx(1_250.0, rel=1e-6)
