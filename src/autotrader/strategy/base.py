@@ -102,7 +102,7 @@ class Strategy(ABC):
         }
         self.validate()
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 (an optional hook, not an abstract method)
         """Cross-parameter checks; raise ``ConfigError``. Override when needed."""
 
     @property
