@@ -130,12 +130,11 @@ class MlStrategy(Strategy):
 
     def cache_key(self, data: AlignedCandles) -> str:
         """sha256 of the data, the model parameters and the code version (see the module docstring)."""
-        lightgbm = _lightgbm()
         h = hashlib.sha256()
         model_params = {k: v for k, v in sorted(self.params.items()) if k not in _CACHE_FREE_PARAMS}
         header = {
             "version": MODEL_VERSION,
-            "lightgbm": lightgbm.__version__,
+            "lightgbm": _lightgbm_version(),
             "model": _MODEL_PARAMS,
             "params": model_params,
             "symbols": list(data.symbols),
@@ -216,6 +215,16 @@ class MlStrategy(Strategy):
             time.perf_counter() - started,
         )
         return probs
+
+
+def _lightgbm_version() -> str:
+    """LightGBM's version without importing it (the import pulls in scikit-learn and scipy: seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lightgbm")
+    except PackageNotFoundError:
+        return "missing"
 
 
 def _lightgbm() -> Any:
