@@ -589,15 +589,7 @@ def _permutation(a: _Analysis) -> dict[str, Any]:
         data = load_backtest_data(a.store, a.config).data
     except AutoTraderError as e:
         return {"permutation": None, "permutation_reason": f"cannot load the candles: {e}"}
-    col = {s: j for j, s in enumerate(data.symbols)}
-    m = len(data.symbols)
-    pos = np.zeros((data.n_bars, m))
-    for t in trades:
-        j = col.get(t["symbol"])
-        if j is None:
-            continue
-        lo, hi = np.searchsorted(data.ts, [_iso_ms(t["entry_time"]), _iso_ms(t["exit_time"])])
-        pos[lo:hi, j] += (1.0 if t["side"] == "long" else -1.0) / m
+    pos = positions_from_trades(trades, data.ts, data.symbols)
     with np.errstate(invalid="ignore", divide="ignore"):
         ret = np.zeros_like(pos)
         ret[:-1] = data.open[1:] / data.open[:-1] - 1.0
@@ -607,6 +599,30 @@ def _permutation(a: _Analysis) -> dict[str, Any]:
     except AutoTraderError as e:
         return {"permutation": None, "permutation_reason": str(e)}
     return {"permutation": res.to_dict()}
+
+
+def positions_from_trades(trades: list[dict[str, Any]], ts: Any, symbols: tuple[str, ...]) -> Any:
+    """Per-bar exposure (±1/len(symbols) per open trade) for open-to-open bar returns.
+
+    A trade filled at bar e's open is exposed from bar e. A signal or kill-switch exit fills at
+    bar x's open, so exposure ends before bar x; a stop, target or liquidation fills INSIDE bar
+    x, so the trade stays exposed to that whole bar (ending it earlier would hide the very move
+    that stopped it: a lookahead that makes any stop-loss strategy look skilful).
+    """
+    import numpy as np
+
+    col = {s: j for j, s in enumerate(symbols)}
+    m = len(symbols)
+    pos = np.zeros((len(ts), m))
+    for t in trades:
+        j = col.get(t["symbol"])
+        if j is None:
+            continue
+        lo, hi = np.searchsorted(ts, [_iso_ms(t["entry_time"]), _iso_ms(t["exit_time"])])
+        if t.get("exit_reason") not in ("signal", "kill_switch"):
+            hi += 1
+        pos[lo:hi, j] += (1.0 if t["side"] == "long" else -1.0) / m
+    return pos
 
 
 def _iso_ms(text: str) -> int:
@@ -835,8 +851,9 @@ def _render_overfitting(console: Console, o: dict[str, Any]) -> None:
         rows.append(("Probability of backtest overfitting", "n/a", o.get("pbo_reason", "")))
     perm = o.get("permutation")
     if perm:
-        detail = (f"{perm['n_permutations']:,} shuffles in blocks of {perm['block_length']} bars; observed "
-                  f"{_pct(perm['observed'])} vs null 95% {_pct(perm['null_p95'])}")  # fmt: skip
+        detail = (f"{perm['n_permutations']:,} shuffles in blocks of {perm['block_length']} bars of the "
+                  f"trades' timing (equal unit exposure, no costs): observed {_pct(perm['observed'])} "
+                  f"vs null 95% {_pct(perm['null_p95'])}")  # fmt: skip
         rows.append(("Permutation test p-value", _num(perm["p_value"], 4), detail))
     else:
         rows.append(("Permutation test p-value", "n/a", o.get("permutation_reason", "")))
