@@ -559,6 +559,8 @@ class _Runner:
         equity = np.concatenate(([capital], result.equity[keep]))
         status, reason = judge(equity, self.limit)
         trades = result.trades if from_ms is None else result.trades[result.trades["entry_ts"] >= from_ms]
+        if len(trades) == 0 and status == "survived":
+            reason = "no trades in the window: nothing was at risk, so surviving proves little"
         return StressRun(
             label=label,
             status=status,
