@@ -53,9 +53,7 @@ class Result:
         return "PASS" if self.seconds < self.goal_s else "FAIL"
 
 
-def median_seconds(
-    action: Callable[[], object], repeats: int, before: Callable[[], object] | None = None
-) -> float:
+def median_seconds(action: Callable[[], object], repeats: int, before: Callable[[], object] | None = None) -> float:
     """Median wall time of ``action`` over ``repeats`` runs after one untimed warm-up (``before`` untimed)."""
     samples: list[float] = []
     for i in range(repeats + 1):
@@ -164,9 +162,7 @@ def bench_cli(repeats: int) -> Result:
     def run() -> None:
         done = subprocess.run(command, capture_output=True, env=env, check=False)
         if done.returncode != 0:
-            raise RuntimeError(
-                f"exit {done.returncode}: {done.stderr.decode(errors='replace').strip()[-200:]}"
-            )
+            raise RuntimeError(f"exit {done.returncode}: {done.stderr.decode(errors='replace').strip()[-200:]}")
 
     try:
         return Result(measure, workload, median_seconds(run, max(repeats, 5)), goal)
@@ -209,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [*bench_embedded(repeats), *bench_postgres(args.postgres_dsn, repeats), bench_cli(repeats)]
     print(render(results))
     if hasattr(os, "getloadavg"):  # figures on a busy machine are not comparable with a quiet one
-        print(
-            f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs"
-        )
+        print(f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs")
     return 1 if any(r.verdict == "FAIL" for r in results) else 0
 
 

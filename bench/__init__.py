@@ -1,0 +1,1 @@
+"""Benchmarks: each module measures AutoTrader against its goals and prints the figures (``python -m bench``)."""

@@ -1,0 +1,41 @@
+"""Run every benchmark module: ``python -m bench [--quick] [--repeats N]``.
+
+Each ``bench/bench_*.py`` runs as its own script in a fresh process (so one module's memory and
+imports cannot skew another's figures), in name order; ``--repeats N`` goes to the modules that
+take it and ``--quick`` to those with a quick mode (the backtest bench). A module that fails is reported and the
+others still run. Exit status 1 if any module misses a goal or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller workloads where a module supports it")
+    parser.add_argument("--repeats", type=int, default=3, help="warm runs per figure (median reported)")
+    args = parser.parse_args(argv)
+    failed = []
+    for script in sorted(HERE.glob("bench_*.py")):
+        source = script.read_text()
+        module_args = ["--repeats", str(args.repeats)] if '"--repeats"' in source else []
+        if args.quick and '"--quick"' in source:
+            module_args.append("--quick")
+        print(f"\n===== {script.stem} {' '.join(module_args)} =====", flush=True)
+        done = subprocess.run([sys.executable, str(script), *module_args], check=False)
+        if done.returncode != 0:
+            failed.append(f"{script.stem} (exit {done.returncode})")
+    print(
+        f"\n===== summary: {'every module met its goals' if not failed else 'missed or failed: ' + ', '.join(failed)}"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
