@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -164,7 +164,7 @@ class BacktestResult:
     exposure: np.ndarray
     trades: np.ndarray  # TRADE_DTYPE
     events: np.ndarray  # EVENT_DTYPE
-    benchmark_equity: np.ndarray  # equal-weight buy and hold of the same symbols
+    data: AlignedCandles = field(repr=False)  # the candles the run saw
     close: np.ndarray  # (bars, symbols), for per-symbol analysis
     signals_meta: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
@@ -176,14 +176,15 @@ class BacktestResult:
     def symbols(self) -> tuple[str, ...]:
         return self.config.symbols
 
+    @cached_property
+    def benchmark_equity(self) -> np.ndarray:
+        """Equal-weight buy and hold of the same symbols (computed when a report asks for it)."""
+        return equal_weight_buy_and_hold(self.data, self.config.initial_capital)
+
 
 def fingerprint(data: AlignedCandles) -> str:
-    """SHA-256 of the timestamps and prices the run saw (proves which data produced a result)."""
-    h = hashlib.sha256()
-    h.update(",".join(data.symbols).encode())
-    for arr in (data.ts, data.open, data.high, data.low, data.close, data.volume):
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
+    """SHA-256 of the timestamps and prices the run saw (cached on the data set)."""
+    return data.fingerprint
 
 
 def _atr_pct(data: AlignedCandles, period: int = 14) -> np.ndarray:
@@ -317,7 +318,7 @@ def run_backtest(
         exposure=exposure,
         trades=trades,
         events=events,
-        benchmark_equity=equal_weight_buy_and_hold(data, config.initial_capital),
+        data=data,
         close=data.close,
         signals_meta={**signals.meta, "horizon_bars": signals.horizon_bars, "n_signals": n_signals},
         data_fingerprint=fingerprint(data),

@@ -7,8 +7,10 @@ only to this ``CandleStore`` protocol and to ``read_aligned``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -46,7 +48,7 @@ class CandleStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AlignedCandles:
     """Several symbols on one shared timestamp grid: arrays of shape ``(bars, symbols)``.
 
@@ -66,6 +68,18 @@ class AlignedCandles:
     @property
     def n_bars(self) -> int:
         return len(self.ts)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the symbols, timestamps and prices: proves which data produced a result.
+
+        Computed once per data set (a walk-forward or stress run reuses it for every run).
+        """
+        h = hashlib.sha256()
+        h.update(",".join(self.symbols).encode())
+        for arr in (self.ts, self.open, self.high, self.low, self.close, self.volume):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
 
 
 def align(series: dict[str, Candles]) -> AlignedCandles:

@@ -191,7 +191,10 @@ def sma_nb(x: FloatArray, n: int) -> FloatArray:
     out = np.full(x.shape, np.nan)
     for j in range(x.shape[1]):
         rows = _present_rows(x[:, j])
-        out[rows, j] = _sma_1d(x[rows, j], n)
+        if rows.shape[0] == x.shape[0]:  # no gaps: skip the gather/scatter
+            out[:, j] = _sma_1d(x[:, j], n)
+        else:
+            out[rows, j] = _sma_1d(x[rows, j], n)
     return out
 
 
@@ -204,7 +207,10 @@ def ema_nb(x: FloatArray, n: int) -> FloatArray:
     out = np.full(x.shape, np.nan)
     for j in range(x.shape[1]):
         rows = _present_rows(x[:, j])
-        out[rows, j] = _ema_1d(x[rows, j], n)
+        if rows.shape[0] == x.shape[0]:  # no gaps: skip the gather/scatter
+            out[:, j] = _ema_1d(x[:, j], n)
+        else:
+            out[rows, j] = _ema_1d(x[rows, j], n)
     return out
 
 
@@ -216,7 +222,10 @@ def rsi_nb(close: FloatArray, n: int) -> FloatArray:
     out = np.full(close.shape, np.nan)
     for j in range(close.shape[1]):
         rows = _present_rows(close[:, j])
-        out[rows, j] = _rsi_1d(close[rows, j], n)
+        if rows.shape[0] == close.shape[0]:  # no gaps: skip the gather/scatter
+            out[:, j] = _rsi_1d(close[:, j], n)
+        else:
+            out[rows, j] = _rsi_1d(close[rows, j], n)
     return out
 
 
@@ -269,7 +278,10 @@ def log_return_nb(x: FloatArray, n: int) -> FloatArray:
     out = np.full(x.shape, np.nan)
     for j in range(x.shape[1]):
         rows = _present_rows(x[:, j])
-        out[rows, j] = _log_return_1d(x[rows, j], n)
+        if rows.shape[0] == x.shape[0]:  # no gaps: skip the gather/scatter
+            out[:, j] = _log_return_1d(x[:, j], n)
+        else:
+            out[rows, j] = _log_return_1d(x[rows, j], n)
     return out
 
 
