@@ -272,15 +272,9 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _parse_params(items: list[str]) -> dict[str, str]:
-    from autotrader.domain.errors import ConfigError
+    from autotrader.cli import _parse_params as parse
 
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param {item!r}: expected key=value")
-        out[key.strip()] = value.strip()
-    return out
+    return parse(items)
 
 
 def _first_error(e: ValueError) -> str:
