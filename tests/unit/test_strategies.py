@@ -130,7 +130,7 @@ def test_sma_cross_constructed_path_signals_at_cross_bars():
     assert fast[4] > slow[4]
     signals = get_strategy("sma_cross", fast=2, slow=4).generate(_synthetic(close))
     assert _events(signals.direction) == [(7, 0.0), (12, 1.0)]
-    assert np.all(signals.confidence[[7, 12], 0] == 1.0)
+    assert np.all(np.isnan(signals.confidence[[7, 12], 0]))  # rule-based: no confidence, read as sure
     short = get_strategy("sma_cross", fast=2, slow=4, short=True).generate(_synthetic(close))
     assert _events(short.direction) == [(7, -1.0), (12, 1.0)]
 

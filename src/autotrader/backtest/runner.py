@@ -29,6 +29,7 @@ from autotrader.backtest.fast.kernel import (
     T_SIDE,
     T_SIGNAL_BAR,
     T_SYMBOL,
+    signal_rows_nb,
     simulate_portfolio_nb,
 )
 from autotrader.domain.candles import parse_date_ms
@@ -252,13 +253,11 @@ def run_backtest(
     min_notional = np.array([r.min_notional_usd for r in rules])
     atr_pct = _atr_pct(data) if config.sizing == "volatility" else np.zeros((1, 1))
     direction = np.ascontiguousarray(signals.direction, dtype=np.float64)
-    has_signal = ~np.isnan(direction)
-    n_signals = int(np.count_nonzero(has_signal))
-    signal_rows = has_signal.any(axis=1)
+    signal_rows, n_signals = signal_rows_nb(direction)
     max_trades = n_signals + m + 1
     n_days = int((data.ts[-1] - data.ts[0]) // 86_400_000) + 2
     max_events = n_signals * 2 + n_days * 2 + 16
-    confidence = np.where(np.isnan(signals.confidence), 1.0, signals.confidence)
+    confidence = np.ascontiguousarray(signals.confidence, dtype=np.float64)  # NaN = 1.0 in the kernel
     offline = np.zeros(0, dtype=np.bool_)
     if config.offline_windows:
         offline = np.zeros(data.n_bars, dtype=np.bool_)
@@ -275,7 +274,7 @@ def run_backtest(
         data.present,
         direction,
         signal_rows,
-        np.ascontiguousarray(confidence, dtype=np.float64),
+        confidence,
         atr_pct,
         tick,
         lot,

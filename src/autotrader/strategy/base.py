@@ -60,7 +60,8 @@ class Param:
 class Signals:
     """What a strategy wants per bar and symbol; arrays of shape ``(bars, symbols)``.
 
-    ``confidence`` is in [0, 1] where a signal is given (1.0 for rule-based strategies).
+    ``confidence`` is in [0, 1] where a signal is given; NaN means "no confidence given" and counts
+    as 1.0 (rule-based strategies).
     ``horizon_bars`` is the horizon a directional forecast is about (used to score accuracy);
     ``None`` for rule-based strategies.
     """
@@ -72,7 +73,7 @@ class Signals:
 
     @classmethod
     def from_direction(cls, direction: FloatArray, horizon_bars: int | None = None) -> Signals:
-        conf = np.where(np.isnan(direction), np.nan, 1.0)
+        conf = np.full(direction.shape, np.nan)  # NaN: "no confidence given", read as sure
         return cls(direction=direction, confidence=conf, horizon_bars=horizon_bars)
 
 

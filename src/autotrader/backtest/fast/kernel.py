@@ -131,6 +131,20 @@ def _close_position_nb(
 
 
 @njit(cache=True)
+def signal_rows_nb(direction):  # pragma: no cover - compiled
+    """(bars with any signal, number of signals) in one pass over the signal matrix."""
+    n, m = direction.shape
+    rows = np.zeros(n, dtype=np.bool_)
+    count = 0
+    for t in range(n):
+        for j in range(m):
+            if not math.isnan(direction[t, j]):
+                rows[t] = True
+                count += 1
+    return rows, count
+
+
+@njit(cache=True)
 def _record_event_nb(events, n_events, t, j, code):  # pragma: no cover - compiled
     if n_events < events.shape[0]:
         events[n_events, 0] = t
@@ -529,6 +543,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
             if want == 0.0 or (q != 0.0 and (want > 0) == (q > 0)):
                 continue
             c = confidence[t, j]
+            if math.isnan(c):
+                c = 1.0  # a strategy that gives no confidence is sure of its signal
             if corr_limit < 1.0:
                 for k in range(m):
                     if qty[k] != 0.0 and not pend_exit[k]:
