@@ -417,19 +417,12 @@ def _write_backtest_outputs(doc: dict, output_format: str, output: Path | None, 
 # ------------------------------------------------------------------------------- other command groups
 def _register_command_groups() -> None:
     """Commands that live in their own modules (each imports its heavy libraries lazily)."""
-    import importlib
+    from autotrader import cli_analyze, cli_autotrade, cli_exchange, cli_signals
 
-    for module in ("autotrader.cli_signals", "autotrader.cli_exchange", "autotrader.cli_analyze"):
-        try:
-            register = importlib.import_module(module).register
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        if module == "autotrader.cli_exchange":
-            register(app, data_app)
-        else:
-            register(app)
+    cli_signals.register(app)
+    cli_exchange.register(app, data_app)
+    cli_analyze.register(app)
+    cli_autotrade.register(app)
 
 
 _register_command_groups()

@@ -1,0 +1,555 @@
+"""``autotrader autotrade``: the trading robot (demo, live) and its status report.
+
+Wiring lives here, at the edge: the Bybit adapter (or a local ``exchange-sim``), the state store,
+the Kafka signal source, the clock and the metrics endpoint are built and handed to
+``autotrader.live.engine.Robot``.
+
+Demo mode never sends an order to a real account. It runs against one of:
+
+* ``--exchange-url http://127.0.0.1:PORT`` — a local ``autotrader exchange-sim`` (replayed prices);
+* ``--exchange-url bybit-demo`` — Bybit's demo trading (paper money, live prices, demo keys);
+* nothing — a paper wallet: an in-process exchange-sim funded with ``--capital`` that replays the
+  stored candles of ``--symbols`` from ``--replay-start`` at ``--replay-speed``.
+
+A mainnet or testnet URL is refused in demo mode. Live mode needs the keys (BYBIT_API_KEY /
+BYBIT_API_SECRET, from the environment only), ``--confirm-live`` (or a typed "yes"), and an
+account balance of at least ``--capital``.
+
+Heavy libraries are imported inside the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from autotrader.config import Settings
+    from autotrader.live.engine import RobotConfig
+    from autotrader.live.status import BacktestComparison
+
+log = logging.getLogger("autotrader.cli_autotrade")
+
+_REAL_HOSTS = ("api.bybit.com", "api.bytick.com", "api-testnet.bybit.com")
+_MAINNET_SUFFIXES = (
+    ".bybit.com",
+    ".bytick.com",
+    ".bybit.nl",
+    ".bybit.tr",
+    ".bybit.kz",
+    ".bybit.ae",
+    ".bybit.eu",
+    ".bybit.id",
+    ".bybit-tr.com",
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``autotrade`` command to ``app``."""
+    app.command("autotrade")(autotrade)
+
+
+@dataclass
+class RobotOptions:
+    """Everything ``run_robot`` needs (the CLI flags, parsed)."""
+
+    config: RobotConfig
+    db: str | None = None
+    exchange_url: str | None = None
+    signals: str | None = None
+    clock: str = "auto"
+    metrics_port: int | None = None
+    kill_switch_file: Path | None = None
+    confirm_live: bool = False
+    replay_speed: float = 60.0
+    replay_start: str | None = None
+    replay_exchange: str = "binance"
+    kafka_group: str | None = None
+    kafka_session_timeout_ms: int = 6000
+    settings_file: Path | None = None
+    json_logs: bool = True
+    log_level: str = "INFO"
+
+
+def autotrade(
+    mode: Annotated[str, typer.Option(help="demo (paper money), live (real money) or status (report and exit).")],
+    exchange: Annotated[str, typer.Option(help="Exchange (bybit).")] = "bybit",
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
+    capital: Annotated[float, typer.Option(help="Capital the robot trades with (USDT).")] = 1000.0,
+    risk: Annotated[str, typer.Option(help="Risk level: conservative, medium or aggressive.")] = "medium",
+    signals: Annotated[
+        str | None, typer.Option(help="Signal source kafka://HOST:PORT/TOPIC (or use --strategy).")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="Compute signals from live candles with this strategy instead of Kafka.")
+    ] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter key=value.")] = None,
+    sizing: Annotated[str, typer.Option(help="Position sizing: fixed, kelly or volatility.")] = "fixed",
+    market: Annotated[str, typer.Option(help="spot (long only) or linear (USDT perpetuals).")] = "spot",
+    leverage: Annotated[float, typer.Option(help="Leverage for linear markets.")] = 1.0,
+    timeframe: Annotated[str, typer.Option(help="Bar length for marking, risk and strategy signals.")] = "1h",
+    db: Annotated[
+        str | None, typer.Option(help="State store URL (default: POSTGRES_DSN, else $AUTOTRADER_HOME/state.db).")
+    ] = None,
+    exchange_url: Annotated[
+        str | None,
+        typer.Option(help="REST base URL (exchange-sim: http://127.0.0.1:PORT; 'bybit-demo': Bybit demo trading)."),
+    ] = None,
+    trading_hours: Annotated[str, typer.Option(help='"24/7" or UTC windows "HH:MM-HH:MM,...".')] = "24/7",
+    days: Annotated[int, typer.Option(help="--mode=status: report results over this many days.")] = 30,
+    confirm_live: Annotated[bool, typer.Option("--confirm-live", help="Confirm trading real money.")] = False,
+    kill_switch_file: Annotated[
+        Path | None, typer.Option(help="While this file exists, no new entries (default $AUTOTRADER_HOME/KILL).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics and /kill-switch on 127.0.0.1:PORT (0: any free port).")
+    ] = 9108,
+    robot_id: Annotated[str, typer.Option(help="Prefix of the robot's client order ids (1-8 letters/digits).")] = (
+        "atrobot"
+    ),
+    clock: Annotated[
+        str, typer.Option(help="auto, wall or venue (the exchange's market clock, for replays).")
+    ] = "auto",
+    replay_speed: Annotated[float, typer.Option(help="Paper wallet: market seconds per wall second.")] = 60.0,
+    replay_start: Annotated[str | None, typer.Option(help="Paper wallet: replay from this date (YYYY-MM-DD).")] = None,
+    replay_exchange: Annotated[str, typer.Option(help="Paper wallet: stored candles of this exchange.")] = "binance",
+    json_logs: Annotated[bool, typer.Option(help="JSON log lines (default) or readable ones.")] = True,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+) -> None:
+    """Run the trading robot (demo or live), or print its status from the state store.
+
+    Signals come from Kafka (--signals) or from a strategy on live candles (--strategy); every
+    decision goes through the backtest's risk engine and sizing; orders, fills and positions are
+    persisted before and after each exchange call, and the robot reconciles with the exchange on
+    every start. Stop it with Ctrl-C (or SIGTERM); a kill -9 is safe too.
+    """
+    from autotrader.domain.errors import ConfigError
+
+    if exchange.lower() != "bybit":
+        raise ConfigError(f"--exchange {exchange!r}: only bybit is supported")
+    if mode == "status":
+        status_report(db=db, days=days, settings_file=config)
+        return
+    if mode not in ("demo", "live"):
+        raise ConfigError(f"--mode {mode!r}: choose demo, live or status")
+    if (signals is None) == (strategy is None):
+        raise ConfigError("give exactly one signal source: --signals kafka://HOST:PORT/TOPIC or --strategy NAME")
+    robot_config = build_config(
+        mode=mode,
+        symbols=symbols,
+        capital=capital,
+        risk=risk,
+        strategy=strategy,
+        params=param or [],
+        sizing=sizing,
+        market=market,
+        leverage=leverage,
+        timeframe=timeframe,
+        trading_hours=trading_hours,
+        robot_id=robot_id,
+    )
+    options = RobotOptions(
+        config=robot_config,
+        db=db,
+        exchange_url=exchange_url,
+        signals=signals,
+        clock=clock,
+        metrics_port=metrics_port,
+        kill_switch_file=kill_switch_file,
+        confirm_live=confirm_live,
+        replay_speed=replay_speed,
+        replay_start=replay_start,
+        replay_exchange=replay_exchange,
+        settings_file=config,
+        json_logs=json_logs,
+    )
+    raise SystemExit(run_robot(options))
+
+
+def build_config(
+    *,
+    mode: str,
+    symbols: str,
+    capital: float,
+    risk: str,
+    strategy: str | None,
+    params: list[str],
+    sizing: str,
+    market: str,
+    leverage: float,
+    timeframe: str,
+    trading_hours: str,
+    robot_id: str,
+) -> RobotConfig:
+    """The robot's frozen configuration from CLI values (``ConfigError`` in one line)."""
+    from pydantic import ValidationError
+
+    from autotrader.domain.errors import ConfigError
+    from autotrader.domain.timeframe import Timeframe
+    from autotrader.live.engine import RobotConfig
+
+    parsed: dict[str, Any] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--param {item!r}: expected key=value")
+        parsed[key.strip()] = value.strip()
+    try:
+        cfg = RobotConfig(
+            mode=mode,
+            symbols=tuple(symbols.split(",")),
+            capital=capital,
+            risk_level=risk,
+            strategy=strategy,
+            strategy_params=parsed,
+            sizing=sizing,
+            market=market,
+            leverage=leverage,
+            timeframe=Timeframe.parse(timeframe).name,
+            trading_hours=trading_hours,
+            tag=robot_id,
+        )  # type: ignore[arg-type]
+        cfg.limits()
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"autotrade: {where}: {first['msg']}") from None
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+def run_robot(options: RobotOptions, ready: Any = None) -> int:
+    """Build everything, start the robot and run it until SIGINT/SIGTERM. Returns the exit code."""
+    from autotrader.config import load_settings
+    from autotrader.logs import configure_logging
+
+    configure_logging(options.log_level, json_lines=options.json_logs)
+    settings = load_settings(options.settings_file)
+    return asyncio.run(_run(options, settings, ready))
+
+
+async def _run(options: RobotOptions, settings: Settings, ready: Any) -> int:  # noqa: C901 - wiring, in order
+    from autotrader.adapters.exchange.bybit import BybitExchange
+    from autotrader.adapters.state import open_state_store, state_url
+    from autotrader.domain.errors import AuthError, ConfigError
+    from autotrader.live.engine import Robot
+    from autotrader.live.metrics import LogCounter, MetricsServer, RobotMetrics
+    from autotrader.live.risk_state import KillSwitch
+
+    cfg = options.config
+    paper = None
+    url = options.exchange_url or settings.exchange.base_url
+    key = settings.exchange.api_key.get_secret_value() if settings.exchange.api_key else None
+    secret = settings.exchange.api_secret.get_secret_value() if settings.exchange.api_secret else None
+    if cfg.mode == "demo" and url is None:
+        paper, url, key, secret = _paper_wallet(options, settings)
+    exchange_config = _exchange_config(cfg.mode, url, key, secret)
+    if cfg.mode == "live":
+        _confirm_live(options, exchange_config)
+    store = open_state_store(state_url(settings.home, options.db))
+    exchange = BybitExchange(exchange_config)
+    metrics = RobotMetrics()
+    counter = LogCounter(metrics.exchange_retries)
+    logging.getLogger("autotrader.adapters.exchange").addHandler(counter)
+    kill = KillSwitch(options.kill_switch_file or settings.home / "KILL")
+    server: MetricsServer | None = None
+    source = None
+    try:
+        clock = _clock(options, exchange, url)
+        if cfg.mode == "live":
+            await _check_balance(exchange, cfg)
+        strategy = _strategy(cfg, settings) if cfg.strategy else None
+        if options.signals:
+            from autotrader.adapters.broker.kafka import KafkaSignalSource
+
+            source = KafkaSignalSource(
+                options.signals,
+                group_id=options.kafka_group or f"autotrader-{cfg.tag}",
+                seen=store.seen,
+                clock_ms=clock.now_ms,
+                session_timeout_ms=options.kafka_session_timeout_ms,
+            )
+        robot = Robot(cfg, exchange, store, clock, signals=source, strategy=strategy, kill_switch=kill, metrics=metrics)
+        if options.metrics_port is not None:
+
+            def on_kill(engage: bool) -> None:
+                if engage:
+                    kill.engage("endpoint")
+                else:
+                    kill.release()
+                log.warning("kill switch %s through the endpoint", "engaged" if engage else "released")
+
+            server = MetricsServer(metrics, port=options.metrics_port, on_kill=on_kill, health=lambda: robot.status)
+            port = await server.start()
+            log.info("metrics endpoint http://127.0.0.1:%d/metrics", port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        summary = await robot.start()
+        log.info("reconciled with %s: %s", exchange_config.rest_url, summary)
+        if ready is not None:
+            ready(robot)
+        await robot.run(stop)
+        await robot.stop()
+        return 0
+    except AuthError as e:
+        raise ConfigError(f"the exchange refused the API key: {e}") from None
+    finally:
+        if server is not None:
+            await server.stop()
+        if source is not None:
+            with contextlib.suppress(Exception):
+                source.close()
+        await exchange.close()
+        store.close()
+        logging.getLogger("autotrader.adapters.exchange").removeHandler(counter)
+        if paper is not None:
+            paper.stop()
+
+
+def _exchange_config(mode: str, url: str | None, key: str | None, secret: str | None) -> Any:
+    from urllib.parse import urlparse
+
+    from autotrader.adapters.exchange.bybit import BybitConfig
+    from autotrader.domain.errors import ConfigError
+
+    if url == "bybit-demo":
+        if not (key and secret):
+            raise ConfigError("Bybit demo trading needs a demo API key: set BYBIT_API_KEY and BYBIT_API_SECRET")
+        return BybitConfig.for_environment("demo", key, secret)
+    if url is None:
+        if mode == "demo":  # pragma: no cover - demo without a URL gets a paper wallet before this
+            raise ConfigError("demo mode needs --exchange-url (exchange-sim or bybit-demo)")
+        if not (key and secret):
+            raise ConfigError("live mode needs BYBIT_API_KEY and BYBIT_API_SECRET in the environment")
+        return BybitConfig.for_environment("mainnet", key, secret)
+    host = (urlparse(url).hostname or "").lower()
+    if mode == "demo" and (host in _REAL_HOSTS or host.endswith(_MAINNET_SUFFIXES)) and host != "api-demo.bybit.com":
+        raise ConfigError(
+            f"demo mode never trades a real account: {url} is a Bybit trading host; use --exchange-url bybit-demo, "
+            "a local exchange-sim, or --mode=live"
+        )
+    if not (key and secret):
+        raise ConfigError(f"{mode} mode needs the account's keys in BYBIT_API_KEY and BYBIT_API_SECRET")
+    return BybitConfig.custom(url, key, secret)
+
+
+def _confirm_live(options: RobotOptions, exchange_config: Any) -> None:
+    from autotrader.domain.errors import ConfigError
+
+    if not exchange_config.has_keys:
+        raise ConfigError("live mode needs BYBIT_API_KEY and BYBIT_API_SECRET in the environment")
+    if options.confirm_live:
+        return
+    if not os.isatty(0):
+        raise ConfigError("live mode trades real money: pass --confirm-live (no terminal to ask)")
+    answer = typer.prompt(
+        f"Trade REAL money on {exchange_config.rest_url} with {options.config.capital:g} USDT? Type 'yes'"
+    )
+    if answer.strip().lower() != "yes":
+        raise ConfigError("live trading not confirmed")
+
+
+async def _check_balance(exchange: Any, cfg: RobotConfig) -> None:
+    from autotrader.domain.errors import ConfigError
+
+    balance = await exchange.balance()
+    usdt = float(balance.coin("USDT").wallet)
+    if usdt < cfg.capital:
+        raise ConfigError(f"the account holds {usdt:,.2f} USDT, less than --capital {cfg.capital:,.2f}: not trading")
+
+
+def _clock(options: RobotOptions, exchange: Any, url: str | None) -> Any:
+    from autotrader.domain.errors import ConfigError
+    from autotrader.live.clock import VenueClock, WallClock
+
+    kind = options.clock
+    if kind == "auto":
+        local = url is not None and any(h in url for h in ("127.0.0.1", "localhost", "[::1]"))
+        kind = "venue" if local else "wall"
+    if kind == "wall":
+        return WallClock()
+    if kind == "venue":
+        return VenueClock(exchange, options.config.market, options.config.symbols[0])
+    raise ConfigError(f"--clock {options.clock!r}: choose auto, wall or venue")
+
+
+def _strategy(cfg: RobotConfig, settings: Settings) -> Any:
+    from autotrader.backtest.runner import BacktestConfig
+    from autotrader.backtest.session import build_strategy
+
+    assert cfg.strategy is not None
+    bt = BacktestConfig(
+        symbols=cfg.symbols,
+        timeframe=cfg.timeframe,
+        strategy=cfg.strategy,
+        params=dict(cfg.strategy_params),
+        risk_level=cfg.risk_level,
+        risk_overrides=dict(cfg.risk_overrides),
+        market=cfg.market,
+    )
+    return build_strategy(bt, settings.cache_dir)
+
+
+def _paper_wallet(options: RobotOptions, settings: Settings) -> tuple[Any, str, str, str]:
+    """An in-process exchange-sim funded with the capital, replaying stored candles (demo without a URL)."""
+    import secrets
+    from decimal import Decimal
+
+    from autotrader.adapters.storage import open_store
+    from autotrader.domain.candles import parse_date_ms
+    from autotrader.domain.errors import ConfigError
+    from autotrader.exchange_sim import SimAccountSpec, SimConfig, SimServer, sim_candles_from_store
+
+    cfg = options.config
+    store = open_store(settings)
+    try:
+        candles = sim_candles_from_store(store, options.replay_exchange, cfg.timeframe, list(cfg.symbols))
+    finally:
+        store.close()
+    start_ms = None
+    if options.replay_start:
+        try:
+            start_ms = parse_date_ms(options.replay_start)
+        except ValueError:
+            raise ConfigError(f"--replay-start {options.replay_start!r}: expected YYYY-MM-DD") from None
+    key, secret = "paper" + secrets.token_hex(6), secrets.token_hex(16)
+    sim = SimServer(
+        SimConfig(
+            candles=candles,
+            timeframe=cfg.timeframe,
+            start_ms=start_ms,
+            warmup_bars=max(cfg.lookback_bars, 200),
+            speed=options.replay_speed,
+            accounts=[SimAccountSpec(key, secret, {"USDT": Decimal(repr(cfg.capital))})],
+        )
+    ).start()
+    log.info(
+        "paper wallet: exchange-sim at %s replaying %s %s candles at %gx",
+        sim.url,
+        options.replay_exchange,
+        cfg.timeframe,
+        options.replay_speed,
+    )
+    return sim, sim.url, key, secret
+
+
+# -------------------------------------------------------------------------------------------- status
+
+
+def status_report(*, db: str | None, days: int, settings_file: Path | None = None, now_ms: int | None = None) -> str:
+    """Print (and return) the RISK MANAGEMENT and LIVE TRADING RESULTS blocks from the state store."""
+    from autotrader.adapters.state import open_state_store, state_url
+    from autotrader.config import load_settings
+    from autotrader.live.status import live_results, render_results, render_risk, risk_management, since_days
+
+    settings = load_settings(settings_file)
+    store = open_state_store(state_url(settings.home, db))
+    try:
+        wall = time.time_ns() // 1_000_000
+        risk = risk_management(store, wall)
+        beat = store.last_heartbeat()
+        until = now_ms or (beat.ts_ms if beat is not None else wall)
+        since = since_days(until, days)
+        comparison = _backtest_comparison(store, settings, since, until)
+        results = live_results(store, since, until, comparison)
+        text = render_risk(risk) + "\n\n" + render_results(results, days)
+    finally:
+        store.close()
+    typer.echo(text)
+    return text
+
+
+def _backtest_comparison(store: Any, settings: Settings, since_ms: int, until_ms: int) -> BacktestComparison | None:
+    """Backtest the strategy that made the signals over the same window on stored candles, if it can."""
+    from autotrader.live.status import BacktestComparison
+    from autotrader.strategy.base import registered_strategies
+
+    config = store.get_meta("config") or {}
+    decisions = store.decisions(since_ms)
+    models = [d.model for d in decisions]
+    if not models and config.get("strategy"):
+        models = [config["strategy"]]
+    if not models:
+        return None
+    model = max(set(models), key=models.count)
+    import autotrader.strategy.library  # noqa: F401 (registers the built-in strategies)
+
+    if model not in registered_strategies():
+        return BacktestComparison(model, None, 0, (), 0.0, 0.0, f"{model!r} is not a built-in strategy to backtest")
+    try:
+        return _run_comparison(settings, config, model, since_ms, until_ms)
+    except Exception as e:  # a report must still print: say why the comparison is missing
+        return BacktestComparison(model, None, 0, (), 0.0, 0.0, f"no backtest: {str(e).splitlines()[0][:200]}")
+
+
+def _run_comparison(
+    settings: Settings, config: dict[str, Any], model: str, since_ms: int, until_ms: int
+) -> BacktestComparison:
+    from autotrader.adapters.storage import open_store
+    from autotrader.analytics.report_data import build_report
+    from autotrader.backtest.runner import BacktestConfig, run_backtest
+    from autotrader.backtest.session import build_strategy
+    from autotrader.domain.candles import format_ms
+    from autotrader.live.status import BacktestComparison, BacktestTrade
+    from autotrader.marketdata.store import read_aligned
+
+    bt = BacktestConfig(
+        symbols=tuple(config.get("symbols") or ("BTCUSDT",)),
+        exchange=config.get("candles_exchange", "binance"),
+        timeframe=config.get("timeframe", "1h"),
+        start=format_ms(since_ms)[:10],
+        end=format_ms(until_ms)[:10],
+        initial_capital=float(config.get("capital", 1000.0)),
+        strategy=model,
+        params=dict(config.get("strategy_params") or {}) if model == config.get("strategy") else {},
+        risk_level=config.get("risk_level", "medium"),
+        sizing=config.get("sizing", "fixed"),
+        market=config.get("market", "spot"),
+        leverage=float(config.get("leverage", 1.0)),
+    )
+    candle_store = open_store(settings)
+    try:
+        data = read_aligned(candle_store, bt.exchange, bt.symbols, bt.timeframe, since_ms, until_ms)
+    finally:
+        candle_store.close()
+    result = run_backtest(bt, data, build_strategy(bt, settings.cache_dir))
+    acc = build_report(result)["summary"].get("signal_accuracy") or {}
+    tf = bt.timeframe
+    trades = [
+        BacktestTrade(
+            signal_id=f"{model}-{t['symbol']}-{tf}-{int(t['signal_ts'])}",
+            symbol=str(t["symbol"]),
+            side=int(t["side"]),
+            qty=float(t["qty"]),
+            entry_price=float(t["entry_price"]),
+            exit_price=float(t["exit_price"]),
+            fees=float(t["entry_fee"] + t["exit_fee"]),
+            pnl=float(t["pnl"]),
+        )
+        for t in result.trades
+        if since_ms <= int(t["signal_ts"]) <= until_ms and t["exit_reason"] != "end_of_data"
+    ]
+    accuracy = acc.get("accuracy")
+    return BacktestComparison(
+        model,
+        None if accuracy is None else float(accuracy),
+        int(acc.get("evaluated") or 0),
+        trades,
+        bt.fee_rate,
+        bt.slippage_bps,
+        accuracy_note="" if acc else f"{model} makes no forecast with a horizon",
+    )

@@ -1,0 +1,942 @@
+"""The trading robot: signals in, one risk decision path, orders out — on an asyncio loop.
+
+    robot = Robot(config, exchange, store, clock, signals=kafka_source)   # everything injected
+    await robot.start()          # loads the store, reconciles with the exchange (refuses on mismatch)
+    await robot.run(stop_event)  # until stopped
+
+Each loop iteration: refresh the clock and prices; on a newly closed bar, mark equity and update
+the risk state exactly as the backtest kernel does at a bar's close (daily loss, drawdown halt,
+flatten), check stops, and — with a strategy — decide on the bar's signals; then take the
+signals the source delivered, decide each, persist the decision (with its intents and orders)
+and only then act and commit the source's offsets.
+
+A decision is the kernel's step 3b for one signal: spot is long-only (a short means "be flat"), an
+opposite or flat signal exits, no pyramiding, and an entry passes ``decide_entry_nb`` (risk gate
+and sizing) and ``entry_quantity_nb`` (lot, minimums, free cash) — the same compiled functions
+the backtest calls. The order goes out at once ("the next moment"), where the backtest fills at
+the next bar's open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autotrader.domain.candles import COLUMNS, Candles
+from autotrader.domain.errors import ConfigError, OrderRejected, TemporaryExchangeError
+from autotrader.domain.orders import Instrument, OrderSide, OrderSubmitted, OrderType, SubmitOrder
+from autotrader.domain.timeframe import Timeframe
+from autotrader.execution.ports import ExchangePort
+from autotrader.live.metrics import RobotMetrics
+from autotrader.live.order_manager import OrderManager
+from autotrader.live.portfolio import Book
+from autotrader.live.ports import Clock, StateStore
+from autotrader.live.reconcile import ReconcileError, Reconciler
+from autotrader.live.records import (
+    ClosedTrade,
+    DeadLetter,
+    Decision,
+    EquitySnapshot,
+    Heartbeat,
+    Intent,
+    IntentKind,
+    Ledger,
+    Outcome,
+    ReconcileSummary,
+    RobotEvent,
+    StoredOrder,
+)
+from autotrader.live.risk_state import KillSwitch, RiskState
+from autotrader.marketdata.store import AlignedCandles, align
+from autotrader.risk.limits import RiskLimits, risk_limits
+from autotrader.risk.rules import (
+    ALLOWED,
+    HALTED,
+    SIZING_FIXED,
+    SIZING_KELLY,
+    SIZING_VOLATILITY,
+    Denial,
+    correlation_exposure_nb,
+    decide_entry_nb,
+    entry_quantity_nb,
+)
+from autotrader.signals.intake import Delivery, SignalSource, Verdict
+from autotrader.signals.prediction import Prediction
+from autotrader.strategy.base import Strategy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FEES = {"spot": 0.001, "linear": 0.00055}
+_SIZING = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
+_HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+
+
+class RobotConfig(BaseModel):
+    """What one robot trades and how (frozen; unknown fields are refused)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["demo", "live"] = "demo"
+    symbols: tuple[str, ...]
+    market: Literal["spot", "linear"] = "spot"
+    timeframe: str = "1h"
+    capital: float = Field(gt=0)
+    risk_level: Literal["conservative", "medium", "aggressive"] = "medium"
+    risk_overrides: dict[str, Any] = Field(default_factory=dict)
+    sizing: Literal["fixed", "kelly", "volatility"] = "fixed"
+    leverage: float = Field(default=1.0, ge=1.0)
+    tag: str = Field(default="atrobot", min_length=1, max_length=8, pattern=r"^[A-Za-z0-9]+$")
+    strategy: str | None = None
+    strategy_params: dict[str, Any] = Field(default_factory=dict)
+    trading_hours: str = "24/7"
+    fee_rate: float | None = Field(default=None, ge=0, lt=0.1)
+    slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
+    poll_interval_s: float = Field(default=0.2, gt=0)
+    reconcile_interval_s: float = Field(default=30.0, gt=0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    price_max_age_s: float = Field(default=2.0, gt=0)
+    lookback_bars: int = Field(default=300, ge=20, le=1000)
+    signal_batch: int = Field(default=200, ge=1)
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = tuple(dict.fromkeys(s.strip().upper().replace("/", "") for s in v if s.strip()))
+        if not out:
+            raise ValueError("at least one symbol is needed")
+        return out
+
+    @field_validator("trading_hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        parse_trading_hours(v)
+        return v
+
+    @property
+    def tf(self) -> Timeframe:
+        return Timeframe.parse(self.timeframe)
+
+    @property
+    def fee(self) -> float:
+        return DEFAULT_FEES[self.market] if self.fee_rate is None else self.fee_rate
+
+    def limits(self) -> RiskLimits:
+        limits = risk_limits(self.risk_level, **self.risk_overrides)
+        if self.market == "spot" and self.leverage != 1.0:
+            raise ConfigError("leverage applies to linear markets only (spot trades without leverage)")
+        if self.leverage > limits.max_leverage:
+            raise ConfigError(
+                f"leverage {self.leverage:g} exceeds the {self.risk_level} risk level's cap of {limits.max_leverage:g}"
+            )
+        return limits
+
+
+def parse_trading_hours(text: str) -> list[tuple[int, int]]:
+    """``"24/7"`` (empty list = always) or ``"HH:MM-HH:MM,..."`` UTC windows (may wrap midnight)."""
+    text = text.strip()
+    if text.lower() in ("24/7", "always", ""):
+        return []
+    windows = []
+    for part in text.split(","):
+        m = _HOURS.match(part.strip())
+        if not m:
+            raise ConfigError(f"trading hours {text!r}: expected 24/7 or HH:MM-HH:MM[,HH:MM-HH:MM...] (UTC)")
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
+            raise ConfigError(f"trading hours {part.strip()!r}: not a time of day")
+        windows.append((h1 * 60 + m1, h2 * 60 + m2))
+    return windows
+
+
+def in_trading_hours(windows: Sequence[tuple[int, int]], now_ms: int) -> bool:
+    if not windows:
+        return True
+    minute = (now_ms % DAY_MS) // MINUTE_MS
+    for start, end in windows:
+        if start <= end and start <= minute < end:
+            return True
+        if start > end and (minute >= start or minute < end):
+            return True
+    return False
+
+
+@dataclasses.dataclass
+class _Price:
+    value: float
+    wall_s: float
+    clock_ms: int
+
+
+class Robot:
+    """One trading robot. See the module docstring."""
+
+    def __init__(
+        self,
+        config: RobotConfig,
+        exchange: ExchangePort,
+        store: StateStore,
+        clock: Clock,
+        *,
+        signals: SignalSource | None = None,
+        strategy: Strategy | None = None,
+        kill_switch: KillSwitch | None = None,
+        metrics: RobotMetrics | None = None,
+        robot_name: str | None = None,
+    ) -> None:
+        self.config = config
+        self.limits = config.limits()
+        self.exchange = exchange
+        self.store = store
+        self.clock = clock
+        self.signals = signals
+        self.strategy = strategy
+        self.kill_switch = kill_switch or KillSwitch()
+        self.metrics = metrics or RobotMetrics()
+        self.name = robot_name or config.tag
+        self.tf_ms = config.tf.ms
+        self.hours = parse_trading_hours(config.trading_hours)
+        self.lev = config.leverage if config.market == "linear" else 1.0
+        self.instruments: dict[str, Instrument] = {}
+        self.prices: dict[str, _Price] = {}
+        self.history: AlignedCandles | None = None
+        self._series: dict[str, Candles] = {}
+        self._bar_closes: dict[str, float] = {}
+        self.last_bar_ts = -1
+        self.blocked_reason: str | None = None  # reconciliation failed during the run
+        self.status = "starting"
+        self.started = False
+        self._last_heartbeat = 0.0
+        self._last_reconcile = 0.0
+        self.book: Book | None = None
+        self.om: OrderManager | None = None
+        self.risk = RiskState(self.limits, config.capital)
+        self.reconciler: Reconciler | None = None
+
+    # --------------------------------------------------------------------------------- lifecycle
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.config.symbols
+
+    async def start(self) -> ReconcileSummary:
+        """Load the store, reconcile with the exchange and mark equity. ``ReconcileError`` refuses to trade."""
+        cfg = self.config
+        instruments = await self.exchange.instruments(cfg.market, list(cfg.symbols))
+        missing = [s for s in cfg.symbols if s not in instruments]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} not listed on {self.exchange.venue} {cfg.market}")
+        self.instruments = {s: instruments[s] for s in cfg.symbols}
+        now = self.clock.now_ms()
+        self._check_settings(now)
+        ledger = self.store.load_ledger()
+        if ledger is None:
+            ledger = Ledger(Decimal(repr(cfg.capital)), Decimal(repr(cfg.capital)), updated_ms=now)
+            self.store.save_ledger(ledger)
+        self.book = Book(cfg.market, ledger, self.store.load_positions(), self.instruments)
+        self.risk = RiskState(self.limits, float(ledger.capital), self.store.load_risk())
+        self.risk.load_trades(self.store.load_trades())
+        self.om = OrderManager(
+            self.exchange,
+            self.store,
+            self.book,
+            self.clock,
+            market=cfg.market,
+            tag=cfg.tag,
+            instruments=self.instruments,
+            stop_loss=self.limits.stop_loss,
+            metrics=self.metrics,
+            on_trade=self._on_trade,
+        )
+        self.om.load()
+        await self.clock.refresh()
+        await self._refresh_prices(force=True)
+        first = self.store.get_meta("first_start_ms") or self.clock.now_ms()
+        self.reconciler = Reconciler(
+            self.om, cfg.symbols, prices=self._price_map, entry_block=self.entry_block, first_start_ms=int(first)
+        )
+        summary = await self.reconciler.run(strict=True)
+        self._last_reconcile = time.monotonic()
+        await self._load_history()
+        if self.history is not None:
+            self.last_bar_ts = int(self.history.ts[-1])
+        self._mark(self._price_map(), self.clock.now_ms())
+        self.started = True
+        self.status = "running"
+        self.store.record_event(RobotEvent(self.clock.now_ms(), "start", f"{cfg.mode} pid {os.getpid()}"))
+        self._heartbeat(force=True)
+        log.info(
+            "robot %s started (%s, %s, %s): reconciled %s",
+            self.name,
+            cfg.mode,
+            cfg.market,
+            ",".join(cfg.symbols),
+            summary,
+        )
+        return summary
+
+    def _check_settings(self, now: int) -> None:
+        cfg = self.config
+        stored = self.store.get_meta("config")
+        if stored is None:
+            self.store.set_meta("first_start_ms", now)
+        elif stored.get("capital") != cfg.capital and self.store.load_ledger() is not None:
+            log.warning(
+                "capital changed from %s to %s: the store keeps its ledger (capital %s)",
+                stored.get("capital"),
+                cfg.capital,
+                stored.get("capital"),
+            )
+        self.store.set_meta("config", cfg.model_dump(mode="json"))
+        self.store.set_meta("limits", self.limits.model_dump(mode="json"))
+
+    async def stop(self) -> None:
+        self.status = "stopped"
+        if self.started:
+            self._heartbeat(force=True)
+            self.store.record_event(RobotEvent(self.clock.now_ms(), "stop", "stopped"))
+        if self.signals is not None:
+            with contextlib.suppress(Exception):
+                self.signals.close()
+
+    async def run(self, stop: asyncio.Event | None = None, *, max_iterations: int | None = None) -> None:
+        """Loop until ``stop`` is set (or ``max_iterations``); a side task measures the event loop's lag."""
+        if not self.started:
+            await self.start()
+        stop = stop or asyncio.Event()
+        lag = asyncio.create_task(self._measure_lag(stop))
+        try:
+            n = 0
+            while not stop.is_set() and (max_iterations is None or n < max_iterations):
+                n += 1
+                got = await self.step()
+                if got == 0 and self.signals is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.config.poll_interval_s)
+        finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
+
+    async def _measure_lag(self, stop: asyncio.Event, interval_s: float = 0.1) -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            await asyncio.sleep(interval_s)
+            self.metrics.loop_lag.observe(max(0.0, time.perf_counter() - t0 - interval_s))
+
+    async def step(self) -> int:
+        """One iteration: clock, bar close, signals, periodic reconciliation, heartbeat."""
+        try:
+            await self.clock.refresh()
+        except TemporaryExchangeError as e:
+            self._exchange_fault("clock", e)
+        now = self.clock.now_ms()
+        closed_bar = (now // self.tf_ms) * self.tf_ms - self.tf_ms
+        if closed_bar > self.last_bar_ts:
+            try:
+                await self.on_bar_close(closed_bar)
+            except TemporaryExchangeError as e:
+                self._exchange_fault("bar", e)
+        handled = 0
+        if self.signals is not None:
+            try:  # keep prices fresh here, off the signal's path
+                await self._refresh_prices()
+            except TemporaryExchangeError as e:
+                self._exchange_fault("prices", e)
+            deliveries = await asyncio.to_thread(
+                self.signals.poll, self.config.poll_interval_s, self.config.signal_batch
+            )
+            if deliveries:
+                await self.handle(deliveries)
+                handled = len(deliveries)
+        if time.monotonic() - self._last_reconcile >= self.config.reconcile_interval_s:
+            await self.reconcile()
+        self._heartbeat()
+        self.metrics.kill_switch.set(1.0 if self.kill_switch.engaged else 0.0)
+        return handled
+
+    async def reconcile(self) -> ReconcileSummary | None:
+        assert self.reconciler is not None
+        self._last_reconcile = time.monotonic()
+        await self._refresh_prices(force=True)
+        try:
+            summary = await self.reconciler.run(strict=False)
+        except TemporaryExchangeError as e:
+            self._exchange_fault("reconcile", e)
+            return None
+        if summary.ok:
+            if self.blocked_reason is not None:
+                log.warning("reconciliation passes again: entries resume")
+            self.blocked_reason = None
+        else:
+            self.blocked_reason = "reconciliation failed: " + "; ".join(summary.problems)
+            log.error("%s; entries paused until it passes", self.blocked_reason)
+        return summary
+
+    # ------------------------------------------------------------------------------------ prices
+
+    def _price_map(self) -> dict[str, float]:
+        return {s: p.value for s, p in self.prices.items()}
+
+    def _set_price(self, symbol: str, value: float) -> None:
+        self.prices[symbol] = _Price(value, time.monotonic(), self.clock.now_ms())
+
+    async def _refresh_prices(self, force: bool = False, symbols: Sequence[str] | None = None) -> None:
+        """Tickers for prices older than ``price_max_age_s`` on the wall or on the robot's clock (replays run fast)."""
+        now = time.monotonic()
+        clock_now = self.clock.now_ms()
+        max_age = self.config.price_max_age_s
+        for symbol in symbols or self.symbols:
+            p = self.prices.get(symbol)
+            if force or p is None or now - p.wall_s > max_age or clock_now - p.clock_ms > max_age * 1000:
+                ticker = await self.exchange.ticker(self.config.market, symbol)
+                self._set_price(symbol, float(ticker.last))
+
+    async def price(self, symbol: str, max_age_s: float | None = None) -> float:
+        """The symbol's last price; refreshed first when older than ``max_age_s`` (default ``price_max_age_s``)."""
+        p = self.prices.get(symbol)
+        limit = self.config.price_max_age_s if max_age_s is None else max_age_s
+        if p is None or time.monotonic() - p.wall_s > limit or self.clock.now_ms() - p.clock_ms > limit * 1000:
+            await self._refresh_prices(force=True, symbols=[symbol])
+        return self.prices[symbol].value
+
+    # ------------------------------------------------------------------------------------ bars
+
+    async def _load_history(self) -> None:
+        """Closed bars of every symbol (the last ``lookback_bars``), fetched incrementally after the first time."""
+        cfg = self.config
+        for symbol in cfg.symbols:
+            have = self._series.get(symbol)
+            if have is None or not len(have):
+                fresh = await self.exchange.candles(cfg.market, symbol, cfg.timeframe, limit=cfg.lookback_bars)
+            else:
+                last = int(have.ts[-1])
+                missing = (self.clock.now_ms() - last) // self.tf_ms
+                if missing <= 1:
+                    continue  # nothing new can have closed
+                if missing > cfg.lookback_bars:
+                    fresh = await self.exchange.candles(cfg.market, symbol, cfg.timeframe, limit=cfg.lookback_bars)
+                else:
+                    new = await self.exchange.candles(
+                        cfg.market, symbol, cfg.timeframe, start_ms=last + self.tf_ms, limit=int(missing) + 1
+                    )
+                    fresh = _append(have, new, cfg.lookback_bars)
+            self._series[symbol] = fresh
+        if all(len(self._series.get(s, ())) for s in cfg.symbols):
+            self.history = align({s: self._series[s] for s in cfg.symbols})
+
+    async def on_bar_close(self, bar_ts: int) -> None:
+        """The bar opened at ``bar_ts`` closed: mark, update risk, protect positions, act on strategy signals."""
+        await self._load_history()
+        data = self.history
+        if data is None or int(data.ts[-1]) < bar_ts:
+            return  # the venue has not served the bar yet: try again on the next iteration
+        self.last_bar_ts = bar_ts
+        t = data.n_bars - 1
+        closes = {s: float(data.close[t, j]) for j, s in enumerate(data.symbols) if data.present[t, j]}
+        self._bar_closes = closes
+        assert self.om is not None
+        await self.om.sync_open_orders()  # stops that filled during the bar: the book must know before marking
+        for symbol, value in closes.items():
+            if symbol not in self.prices:
+                self._set_price(symbol, value)
+        await self._mark_and_act(closes, bar_ts)
+        self._score_signals(data)
+        if self.strategy is not None:
+            await self._refresh_prices(force=True)  # orders go out at the next moment's price
+            await self._strategy_signals(data, bar_ts)
+
+    def _score_signals(self, data: AlignedCandles) -> None:
+        """Record the close at each acted-on signal's horizon (for live signal accuracy)."""
+        until = int(data.ts[-1]) + self.tf_ms
+        column = {s: j for j, s in enumerate(data.symbols)}
+        for d in self.store.signals_to_score(until):
+            j = column.get(d.symbol)
+            bar = (d.expires_ms // self.tf_ms) * self.tf_ms - self.tf_ms  # the bar that closes at or before it
+            i = int(np.searchsorted(data.ts, bar))
+            if j is None or i >= data.n_bars or int(data.ts[i]) != bar or not data.present[i, j]:
+                if j is None or bar < int(data.ts[0]):
+                    self.store.score_signal(d.signal_id, -1.0)  # too old to score: marked so, never again
+                continue
+            self.store.score_signal(d.signal_id, float(data.close[i, j]))
+
+    async def _mark_and_act(self, prices: dict[str, float], as_of_ms: int) -> None:
+        transitions = self._mark(prices, as_of_ms)
+        halted = any(tr.kind == "drawdown_halt" for tr in transitions) or self.risk.state == HALTED
+        if halted and self.limits.flatten_on_halt:
+            await self.flatten("drawdown_halt")
+        assert self.om is not None
+        for symbol in self.symbols:
+            if symbol in prices and not self.om.pending(symbol):
+                await self.om.ensure_stop(symbol, prices[symbol])
+
+    def _mark(self, prices: dict[str, float], as_of_ms: int) -> list[Any]:
+        assert self.book is not None
+        equity = self.book.equity(prices)
+        transitions = self.risk.mark(equity, as_of_ms)
+        for tr in transitions:
+            log.warning("risk: %s: %s", tr.kind, tr.detail)
+            self.store.record_event(RobotEvent(self.clock.now_ms(), tr.kind, tr.detail))
+        self.store.save_risk(self.risk.snapshot(self.kill_switch.engaged))
+        gross = self.book.gross_exposure(prices)
+        self.store.snapshot_equity(
+            EquitySnapshot(
+                ts_ms=self.clock.now_ms(),
+                equity=equity,
+                cash=float(self.book.cash),
+                exposure=gross / equity if equity > 0 else 0.0,
+                peak_equity=self.risk.peak_equity,
+                day_start_equity=self.risk.day_start_equity,
+                state=self.risk.state,
+            )
+        )
+        self._write_usage(prices, equity, gross)
+        self.metrics.equity.set(equity)
+        self.metrics.drawdown.set(self.risk.drawdown(equity))
+        self.metrics.state.set(self.risk.state)
+        self.metrics.positions.set(sum(1 for s in self.symbols if self.book.open_side(s, prices.get(s))))
+        return transitions
+
+    def _write_usage(self, prices: dict[str, float], equity: float, gross: float) -> None:
+        assert self.book is not None
+        biggest = max(
+            (
+                abs(float(p.qty)) * prices.get(s, float(p.avg_price))
+                for s, p in self.book.positions.items()
+                if self.book.open_side(s, prices.get(s))
+            ),
+            default=0.0,
+        )
+        corr = self._correlation_now(prices)
+        self.store.set_meta(
+            "risk_usage",
+            {
+                "ts_ms": self.clock.now_ms(),
+                "equity": equity,
+                "max_position_fraction": biggest / equity if equity > 0 else 0.0,
+                "gross_exposure": gross / equity if equity > 0 else 0.0,
+                "correlation": corr,
+                "leverage": gross / equity if equity > 0 else 0.0,
+                "prices": prices,
+            },
+        )
+
+    def _correlation_now(self, prices: dict[str, float]) -> float:
+        data = self.history
+        if data is None or data.n_bars < 2 or self.book is None:
+            return 0.0
+        exposure = np.array([self.book.signed_exposure(s, prices.get(s, 0.0)) for s in data.symbols])
+        if np.count_nonzero(exposure) < 2:
+            return 0.0
+        c = correlation_exposure_nb(
+            np.ascontiguousarray(data.close), data.n_bars - 1, exposure, -1, 0.0, self.limits.correlation_window_bars
+        )
+        return float(c)
+
+    async def _strategy_signals(self, data: AlignedCandles, bar_ts: int) -> None:
+        assert self.strategy is not None
+        signals = self.strategy.generate(data)
+        t = data.n_bars - 1
+        now = self.clock.now_ms()
+        perf = time.perf_counter()
+        for j, symbol in enumerate(data.symbols):
+            d = float(signals.direction[t, j])
+            if math.isnan(d) or not data.present[t, j]:
+                continue
+            conf = float(signals.confidence[t, j])
+            prediction = Prediction(
+                id=f"{self.strategy.name}-{symbol}-{self.config.timeframe}-{bar_ts}",
+                symbol=symbol,
+                ts=bar_ts + self.tf_ms,
+                direction="long" if d > 0 else "short" if d < 0 else "flat",
+                confidence=1.0 if math.isnan(conf) else min(1.0, max(0.0, conf)),
+                horizon=self.config.timeframe,
+                model=self.strategy.name,
+            )
+            if self.store.seen(prediction.id):
+                continue
+            self.metrics.signals.inc(verdict="accepted", source="strategy")
+            await self.on_signal(prediction, f"strategy:{self.strategy.name}", now, perf, bar_prices=True)
+
+    # ------------------------------------------------------------------------------------- risk
+
+    def entry_block(self) -> str | None:
+        """Why entries are paused right now (``None``: they are not)."""
+        if self.kill_switch.engaged:
+            return "kill_switch"
+        if self.blocked_reason is not None:
+            return "reconciliation_failed"
+        if not in_trading_hours(self.hours, self.clock.now_ms()):
+            return "outside_trading_hours"
+        if self.risk.state != 0:
+            return Denial.HALTED_DRAWDOWN.name.lower() if self.risk.state == HALTED else Denial.DAILY_LOSS.name.lower()
+        return None
+
+    def _on_trade(self, trade: ClosedTrade) -> None:
+        self.risk.record_trade(trade)
+
+    async def flatten(self, reason: str) -> int:
+        """Exit every open position (reason recorded); returns how many exits were sent."""
+        assert self.om is not None
+        assert self.book is not None
+        sent = 0
+        for symbol in self.symbols:
+            price = await self.price(symbol)
+            side = self.book.open_side(symbol, price)
+            if side == 0 or self.om.pending_exit(symbol):
+                continue
+            now = self.clock.now_ms()
+            cid = self.om.client_id(symbol, f"{reason}-{self.book.position(symbol).entry_client_order_id}", "exit")
+            intent = Intent(
+                cid,
+                IntentKind.EXIT,
+                symbol,
+                OrderSide.SELL if side > 0 else OrderSide.BUY,
+                now,
+                reason=reason,
+                reference_price=price,
+            )
+            stored = self._exit_order(intent, symbol, price)
+            if stored is None:
+                continue
+            self.store.save_intent(intent, stored.order)
+            self.om.track(intent, stored)
+            await self.om.run_exit(stored, price)
+            sent += 1
+        return sent
+
+    # ---------------------------------------------------------------------------------- signals
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        """Decide every delivery, then commit them to the source (after their decisions are persisted)."""
+        perf = time.perf_counter()
+        for delivery in deliveries:
+            outcome = delivery.outcome
+            self.metrics.signals.inc(verdict=str(outcome.verdict), source="kafka")
+            if outcome.verdict is Verdict.INVALID:
+                self.store.record_dead_letter(
+                    DeadLetter(
+                        delivery.position,
+                        delivery.received_ms,
+                        outcome.reason,
+                        outcome.detail,
+                        delivery.raw.decode("utf-8", "replace")[:10_000],
+                    )
+                )
+                self.metrics.decisions.inc(outcome="dead_lettered", reason=outcome.reason)
+                continue
+            prediction = delivery.prediction
+            assert prediction is not None
+            if outcome.verdict is Verdict.DUPLICATE:
+                self.metrics.decisions.inc(outcome="ignored", reason="duplicate")
+                log.info(
+                    "signal %s is a duplicate: ignored",
+                    prediction.id,
+                    extra={"signal_id": prediction.id, "symbol": prediction.symbol},
+                )
+                continue
+            if outcome.verdict is Verdict.STALE:
+                self._record_skip(prediction, delivery.position, delivery.received_ms, "stale", outcome.detail)
+                continue
+            await self.on_signal(prediction, delivery.position, delivery.received_ms, perf)
+        if self.signals is not None:
+            self.signals.commit(*deliveries)
+
+    def _decision(
+        self,
+        p: Prediction,
+        source: str,
+        received_ms: int,
+        outcome: Outcome,
+        reason: str = "",
+        detail: str = "",
+        cid: str | None = None,
+        price: float = 0.0,
+    ) -> Decision:
+        return Decision(
+            signal_id=p.id,
+            symbol=p.symbol,
+            direction=p.sign,
+            confidence=p.confidence,
+            signal_ts=p.ts,
+            horizon=p.horizon,
+            model=p.model,
+            source=source,
+            received_ms=received_ms,
+            decided_ms=self.clock.now_ms(),
+            outcome=outcome,
+            reason=reason,
+            detail=detail,
+            client_order_id=cid,
+            raw=p.model_dump_json(),
+            price=price,
+            expires_ms=p.ts + p.horizon_ms,
+        )
+
+    def _record_skip(self, p: Prediction, source: str, received_ms: int, reason: str, detail: str = "") -> None:
+        if self.store.record_decision(self._decision(p, source, received_ms, Outcome.SKIPPED, reason, detail)):
+            self.metrics.decisions.inc(outcome="skipped", reason=reason)
+            log.info("signal %s skipped: %s %s", p.id, reason, detail, extra={"signal_id": p.id, "symbol": p.symbol})
+
+    async def on_signal(
+        self, p: Prediction, source: str, received_ms: int, perf: float, *, bar_prices: bool = False
+    ) -> None:
+        """Decide one accepted signal (the kernel's step 3b), persist, then act."""
+        assert self.om is not None
+        assert self.book is not None
+        symbol = p.symbol
+        if symbol not in self.instruments:
+            self._record_skip(p, source, received_ms, "unknown_symbol", f"{symbol} is not traded by this robot")
+            return
+        try:
+            # the loop refreshes prices every iteration; a signal only waits for one when it is very old
+            price = await self.price(symbol, max_age_s=None if bar_prices else 5 * self.config.price_max_age_s)
+            for stuck in self.om.pending(symbol):  # an earlier order's outcome is unknown: look it up first
+                await self.om.refresh(stuck)
+        except TemporaryExchangeError as e:
+            self._exchange_fault("signal", e)
+            self._record_skip(p, source, received_ms, "exchange_unavailable", str(e)[:300])
+            return
+        if self.om.pending(symbol):
+            self._record_skip(
+                p, source, received_ms, "order_pending", ", ".join(o.client_order_id for o in self.om.pending(symbol))
+            )
+            return
+        side = self.book.open_side(symbol, price)
+        want = p.sign
+        if self.config.market == "spot" and want < 0:
+            want = 0  # spot is long-only: a short signal means "be flat"
+        actions: list[tuple[Intent, StoredOrder]] = []
+        now = self.clock.now_ms()
+        expires = p.ts + p.horizon_ms
+        if side != 0 and (want == 0 or want != side):
+            cid = self.om.client_id(symbol, p.id, "exit")
+            intent = Intent(
+                cid,
+                IntentKind.EXIT,
+                symbol,
+                OrderSide.SELL if side > 0 else OrderSide.BUY,
+                now,
+                reason="signal",
+                signal_id=p.id,
+                confidence=p.confidence,
+                expires_ms=expires,
+                reference_price=price,
+            )
+            stored = self._exit_order(intent, symbol, price)
+            if stored is not None:
+                actions.append((intent, stored))
+        if want == 0 or (side != 0 and want == side):
+            if actions:
+                await self._commit_and_act(p, source, received_ms, Outcome.EXIT, actions, price, perf)
+                return
+            reason = (
+                "already_in_position"
+                if want != 0
+                else (Denial.SHORT_NOT_ALLOWED.name.lower() if p.sign < 0 else "no_position")
+            )
+            self._record_skip(p, source, received_ms, reason)
+            return
+        entry = self._entry(p, symbol, price, now, expires, bar_prices)
+        if isinstance(entry, str):
+            if actions:  # the exit still goes out (a reversal whose entry was denied)
+                await self._commit_and_act(p, source, received_ms, Outcome.EXIT, actions, price, perf, note=entry)
+            else:
+                self._record_skip(p, source, received_ms, entry)
+            return
+        actions.append(entry)
+        await self._commit_and_act(p, source, received_ms, Outcome.ENTRY, actions, price, perf)
+
+    def _entry(
+        self, p: Prediction, symbol: str, price: float, now: int, expires: int, bar_prices: bool
+    ) -> tuple[Intent, StoredOrder] | str:
+        """The entry for an allowed signal, or the reason it is denied (the shared risk functions)."""
+        assert self.om is not None
+        assert self.book is not None
+        block = self.entry_block()
+        if block is not None and block not in ("halted_drawdown", "daily_loss"):
+            return block
+        cfg = self.config
+        lim = self.limits
+        prices = self._price_map()
+        marks = {**prices, **self._bar_closes} if bar_prices else prices  # the kernel decides at the close
+        equity = self.book.equity(marks)
+        data = self.history
+        symbols = data.symbols if data is not None else self.symbols
+        j = symbols.index(symbol)
+        close = np.ascontiguousarray(data.close) if data is not None else np.full((1, len(symbols)), price)
+        t = close.shape[0] - 1
+        exposure = np.array(
+            [self.book.signed_exposure(s, marks.get(s, 0.0)) if not self.om.pending_exit(s) else 0.0 for s in symbols]
+        )
+        atr = 0.0
+        if cfg.sizing == "volatility" and data is not None:
+            from autotrader.backtest.runner import _atr_pct
+
+            atr = float(_atr_pct(data)[t, j])
+        side = float(p.sign)
+        code, fraction = decide_entry_nb(
+            self.risk.state,
+            p.confidence,
+            lim.min_confidence,
+            close,
+            t,
+            exposure,
+            j,
+            side,
+            equity,
+            self.lev,
+            lim.position_size,
+            lim.correlation,
+            lim.correlation_window_bars,
+            _SIZING[cfg.sizing],
+            self.risk.n_wins,
+            self.risk.n_losses,
+            self.risk.sum_win,
+            self.risk.sum_loss,
+            lim.kelly_fraction,
+            lim.kelly_min_trades,
+            atr,
+            lim.risk_per_trade,
+            lim.atr_multiple,
+        )
+        if code != ALLOWED:
+            return Denial(int(code)).name.lower()
+        inst = self.instruments[symbol]
+        slip = cfg.slippage_bps / 10_000.0
+        fill = price * (1.0 + slip) if side > 0 else price * (1.0 - slip)
+        qty, code = entry_quantity_nb(
+            fraction,
+            equity,
+            self.lev,
+            fill,
+            self.book.free_cash(prices, self.lev),
+            cfg.fee,
+            float(inst.lot_step),
+            float(inst.min_qty),
+            float(inst.min_notional),
+            np.inf,
+        )
+        if code != ALLOWED:
+            return Denial(int(code)).name.lower()
+        cid = self.om.client_id(symbol, p.id, "entry")
+        order_side = OrderSide.BUY if side > 0 else OrderSide.SELL
+        intent = Intent(
+            cid,
+            IntentKind.ENTRY,
+            symbol,
+            order_side,
+            now,
+            reason="signal",
+            signal_id=p.id,
+            fraction=float(fraction),
+            decision_equity=equity,
+            reference_price=price,
+            confidence=p.confidence,
+            expires_ms=expires,
+        )
+        command = SubmitOrder(cid, symbol, cfg.market, order_side, OrderType.MARKET, Decimal(repr(float(qty))))
+        try:
+            command = self.om.fit(command, fill)
+        except OrderRejected as e:
+            return f"below_min_notional: {e}"[:100]
+        return intent, self.om.new_order(intent, command)
+
+    def _exit_order(self, intent: Intent, symbol: str, price: float) -> StoredOrder | None:
+        assert self.om is not None
+        assert self.book is not None
+        qty = self.book.tradable_qty(symbol, price)
+        if qty == 0:
+            return None
+        command = SubmitOrder(
+            intent.intent_id,
+            symbol,
+            self.config.market,
+            intent.side,
+            OrderType.MARKET,
+            qty,
+            reduce_only=self.config.market == "linear",
+        )
+        try:
+            command = self.om.fit(command, price)
+        except OrderRejected:
+            return None
+        return self.om.new_order(intent, command)
+
+    async def _commit_and_act(
+        self,
+        p: Prediction,
+        source: str,
+        received_ms: int,
+        outcome: Outcome,
+        actions: list[tuple[Intent, StoredOrder]],
+        price: float,
+        perf: float,
+        note: str = "",
+    ) -> None:
+        assert self.om is not None
+        main = actions[-1][1].client_order_id
+        decision = self._decision(p, source, received_ms, outcome, "signal", note, main, price)
+        # an entry goes out right after this transaction: store it SUBMITTED already (one write less before
+        # the send); an exit stays INITIALIZED because the stop is cancelled first and its size may change
+        actions = [
+            (i, dataclasses.replace(o, order=o.order.apply(OrderSubmitted(o.client_order_id, decision.decided_ms))))
+            if i.kind is IntentKind.ENTRY
+            else (i, o)
+            for i, o in actions
+        ]
+        if not self.store.record_decision(decision, [(i, o.order) for i, o in actions]):
+            self.metrics.decisions.inc(outcome="ignored", reason="duplicate")
+            return
+        self.metrics.decisions.inc(outcome=str(outcome), reason="signal")
+        for intent, stored in actions:
+            self.om.track(intent, stored)
+        for intent, stored in actions:
+            if intent.kind is IntentKind.EXIT:
+                await self.om.run_exit(stored, price, perf)
+            else:
+                await self.om.run_entry(stored, price, perf)
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _exchange_fault(self, where: str, e: Exception) -> None:
+        self.metrics.exchange_errors.inc(kind=type(e).__name__)
+        log.warning("exchange problem during %s: %s", where, e)
+        self.store.record_event(RobotEvent(self.clock.now_ms(), "fault", f"{where}: {type(e).__name__}: {e}"[:1000]))
+
+    def _heartbeat(self, force: bool = False) -> None:
+        wall = time.monotonic()
+        if not force and wall - self._last_heartbeat < self.config.heartbeat_interval_s:
+            return
+        self._last_heartbeat = wall
+        now = self.clock.now_ms()
+        detail = self.blocked_reason or (self.kill_switch.why() if self.kill_switch.engaged else "")
+        self.store.heartbeat(
+            Heartbeat(self.name, now, time.time_ns() // 1_000_000, os.getpid(), self.config.mode, self.status, detail)
+        )
+        self.metrics.heartbeat.set(now)
+
+
+def _append(have: Candles, new: Candles, keep: int) -> Candles:
+    """``have`` followed by the bars of ``new`` after its last one, the newest ``keep`` bars."""
+    if not len(new):
+        return have
+    new = new.take(np.flatnonzero(new.ts > have.ts[-1]))
+    merged = Candles(*(np.concatenate([getattr(have, c), getattr(new, c)]) for c in COLUMNS))
+    return merged.take(np.arange(max(0, len(merged) - keep), len(merged)))
+
+
+__all__ = ["ReconcileError", "Robot", "RobotConfig", "in_trading_hours", "parse_trading_hours"]

@@ -1,0 +1,562 @@
+"""The order manager: persist, then call the exchange, then persist what it said.
+
+Every order is in the store (with its client order id, derived from the decision that made it)
+before its first send, and in state SUBMITTED before each send; the venue's answer is applied
+through the order state machine (``Order.apply``) and written back; every fill is written with the
+position, cash and closed trade it led to in one transaction. A crash at any point therefore leaves
+either an order the venue never saw (sent again under the SAME id — the venue's duplicate check
+makes that safe) or one the venue has (found by its id and adopted). See ``reconcile``.
+
+The stop-loss of every position rests on the exchange as a conditional order with its own
+client id (``<tag>-<symbol>-sl-…``); it is cancelled before an exit is sent and placed again
+(next attempt id) whenever it is found missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from autotrader.domain.errors import ExchangeError, OrderRejected, StorageError, TemporaryExchangeError
+from autotrader.domain.instrument import Market
+from autotrader.domain.orders import (
+    Fill,
+    Instrument,
+    Order,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderEvent,
+    OrderFilled,
+    OrderSide,
+    OrderStatus,
+    OrderSubmitted,
+    OrderTriggered,
+    OrderType,
+    SubmitOrder,
+    derive_client_order_id,
+    sync_events,
+)
+from autotrader.domain.orders import OrderRejected as OrderRejectedEvent
+from autotrader.execution.ports import ExchangePort, fit_to_instrument
+from autotrader.live.metrics import RobotMetrics
+from autotrader.live.portfolio import Book
+from autotrader.live.ports import Clock, StateStore
+from autotrader.live.records import (
+    ClosedTrade,
+    Intent,
+    IntentKind,
+    IntentStatus,
+    Outcome,
+    PositionState,
+    RobotEvent,
+    StoredOrder,
+)
+from autotrader.risk.rules import round_to_tick_nb
+
+log = logging.getLogger(__name__)
+
+_VENUE_LAG_MS = 60_000
+_EVENT_NAMES = {
+    OrderSubmitted: "submitted",
+    OrderAccepted: "accepted",
+    OrderRejectedEvent: "rejected",
+    OrderTriggered: "triggered",
+    OrderCanceled: "canceled",
+    OrderDenied: "denied",
+    OrderFilled: "filled",
+}
+
+
+def command_of(order: Order) -> SubmitOrder:
+    """The ``SubmitOrder`` that (re)creates ``order`` at the venue, under the same client id."""
+    return SubmitOrder(
+        client_order_id=order.client_order_id,
+        symbol=order.symbol,
+        market=order.market,
+        side=order.side,
+        type=order.type,
+        qty=order.qty,
+        price=order.price,
+        trigger_price=order.trigger_price,
+        time_in_force=order.time_in_force,
+        reduce_only=order.reduce_only,
+        take_profit=order.take_profit,
+        stop_loss=order.stop_loss,
+    )
+
+
+class OrderManager:
+    """Owns the robot's orders: creation, sending, cancelling, syncing, fills and stop-losses."""
+
+    def __init__(
+        self,
+        exchange: ExchangePort,
+        store: StateStore,
+        book: Book,
+        clock: Clock,
+        *,
+        market: Market,
+        tag: str,
+        instruments: dict[str, Instrument],
+        stop_loss: float | None,
+        metrics: RobotMetrics | None = None,
+        on_trade: Callable[[ClosedTrade], None] | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.store = store
+        self.book = book
+        self.clock = clock
+        self.market = market
+        self.tag = tag
+        self.instruments = instruments
+        self.stop_loss = stop_loss
+        self.metrics = metrics or RobotMetrics()
+        self.on_trade = on_trade
+        self.orders: dict[str, StoredOrder] = {}
+        self.intents: dict[str, Intent] = {}
+        self.faults: list[str] = []
+
+    # ------------------------------------------------------------------------------------- state
+
+    @property
+    def prefix(self) -> str:
+        """What every client order id of this robot starts with (orphans are recognised by it)."""
+        return f"{derive_client_order_id(self.tag, 'X', 0, 'x').split('-')[0]}-"
+
+    def load(self) -> None:
+        """Open orders and intents from the store (after a start or a crash)."""
+        self.intents = {i.intent_id: i for i in self.store.load_intents(open_only=True)}
+        self.orders = {o.client_order_id: o for o in self.store.load_orders(open_only=True)}
+
+    def client_id(self, symbol: str, decision_id: str | int, intent: str, attempt: int = 0) -> str:
+        return derive_client_order_id(self.tag, symbol, decision_id, intent, attempt)
+
+    def open_orders(self, symbol: str | None = None, kinds: Sequence[IntentKind] | None = None) -> list[StoredOrder]:
+        return [
+            o
+            for o in self.orders.values()
+            if not o.order.is_terminal
+            and (symbol is None or o.order.symbol == symbol)
+            and (kinds is None or o.kind in kinds)
+        ]
+
+    def pending(self, symbol: str) -> list[StoredOrder]:
+        """Unfinished entry/exit/adopted orders of ``symbol`` (stops excluded)."""
+        return self.open_orders(symbol, (IntentKind.ENTRY, IntentKind.EXIT, IntentKind.ADOPTED))
+
+    def pending_exit(self, symbol: str) -> bool:
+        return bool(self.open_orders(symbol, (IntentKind.EXIT,)))
+
+    def _bind(self, order: Order, signal_id: str | None) -> dict[str, str | None]:
+        return {"symbol": order.symbol, "client_order_id": order.client_order_id, "signal_id": signal_id or ""}
+
+    def _fault(self, kind: str, detail: str, symbol: str | None = None) -> None:
+        self.metrics.exchange_errors.inc(kind=kind)
+        self.faults.append(f"{kind}: {detail}")
+        self.store.record_event(RobotEvent(self.clock.now_ms(), "fault", f"{kind}: {detail}", symbol))
+
+    # ------------------------------------------------------------------------------ construction
+
+    def fit(self, command: SubmitOrder, reference_price: float) -> SubmitOrder:
+        """Round to the venue's steps with the backtest's functions; ``OrderRejected`` below its minimums."""
+        inst = self.instruments[command.symbol]
+        return fit_to_instrument(command, inst, Decimal(repr(float(reference_price))))
+
+    def new_order(self, intent: Intent, command: SubmitOrder) -> StoredOrder:
+        order = Order.from_command(command, self.clock.now_ms())
+        return StoredOrder(order, intent.intent_id, intent.kind, intent.signal_id)
+
+    def track(self, intent: Intent, stored: StoredOrder | None) -> None:
+        """Remember an intent and its order once they are persisted."""
+        self.intents[intent.intent_id] = intent
+        if stored is not None:
+            self.orders[stored.client_order_id] = stored
+
+    def _save(self, stored: StoredOrder, order: Order, event: str, detail: str = "") -> StoredOrder:
+        self.store.save_order(order, event, detail)
+        updated = dataclasses.replace(stored, order=order)
+        self._remember(updated)
+        if order.is_terminal:
+            self._finish_intent(updated)
+        return updated
+
+    def _remember(self, stored: StoredOrder) -> None:
+        """Keep unfinished orders in memory; finished ones live in the store only."""
+        if stored.order.is_terminal:
+            self.orders.pop(stored.client_order_id, None)
+        else:
+            self.orders[stored.client_order_id] = stored
+
+    def _finish_intent(self, stored: StoredOrder) -> None:
+        intent = self.intents.get(stored.intent_id)
+        if intent is None or intent.status is not IntentStatus.OPEN:
+            return
+        order = stored.order
+        filled = order.filled_qty > 0
+        done = filled or (order.status is OrderStatus.CANCELED and stored.kind is IntentKind.STOP)
+        status = IntentStatus.DONE if done else IntentStatus.ABANDONED
+        reason = order.reason or str(order.status)
+        self.store.close_intent(intent.intent_id, status, reason)
+        self.intents.pop(intent.intent_id, None)
+        if status is IntentStatus.ABANDONED and intent.signal_id and stored.kind in (IntentKind.ENTRY, IntentKind.EXIT):
+            self.store.update_decision(
+                intent.signal_id,
+                Outcome.SKIPPED,
+                f"order_{order.status}",
+                reason[:500],
+                client_order_id=order.client_order_id,
+            )
+
+    def deny(self, stored: StoredOrder, reason: str) -> StoredOrder:
+        """Give up an order that was never sent (status INITIALIZED)."""
+        order = stored.order.apply(OrderDenied(stored.client_order_id, self.clock.now_ms(), reason))
+        log.info("order %s denied: %s", order.client_order_id, reason, extra=self._bind(order, stored.signal_id))
+        return self._save(stored, order, "denied", reason)
+
+    def abandon_intent(self, intent_id: str, reason: str) -> None:
+        self.store.close_intent(intent_id, IntentStatus.ABANDONED, reason)
+        self.intents.pop(intent_id, None)
+
+    # ------------------------------------------------------------------------------------ sending
+
+    async def execute(self, stored: StoredOrder, received_perf: float | None = None) -> StoredOrder:
+        """Send a persisted order (INITIALIZED or SUBMITTED) and apply the venue's answer.
+
+        ``received_perf`` (``time.perf_counter()`` when the signal arrived) feeds the latency
+        histogram. Never raises for a venue problem: a refusal becomes REJECTED, an unknown outcome
+        leaves the order SUBMITTED for the next reconciliation.
+        """
+        order = stored.order
+        bind = self._bind(order, stored.signal_id)
+        if order.status is OrderStatus.INITIALIZED:
+            order = order.apply(OrderSubmitted(order.client_order_id, self.clock.now_ms()))
+            stored = self._save(stored, order, "submitted")
+        elif order.status is not OrderStatus.SUBMITTED:
+            return stored
+        log.info(
+            "sending %s %s %s qty %s%s",
+            stored.kind,
+            order.side,
+            order.type,
+            order.qty,
+            f" trigger {order.trigger_price}" if order.trigger_price else "",
+            extra=bind,
+        )
+        try:
+            acked = await self.exchange.create_order(command_of(order))
+        except OrderRejected as e:
+            code = getattr(e, "ret_code", None)
+            order = order.apply(OrderRejectedEvent(order.client_order_id, self.clock.now_ms(), str(e)[:500], code))
+            self.metrics.orders.inc(kind=str(stored.kind), result="rejected")
+            self.metrics.rejections.inc(reason=type(e).__name__ if code is None else str(code))
+            log.warning("order %s rejected: %s", order.client_order_id, e, extra=bind)
+            return self._save(stored, order, "rejected", str(e)[:500])
+        except TemporaryExchangeError as e:
+            self.metrics.orders.inc(kind=str(stored.kind), result="unknown")
+            log.warning(
+                "order %s: outcome unknown (%s); it will be looked up by its id", order.client_order_id, e, extra=bind
+            )
+            self._fault(type(e).__name__, f"create {order.client_order_id}: {e}", order.symbol)
+            return stored
+        except ExchangeError as e:  # auth and other definitive failures: stop trading, keep the order
+            self._fault(type(e).__name__, f"create {order.client_order_id}: {e}", order.symbol)
+            raise
+        if received_perf is not None:
+            self.metrics.observe_latency(time.perf_counter() - received_perf, str(stored.kind))
+        self.metrics.orders.inc(kind=str(stored.kind), result="acknowledged")
+        stored = self.apply_events(stored, sync_events(order, acked))
+        log.info(
+            "order %s acknowledged (%s, venue id %s)",
+            order.client_order_id,
+            stored.order.status,
+            stored.order.venue_order_id,
+            extra=bind,
+        )
+        if not order.type.is_conditional:
+            stored = await self.refresh(stored)
+        return stored
+
+    async def refresh(self, stored: StoredOrder) -> StoredOrder:
+        """Bring one order up to the venue's view: its fills first, then (if not done) its status."""
+        order = stored.order
+        if order.is_terminal:
+            return stored
+        try:
+            fills = await self.exchange.fills(order.market, order.symbol, client_order_id=order.client_order_id)
+            mine = [f for f in fills if f.client_order_id == order.client_order_id]
+            if (
+                mine
+                and sum((f.qty for f in mine), Decimal(0)) >= order.qty
+                and order.status is not OrderStatus.SUBMITTED
+            ):
+                events: list[OrderEvent] = [OrderFilled(order.client_order_id, f.ts_ms, f) for f in mine]
+                return self.apply_events(stored, events)
+            venue = await self.exchange.order_by_client_id(order.market, order.symbol, order.client_order_id)
+        except TemporaryExchangeError as e:
+            self._fault(type(e).__name__, f"refresh {order.client_order_id}: {e}", order.symbol)
+            return stored
+        return self.apply_venue(stored, venue, mine)
+
+    def apply_venue(self, stored: StoredOrder, venue: Order | None, fills: Sequence[Fill]) -> StoredOrder:
+        """Apply the venue's snapshot (``None``: the venue does not know the order) and its fills."""
+        order = stored.order
+        if venue is None:
+            if order.status is OrderStatus.SUBMITTED or order.status is OrderStatus.INITIALIZED:
+                return stored  # not (yet) at the venue: the caller decides (resend with the same id, or give up)
+            if not fills and order.updated_ms > self.clock.now_ms() - _VENUE_LAG_MS:
+                return stored  # just acknowledged: the venue's order list may lag behind its answer
+            reason = "no longer known to the venue"
+            events: list[OrderEvent] = [OrderFilled(order.client_order_id, f.ts_ms, f) for f in fills]
+            events.append(OrderCanceled(order.client_order_id, self.clock.now_ms(), reason))
+            return self.apply_events(stored, events)
+        return self.apply_events(stored, sync_events(order, venue, fills))
+
+    def apply_events(self, stored: StoredOrder, events: Sequence[OrderEvent]) -> StoredOrder:
+        for event in events:
+            order = stored.order
+            if isinstance(event, OrderFilled):
+                if event.fill.fill_id in order.fill_ids:
+                    continue
+                if order.is_terminal:  # a late fill of a finished order: count it, never lose it
+                    log.warning(
+                        "fill %s arrived for finished order %s",
+                        event.fill.fill_id,
+                        order.client_order_id,
+                        extra=self._bind(order, stored.signal_id),
+                    )
+                    order = dataclasses.replace(order, status=OrderStatus.PARTIALLY_FILLED)
+                stored = self._record_fill(stored, order.apply(event), event.fill)
+                continue
+            if order.is_terminal:
+                continue
+            new = order.apply(event)
+            detail = getattr(event, "reason", "") or getattr(event, "venue_order_id", "")
+            stored = self._save(stored, new, _EVENT_NAMES.get(type(event), type(event).__name__), str(detail))
+        return stored
+
+    def _record_fill(self, stored: StoredOrder, order: Order, fill: Fill) -> StoredOrder:
+        intent = self.intents.get(stored.intent_id)
+        opening = stored.kind is IntentKind.ENTRY or (stored.kind is IntentKind.ADOPTED and self._increases(fill))
+        if stored.kind is IntentKind.STOP:
+            reason = "stop_loss"
+        elif stored.kind is IntentKind.ADOPTED:
+            reason = "adopted"
+        else:
+            reason = intent.reason if intent is not None and intent.reason else "signal"
+        if self.store.has_fill(fill.fill_id):  # stored by an earlier pass (e.g. before a crash)
+            self.store.save_order(order, "filled", f"{fill.fill_id} (already recorded)")
+            updated = dataclasses.replace(stored, order=order)
+            self._remember(updated)
+            if order.is_terminal:
+                self._finish_intent(updated)
+            return updated
+        position, ledger, trade = self.book.apply_fill(
+            fill,
+            opening=opening,
+            now_ms=self.clock.now_ms(),
+            signal_id=stored.signal_id if opening else None,
+            confidence=intent.confidence if intent is not None else 0.0,
+            exit_reason=reason,
+            exit_signal_id=stored.signal_id if stored.kind is IntentKind.EXIT else None,
+        )
+        if not self.store.record_fill(fill, order, position, ledger, trade):
+            raise StorageError(f"fill {fill.fill_id} was stored concurrently: is another robot using this store?")
+        self.metrics.fills.inc()
+        log.info(
+            "fill %s: %s %s @ %s (fee %s %s); position %s",
+            fill.fill_id,
+            fill.side,
+            fill.qty,
+            fill.price,
+            fill.fee,
+            fill.fee_currency,
+            position.qty,
+            extra=self._bind(order, stored.signal_id),
+        )
+        updated = dataclasses.replace(stored, order=order)
+        self._remember(updated)
+        if order.is_terminal:
+            self._finish_intent(updated)
+        if trade is not None and self.on_trade is not None:
+            self.on_trade(trade)
+        return updated
+
+    def _increases(self, fill: Fill) -> bool:
+        pos = self.book.position(fill.symbol)
+        return pos.qty == 0 or (pos.qty > 0) == (fill.side is OrderSide.BUY)
+
+    async def sync_open_orders(self) -> int:
+        """Look up every order the robot thinks rests at the venue but the venue no longer lists open.
+
+        One ``open_orders`` request when nothing changed; returns how many orders were refreshed.
+        """
+        resting = [
+            o for o in self.open_orders() if o.order.status not in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED)
+        ]
+        if not resting:
+            return 0
+        try:
+            at_venue = {o.client_order_id for o in await self.exchange.open_orders(self.market)}
+        except TemporaryExchangeError as e:
+            self._fault(type(e).__name__, f"open orders: {e}")
+            return 0
+        changed = 0
+        for stored in resting:
+            if stored.client_order_id not in at_venue:
+                await self.refresh(stored)
+                changed += 1
+        return changed
+
+    # ----------------------------------------------------------------------------------- cancelling
+
+    async def cancel(self, stored: StoredOrder, reason: str = "") -> StoredOrder:
+        """Cancel at the venue by client id and apply what the venue reports (fills first)."""
+        order = stored.order
+        if order.is_terminal:
+            return stored
+        if order.status is OrderStatus.INITIALIZED:
+            return self.deny(stored, reason or "cancelled before it was sent")
+        self.store.save_order(order, "cancel_requested", reason)
+        try:
+            venue = await self.exchange.cancel_order(order.market, order.symbol, order.client_order_id)
+            fills: list[Fill] = []
+            if venue is not None and (venue.filled_qty > 0 or venue.status is OrderStatus.FILLED):
+                fills = await self.exchange.fills(order.market, order.symbol, client_order_id=order.client_order_id)
+        except TemporaryExchangeError as e:
+            self._fault(type(e).__name__, f"cancel {order.client_order_id}: {e}", order.symbol)
+            return stored
+        if venue is None:
+            return self.apply_events(
+                stored, [OrderCanceled(order.client_order_id, self.clock.now_ms(), "not at the venue")]
+            )
+        if venue.status.is_open:  # the venue still lists it open right after a cancel: try again later
+            self._fault("CancelNotConfirmed", f"cancel {order.client_order_id}: venue reports {venue.status}")
+            return self.apply_events(stored, sync_events(order, venue, fills))
+        return self.apply_events(stored, sync_events(order, venue, fills))
+
+    # --------------------------------------------------------------------------------------- stops
+
+    def stop_order(self, symbol: str) -> StoredOrder | None:
+        pos = self.book.position(symbol)
+        if pos.stop_client_order_id is None:
+            return None
+        return self.orders.get(pos.stop_client_order_id) or self.store.load_order(pos.stop_client_order_id)
+
+    def stop_price(self, symbol: str) -> Decimal | None:
+        """The kernel's stop level: entry fill price × (1 ∓ stop_loss), rounded to the tick."""
+        if self.stop_loss is None:
+            return None
+        side = self.book.position(symbol).side
+        entry = float(self.book.entry_price(symbol))
+        level = entry * (1.0 - self.stop_loss) if side > 0 else entry * (1.0 + self.stop_loss)
+        tick = self.instruments[symbol].tick_size
+        return _on_tick(round_to_tick_nb(level, float(tick)), tick)
+
+    async def ensure_stop(self, symbol: str, price: float) -> StoredOrder | None:
+        """Place the position's stop-loss at the venue unless one is resting (or an exit is pending).
+
+        Returns the new stop order, or ``None`` when nothing was placed.
+        """
+        if self.stop_loss is None or self.pending_exit(symbol):
+            return None
+        side = self.book.open_side(symbol, price)
+        if side == 0:
+            return None
+        current = self.stop_order(symbol)
+        if current is not None and not current.order.is_terminal:
+            return None
+        pos = self.book.position(symbol)
+        attempt = pos.stop_attempt + 1 if current is not None else pos.stop_attempt
+        trigger = self.stop_price(symbol)
+        assert trigger is not None
+        qty = self.book.tradable_qty(symbol, price)
+        exit_side = OrderSide.SELL if side > 0 else OrderSide.BUY
+        basis = pos.entry_client_order_id or f"pos{pos.entry_ms}"
+        cid = self.client_id(symbol, basis, "sl", attempt)
+        now = self.clock.now_ms()
+        intent = Intent(cid, IntentKind.STOP, symbol, exit_side, now, reason="stop_loss", signal_id=pos.signal_id)
+        command = SubmitOrder(
+            cid,
+            symbol,
+            self.market,
+            exit_side,
+            OrderType.STOP_MARKET,
+            qty,
+            trigger_price=trigger,
+            reduce_only=self.market == "linear",
+        )
+        try:
+            command = self.fit(command, price)
+        except OrderRejected as e:
+            self._fault("StopNotPlaceable", f"{symbol}: {e}", symbol)
+            return None
+        stored = self.new_order(intent, command)
+        position = dataclasses.replace(
+            pos, stop_client_order_id=cid, stop_price=trigger, stop_attempt=attempt, updated_ms=now
+        )
+        self.store.save_intent(intent, stored.order, position)
+        self.book.with_position(position)
+        self.track(intent, stored)
+        if current is not None:
+            log.warning(
+                "stop-loss of %s disappeared (%s); placing it again as %s",
+                symbol,
+                current.order.status,
+                cid,
+                extra={"symbol": symbol, "client_order_id": cid, "signal_id": pos.signal_id},
+            )
+            self.store.record_event(RobotEvent(now, "stop_replaced", f"{current.client_order_id} -> {cid}", symbol))
+        return await self.execute(stored)
+
+    async def cancel_stop(self, symbol: str, reason: str) -> None:
+        stop = self.stop_order(symbol)
+        if stop is not None and not stop.order.is_terminal:
+            await self.cancel(stop, reason)
+
+    # ------------------------------------------------------------------------------ entries/exits
+
+    async def run_entry(self, stored: StoredOrder, price: float, received_perf: float | None = None) -> StoredOrder:
+        """Send an entry and, once it filled, rest its stop-loss at the exchange."""
+        stored = await self.execute(stored, received_perf)
+        if stored.order.filled_qty > 0:
+            await self.ensure_stop(stored.order.symbol, float(stored.order.avg_fill_price or price))
+        return stored
+
+    async def run_exit(self, stored: StoredOrder, price: float, received_perf: float | None = None) -> StoredOrder:
+        """Cancel the position's stop, then send the exit for what is still held.
+
+        An unsent exit is resized to the position first (a stop may have filled meanwhile); if the
+        position is already flat, the exit is denied. If the exit does not close the position, the
+        stop is placed again.
+        """
+        symbol = stored.order.symbol
+        await self.cancel_stop(symbol, "exit")
+        stop = self.stop_order(symbol)
+        if stop is not None and not stop.order.is_terminal:  # cancel not confirmed: try the exit later
+            return stored
+        order = stored.order
+        if order.status is OrderStatus.INITIALIZED:
+            qty = self.book.tradable_qty(symbol, price)
+            if qty == 0:
+                return self.deny(stored, "position already flat")
+            if qty != order.qty:
+                order = dataclasses.replace(order, qty=qty)
+                stored = self._save(stored, order, "resized", f"to the position's {qty}")
+        stored = await self.execute(stored, received_perf)
+        if stored.order.is_terminal and self.book.open_side(symbol, price) != 0:
+            await self.ensure_stop(symbol, price)
+        return stored
+
+    def update_position(self, position: PositionState) -> None:
+        self.store.save_position(position)
+        self.book.with_position(position)
+
+
+def _on_tick(value: float, tick: Decimal) -> Decimal:
+    if tick <= 0:
+        return Decimal(repr(value))
+    return tick * round(Decimal(repr(value)) / tick)

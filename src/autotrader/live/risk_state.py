@@ -1,0 +1,220 @@
+"""The risk engine's run-time state: peak and day-start equity, ACTIVE / DAILY_BLOCKED / HALTED, Kelly stats.
+
+The transitions are the backtest's (``autotrader.risk.rules.update_state_nb``, called here as in
+the kernel's step 3): a daily loss beyond ``daily_loss`` blocks entries until the next UTC day;
+a drawdown beyond ``max_drawdown`` from the peak halts entries for good (and, with
+``flatten_on_halt``, closes every position). The day starts at 00:00 UTC: the first mark of a new
+day takes the previous mark's equity as the day's start, as the kernel does at a day's first bar.
+
+The kill switch is separate from the limits: a file (``KillSwitch.path``) or a flag set through
+the robot's HTTP endpoint pauses entries at once, whatever the state; exits still go out.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from autotrader.live.records import ClosedTrade, RiskSnapshot
+from autotrader.risk.limits import RiskLimits
+from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED, EngineState, update_state_nb
+
+DAY_MS = 86_400_000
+
+
+class KillSwitch:
+    """Entries paused while ``path`` exists or ``engage()`` was called (until ``release()``).
+
+    ``engage()`` writes the file too, so a switch thrown through the endpoint holds across restarts.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._flag = False
+        self.reason = ""
+
+    def engage(self, reason: str = "endpoint") -> None:
+        """Pause entries now; with a ``path`` the switch is the file, so it survives a restart."""
+        self._flag = True
+        self.reason = reason
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(f"{reason}\n", encoding="utf-8")
+
+    def release(self) -> None:
+        self._flag = False
+        self.reason = ""
+        if self.path is not None and self.path.exists():
+            self.path.unlink()
+
+    @property
+    def engaged(self) -> bool:
+        if self._flag:
+            return True
+        return self.path is not None and os.path.exists(self.path)
+
+    def why(self) -> str:
+        if self._flag:
+            return f"kill switch engaged ({self.reason})"
+        return f"kill switch file {self.path} exists"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskTransition:
+    """A state change caused by marking equity (recorded as an event)."""
+
+    kind: str  # daily_reset / daily_loss_hit / drawdown_halt
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUsage:
+    """One limit against its current use (for ``--mode=status``)."""
+
+    name: str
+    used: float
+    limit: float
+    unit: str = "%"
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.used / self.limit if self.limit else 0.0
+
+
+class RiskState:
+    """The mutable run-time risk state of one robot (persist ``snapshot()`` after every change)."""
+
+    def __init__(self, limits: RiskLimits, capital: float, snapshot: RiskSnapshot | None = None) -> None:
+        self.limits = limits
+        if snapshot is None:
+            self.state = ACTIVE
+            self.peak_equity = capital
+            self.day_start_equity = capital
+            self.day_start_ms = -1
+            self.last_equity = capital
+            self.halted_reason = ""
+            self.updated_ms = 0
+        else:
+            self.state = snapshot.state
+            self.peak_equity = snapshot.peak_equity
+            self.day_start_equity = snapshot.day_start_equity
+            self.day_start_ms = snapshot.day_start_ms
+            self.last_equity = snapshot.last_equity
+            self.halted_reason = snapshot.halted_reason
+            self.updated_ms = snapshot.updated_ms
+        self.n_wins = 0
+        self.n_losses = 0
+        self.sum_win = 0.0
+        self.sum_loss = 0.0
+
+    # ---------------------------------------------------------------------------------- trades
+
+    def record_trade(self, trade: ClosedTrade) -> None:
+        """Closed-trade statistics for Kelly sizing (the kernel's definition of a trade's return)."""
+        r = trade.return_fraction
+        if r > 0:
+            self.n_wins += 1
+            self.sum_win += r
+        else:
+            self.n_losses += 1
+            self.sum_loss += -r
+
+    def load_trades(self, trades: list[ClosedTrade]) -> None:
+        for trade in trades:
+            self.record_trade(trade)
+
+    # ---------------------------------------------------------------------------------- marking
+
+    def mark(self, equity: float, as_of_ms: int) -> list[RiskTransition]:
+        """Mark equity at ``as_of_ms``: new UTC day, peak, then ``update_state_nb``; the changes made."""
+        out: list[RiskTransition] = []
+        if not math.isfinite(equity):
+            return out
+        day = as_of_ms // DAY_MS * DAY_MS
+        if self.day_start_ms < 0:
+            self.day_start_ms = day
+        elif day > self.day_start_ms:
+            self.day_start_ms = day
+            self.day_start_equity = self.last_equity
+            if self.state == DAILY_BLOCKED:
+                self.state = ACTIVE
+                out.append(RiskTransition("daily_reset", f"new UTC day: entries allowed again at {equity:.2f}"))
+        self.peak_equity = max(self.peak_equity, equity)
+        new_state = int(
+            update_state_nb(
+                self.state,
+                equity,
+                self.peak_equity,
+                self.day_start_equity,
+                self.limits.daily_loss,
+                self.limits.max_drawdown,
+            )
+        )
+        if new_state != self.state:
+            if new_state == HALTED:
+                self.halted_reason = (
+                    f"drawdown {self.drawdown(equity):.2%} from the peak {self.peak_equity:.2f} reached the "
+                    f"{self.limits.max_drawdown:.0%} limit"
+                )
+                out.append(RiskTransition("drawdown_halt", self.halted_reason))
+            elif new_state == DAILY_BLOCKED:
+                out.append(
+                    RiskTransition(
+                        "daily_loss_hit",
+                        f"today's loss {self.daily_loss(equity):.2%} reached the {self.limits.daily_loss:.0%} "
+                        "limit: entries blocked until 00:00 UTC",
+                    )
+                )
+            self.state = new_state
+        self.last_equity = equity
+        self.updated_ms = as_of_ms
+        return out
+
+    def drawdown(self, equity: float | None = None) -> float:
+        eq = self.last_equity if equity is None else equity
+        return max(0.0, 1.0 - eq / self.peak_equity) if self.peak_equity > 0 else 0.0
+
+    def daily_loss(self, equity: float | None = None) -> float:
+        eq = self.last_equity if equity is None else equity
+        return max(0.0, 1.0 - eq / self.day_start_equity) if self.day_start_equity > 0 else 0.0
+
+    def day_pnl(self, equity: float | None = None) -> float:
+        return (self.last_equity if equity is None else equity) - self.day_start_equity
+
+    @property
+    def state_name(self) -> str:
+        return EngineState(self.state).name
+
+    def snapshot(self, kill_switch: bool = False) -> RiskSnapshot:
+        return RiskSnapshot(
+            state=self.state,
+            peak_equity=self.peak_equity,
+            day_start_equity=self.day_start_equity,
+            day_start_ms=self.day_start_ms,
+            last_equity=self.last_equity,
+            updated_ms=self.updated_ms,
+            halted_reason=self.halted_reason,
+            kill_switch=kill_switch,
+        )
+
+    def usage(
+        self, equity: float, max_position_fraction: float, gross_exposure: float, correlation: float, leverage: float
+    ) -> list[LimitUsage]:
+        """Every limit against its current use."""
+        lim = self.limits
+        out = [
+            LimitUsage("position size", 100 * max_position_fraction, 100 * lim.position_size, "% of equity"),
+            LimitUsage("daily loss", 100 * self.daily_loss(equity), 100 * lim.daily_loss, "%"),
+            LimitUsage("drawdown", 100 * self.drawdown(equity), 100 * lim.max_drawdown, "%"),
+            LimitUsage("correlation", correlation, lim.correlation, "", "exposure-weighted average"),
+            LimitUsage("leverage", leverage, lim.max_leverage, "x"),
+        ]
+        if lim.stop_loss is not None:
+            out.append(
+                LimitUsage("stop-loss distance", 100 * lim.stop_loss, 100 * lim.stop_loss, "%", "on the exchange")
+            )
+        out.append(LimitUsage("gross exposure", 100 * gross_exposure, 100.0, "% of equity", "informational"))
+        return out

@@ -1,0 +1,399 @@
+"""``--mode=status``: the robot's state and results, read from the state store only.
+
+Two blocks, as in the seed README:
+
+* **RISK MANAGEMENT** — positions, exposure, today's P&L, drawdown, the risk state and every
+  limit's usage against its limit; whether the robot is alive (its heartbeat) or not.
+* **LIVE TRADING RESULTS** (over ``--days``) — realised P&L, signal accuracy against the accuracy
+  the backtest of the same strategy expected, best and worst trade, Sharpe, and the difference
+  between the live P&L and the backtest's on the same signals, split into its parts:
+
+  - *signals not traded*: P&L of backtest trades whose signal the robot skipped, denied or never
+    received (by reason);
+  - *trades the backtest did not take*: P&L of live trades without a backtest counterpart;
+  - for trades both took: *fill prices* (slippage and timing), *fees*, *size* (different
+    quantity) and a *residual* (exit path, rounding).
+
+Everything here is pure: the backtest comparison is computed by the caller and passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autotrader.domain.candles import format_ms
+from autotrader.live.ports import StateStore
+from autotrader.live.records import ClosedTrade, Decision, IntentKind, Outcome
+from autotrader.risk.limits import RiskLimits
+from autotrader.risk.rules import EngineState
+
+DAY_MS = 86_400_000
+STALE_HEARTBEAT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class BacktestTrade:
+    """One trade of the comparison backtest (from ``BacktestResult.trades``)."""
+
+    signal_id: str
+    symbol: str
+    side: int
+    qty: float
+    entry_price: float
+    exit_price: float
+    fees: float
+    pnl: float
+
+
+@dataclass(frozen=True)
+class BacktestComparison:
+    """What the backtest of the same strategy says about the same period."""
+
+    strategy: str
+    accuracy: float | None
+    evaluated: int
+    trades: Sequence[BacktestTrade]
+    fee_rate: float
+    slippage_bps: float
+    note: str = ""  # why there is no comparison at all
+    accuracy_note: str = ""  # why the backtest has no accuracy
+
+
+@dataclass
+class LiveVsBacktest:
+    live_pnl: float = 0.0
+    backtest_pnl: float = 0.0
+    matched: int = 0
+    fill_prices: float = 0.0
+    fees: float = 0.0
+    size: float = 0.0
+    residual: float = 0.0
+    not_traded: float = 0.0
+    not_traded_by_reason: dict[str, tuple[int, float]] = field(default_factory=dict)
+    live_only: float = 0.0
+    live_only_count: int = 0
+
+    @property
+    def difference(self) -> float:
+        return self.live_pnl - self.backtest_pnl
+
+
+# ------------------------------------------------------------------------------------------- blocks
+
+
+def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
+    """The RISK MANAGEMENT block as a dict (see ``render_risk``)."""
+    from autotrader.live.risk_state import RiskState
+
+    config = store.get_meta("config") or {}
+    limits_doc = store.get_meta("limits")
+    usage = store.get_meta("risk_usage") or {}
+    snapshot = store.load_risk()
+    ledger = store.load_ledger()
+    beat = store.last_heartbeat()
+    prices: dict[str, float] = usage.get("prices") or {}
+    positions = []
+    for symbol, pos in sorted(store.load_positions().items()):
+        if pos.qty == 0 or pos.entry_qty == 0:
+            continue
+        price = prices.get(symbol, float(pos.avg_price))
+        entry = float(pos.entry_value / pos.entry_qty)
+        positions.append(
+            {
+                "symbol": symbol,
+                "qty": float(pos.qty),
+                "entry_price": entry,
+                "price": price,
+                "value": abs(float(pos.qty)) * price,
+                "unrealised": float(pos.qty) * (price - float(pos.avg_price)),
+                "stop": float(pos.stop_price) if pos.stop_price is not None else None,
+                "since": pos.entry_ms,
+            }
+        )
+    equity = usage.get("equity", snapshot.last_equity if snapshot else float(ledger.cash) if ledger else 0.0)
+    since = (beat.ts_ms if beat else now_wall_ms) - DAY_MS
+    faults = Counter(e.detail.split(":", 1)[0] for e in store.events(since, kinds=["fault"]))
+    out: dict[str, Any] = {
+        "robot": beat.robot if beat else None,
+        "alive": bool(beat and beat.status == "running" and now_wall_ms - beat.wall_ms < STALE_HEARTBEAT_MS),
+        "heartbeat": beat,
+        "mode": config.get("mode"),
+        "capital": float(ledger.capital) if ledger else config.get("capital"),
+        "cash": float(ledger.cash) if ledger else None,
+        "equity": equity,
+        "positions": positions,
+        "exposure": sum(p["value"] for p in positions),
+        "usage": [],
+        "state": EngineState(snapshot.state).name if snapshot else "ACTIVE",
+        "halted_reason": snapshot.halted_reason if snapshot else "",
+        "kill_switch": bool(snapshot.kill_switch) if snapshot else False,
+        "faults": dict(faults.most_common()),
+    }
+    if snapshot is not None:
+        out["today_pnl"] = equity - snapshot.day_start_equity
+        out["drawdown"] = max(0.0, 1.0 - equity / snapshot.peak_equity) if snapshot.peak_equity > 0 else 0.0
+        out["peak_equity"] = snapshot.peak_equity
+    if limits_doc is not None and snapshot is not None:
+        risk = RiskState(RiskLimits.model_validate(limits_doc), out["capital"] or 0.0, snapshot)
+        out["usage"] = risk.usage(
+            equity,
+            usage.get("max_position_fraction", 0.0),
+            usage.get("gross_exposure", 0.0),
+            usage.get("correlation", 0.0),
+            usage.get("leverage", 0.0),
+        )
+        out["min_confidence"] = risk.limits.min_confidence
+    return out
+
+
+def live_results(
+    store: StateStore, since_ms: int, until_ms: int, backtest: BacktestComparison | None = None
+) -> dict[str, Any]:
+    """The LIVE TRADING RESULTS block as a dict (see ``render_results``)."""
+    from autotrader.analytics.metrics import daily_equity, daily_returns, sharpe_ratio
+
+    trades = [t for t in store.load_trades(since_ms) if t.exit_ms <= until_ms]
+    decisions = [d for d in store.decisions(since_ms) if d.decided_ms <= until_ms]
+    letters = store.dead_letters(since_ms)
+    pnl = [float(t.pnl) for t in trades]
+    scored = [d.correct for d in decisions if d.outcome is Outcome.ENTRY and d.correct is not None]
+    series = [e for e in store.equity_series(since_ms) if e.ts_ms <= until_ms]
+    sharpe = math.nan
+    if len(series) >= 2:
+        ts = np.array([e.ts_ms for e in series], dtype=np.int64)
+        _, day_eq = daily_equity(ts, np.array([e.equity for e in series]))
+        sharpe = sharpe_ratio(daily_returns(day_eq))
+    skipped = Counter(d.reason for d in decisions if d.outcome is Outcome.SKIPPED)
+    out: dict[str, Any] = {
+        "since_ms": since_ms,
+        "until_ms": until_ms,
+        "signals": len(decisions) + len(letters),
+        "entries": sum(1 for d in decisions if d.outcome is Outcome.ENTRY),
+        "exits": sum(1 for d in decisions if d.outcome is Outcome.EXIT),
+        "skipped": dict(skipped.most_common()),
+        "dead_lettered": dict(Counter(letter.reason for letter in letters)),
+        "trades": len(trades),
+        "realised_pnl": sum(pnl),
+        "fees": sum(float(t.fees) for t in trades),
+        "win_rate": (sum(1 for x in pnl if x > 0) / len(pnl)) if pnl else math.nan,
+        "best": max(trades, key=lambda t: t.pnl) if trades else None,
+        "worst": min(trades, key=lambda t: t.pnl) if trades else None,
+        "sharpe": sharpe,
+        "accuracy": (sum(scored) / len(scored)) if scored else math.nan,
+        "accuracy_evaluated": len(scored),
+        "slippage_bps": _slippage_bps(store, since_ms),
+        "backtest": backtest,
+        "comparison": compare(trades, decisions, backtest) if backtest is not None and not backtest.note else None,
+    }
+    return out
+
+
+def _slippage_bps(store: StateStore, since_ms: int) -> float:
+    """Average cost of fills against the price the decision saw (entries/exits) or the stop trigger, in bps."""
+    orders = {o.client_order_id: o for o in store.load_orders(open_only=False)}
+    intents = {i.intent_id: i for i in store.load_intents(open_only=False)}
+    costs = []
+    weights = []
+    for stored_fill in store.load_fills(since_ms):
+        fill = stored_fill.fill
+        stored = orders.get(fill.client_order_id)
+        if stored is None:
+            continue
+        ref = 0.0
+        if stored.kind is IntentKind.STOP and stored.order.trigger_price is not None:
+            ref = float(stored.order.trigger_price)
+        elif (intent := intents.get(stored.intent_id)) is not None:
+            ref = intent.reference_price
+        if ref <= 0:
+            continue
+        sign = fill.side.sign
+        costs.append(sign * (float(fill.price) - ref) / ref * 10_000 * float(fill.notional))
+        weights.append(float(fill.notional))
+    return sum(costs) / sum(weights) if weights else math.nan
+
+
+def compare(
+    trades: Sequence[ClosedTrade], decisions: Sequence[Decision], backtest: BacktestComparison
+) -> LiveVsBacktest:
+    """Split live P&L minus backtest P&L into its parts (see the module docstring)."""
+    out = LiveVsBacktest()
+    live_by_signal = {t.signal_id: t for t in trades if t.signal_id}
+    decided = {d.signal_id: d for d in decisions}
+    out.live_pnl = sum(float(t.pnl) for t in trades)
+    out.backtest_pnl = sum(b.pnl for b in backtest.trades)
+    matched_live: set[str] = set()
+    reasons: dict[str, list[float]] = {}
+    for b in backtest.trades:
+        live = live_by_signal.get(b.signal_id)
+        if live is None:
+            d = decided.get(b.signal_id)
+            if d is None:
+                why = "never received"
+            elif d.outcome is Outcome.SKIPPED:
+                why = d.reason or "skipped"
+            else:
+                why = "traded, not closed in the window"
+            reasons.setdefault(why, []).append(b.pnl)
+            out.not_traded -= b.pnl
+            continue
+        matched_live.add(b.signal_id)
+        out.matched += 1
+        q = float(live.qty)
+        side = live.side
+        fill = q * side * ((float(live.exit_price) - b.exit_price) - (float(live.entry_price) - b.entry_price))
+        scale = q / b.qty if b.qty else 0.0
+        fees = -(float(live.fees) - b.fees * scale)
+        size = (scale - 1.0) * b.pnl
+        diff = float(live.pnl) - b.pnl
+        out.fill_prices += fill
+        out.fees += fees
+        out.size += size
+        out.residual += diff - fill - fees - size
+    for t in trades:
+        if not t.signal_id or t.signal_id not in matched_live:
+            out.live_only += float(t.pnl)
+            out.live_only_count += 1
+    out.not_traded_by_reason = {k: (len(v), -sum(v)) for k, v in sorted(reasons.items())}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ render
+
+
+def _usd(v: float | None, sign: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v:+,.2f} USDT" if sign else f"{v:,.2f} USDT"
+
+
+def _pct(v: float | None, digits: int = 2) -> str:
+    if v is None or math.isnan(v):
+        return "n/a"
+    return f"{100 * v:.{digits}f}%"
+
+
+def render_risk(block: Mapping[str, Any]) -> str:
+    lines = ["🛡️  RISK MANAGEMENT"]
+    beat = block.get("heartbeat")
+    if beat is None:
+        lines.append("Robot: never started with this store")
+    else:
+        alive = "running" if block["alive"] else f"not running (last seen {format_ms(beat.wall_ms)} UTC, {beat.status})"
+        lines.append(
+            f"Robot: {beat.robot} ({block.get('mode')}, pid {beat.pid}) {alive}; market time "
+            f"{format_ms(beat.ts_ms)} UTC"
+        )
+    state = block["state"]
+    if block.get("halted_reason") and state == "HALTED":
+        state += f" ({block['halted_reason']})"
+    if block.get("kill_switch"):
+        state += "; kill switch ENGAGED: entries paused"
+    lines.append(f"Risk state: {state}")
+    if block.get("faults"):
+        kinds = ", ".join(f"{k} {v}" for k, v in block["faults"].items())
+        lines.append(f"Exchange faults (last 24 h): {sum(block['faults'].values())} ({kinds})")
+    lines.append(
+        f"Equity: {_usd(block.get('equity'))} (capital {_usd(block.get('capital'))}, cash {_usd(block.get('cash'))})"
+    )
+    lines.append(
+        f"Today's P&L: {_usd(block.get('today_pnl'), sign=True)}   Drawdown: {_pct(block.get('drawdown'))} "
+        f"from the peak {_usd(block.get('peak_equity'))}"
+    )
+    positions = block["positions"]
+    if positions:
+        lines.append(f"Positions ({len(positions)}), exposure {_usd(block['exposure'])}:")
+        for p in positions:
+            stop = f", stop {p['stop']:,.4f}" if p["stop"] else ", NO STOP"
+            lines.append(
+                f"  {p['symbol']}: {p['qty']:.8g} @ {p['entry_price']:,.4f} now {p['price']:,.4f} "
+                f"({_usd(p['unrealised'], sign=True)}{stop})"
+            )
+    else:
+        lines.append("Positions: none")
+    if block["usage"]:
+        lines.append("Limits (used / limit):")
+        for u in block["usage"]:
+            bar = _bar(u.ratio)
+            note = f"  {u.note}" if u.note else ""
+            lines.append(f"  {u.name:<20} {u.used:8.2f} / {u.limit:<8.2f} {u.unit:<12} {bar}{note}")
+        if "min_confidence" in block:
+            lines.append(f"  {'min confidence':<20} {block['min_confidence']:.2f} (signals below it are skipped)")
+    return "\n".join(lines)
+
+
+def _num(v: float, unit: str = "") -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:.2f}{unit}"
+
+
+def _bar(ratio: float, width: int = 10) -> str:
+    if not math.isfinite(ratio):
+        return ""
+    filled = max(0, min(width, round(ratio * width)))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {100 * ratio:.0f}%"
+
+
+def render_results(block: Mapping[str, Any], days: int) -> str:
+    lines = [
+        f"📈 LIVE TRADING RESULTS (last {days} days: {format_ms(block['since_ms'])[:10]} → "
+        f"{format_ms(block['until_ms'])[:10]})"
+    ]
+    skipped = ", ".join(f"{k} {v}" for k, v in block["skipped"].items()) or "none"
+    dead = ", ".join(f"{k} {v}" for k, v in block["dead_lettered"].items()) or "none"
+    lines.append(
+        f"Signals: {block['signals']} (entries {block['entries']}, exits {block['exits']}; skipped: {skipped}; "
+        f"dead-lettered: {dead})"
+    )
+    lines.append(
+        f"Realised P&L: {_usd(block['realised_pnl'], sign=True)} over {block['trades']} trades "
+        f"(win rate {_pct(block['win_rate'], 1)}, fees {_usd(block['fees'])})   Sharpe: {_num(block['sharpe'])}"
+    )
+    for label in ("best", "worst"):
+        t = block[label]
+        if t is not None:
+            lines.append(
+                f"{label.capitalize()} trade: {t.symbol} {_usd(float(t.pnl), sign=True)} "
+                f"({format_ms(t.entry_ms)} → {format_ms(t.exit_ms)}, {t.exit_reason})"
+            )
+    bt: BacktestComparison | None = block["backtest"]
+    expected = "n/a"
+    if bt is not None and bt.accuracy is not None and not math.isnan(bt.accuracy):
+        expected = f"{_pct(bt.accuracy, 1)} ({bt.strategy} backtest, {bt.evaluated} signals)"
+    elif bt is not None and (bt.note or bt.accuracy_note):
+        expected = f"n/a ({bt.note or bt.accuracy_note})"
+    lines.append(
+        f"Signal accuracy: {_pct(block['accuracy'], 1)} of {block['accuracy_evaluated']} traded signals "
+        f"(backtest expected {expected})"
+    )
+    slip = block["slippage_bps"]
+    assumed = f"; the backtest assumes {bt.slippage_bps:g} bps" if bt is not None and not bt.note else ""
+    lines.append(f"Slippage: {_num(slip, ' bps')} average against the decision price{assumed}")
+    cmp: LiveVsBacktest | None = block["comparison"]
+    if cmp is not None:
+        lines.append(
+            f"Live vs backtest: {_usd(cmp.live_pnl, sign=True)} vs {_usd(cmp.backtest_pnl, sign=True)} = "
+            f"{_usd(cmp.difference, sign=True)}, made of:"
+        )
+        lines.append(
+            f"  fill prices (slippage, timing) {_usd(cmp.fill_prices, sign=True)}   fees "
+            f"{_usd(cmp.fees, sign=True)}   size {_usd(cmp.size, sign=True)}   residual "
+            f"{_usd(cmp.residual, sign=True)}  ({cmp.matched} trades both took)"
+        )
+        missed = ", ".join(f"{k} {n} ({_usd(v, sign=True)})" for k, (n, v) in cmp.not_traded_by_reason.items())
+        lines.append(
+            f"  signals the backtest traded and the robot did not {_usd(cmp.not_traded, sign=True)}"
+            f"{': ' + missed if missed else ''}"
+        )
+        lines.append(f"  trades the backtest did not take {_usd(cmp.live_only, sign=True)} ({cmp.live_only_count})")
+    elif bt is not None and bt.note:
+        lines.append(f"Live vs backtest: n/a ({bt.note})")
+    return "\n".join(lines)
+
+
+def since_days(now_ms: int, days: int) -> int:
+    return now_ms - days * DAY_MS
