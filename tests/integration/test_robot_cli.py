@@ -157,12 +157,12 @@ def test_autotrade_demo_process_trades_logs_json_serves_metrics_and_stops(tmp_pa
         with log_path.open("w") as log:
             proc = subprocess.Popen([sys.executable, "-c", _APP, *args], env=env, stdout=log, stderr=log)
         try:
-            port = _wait_for(lambda: _metrics_port(log_path), 60, proc, log_path)
+            port = _wait_for(lambda: _metrics_port(log_path), 180, proc, log_path)
             store = open_state_store(db)
-            _wait_for(lambda: len(store.load_fills()) >= 3 or None, 60, proc, log_path)
+            _wait_for(lambda: len(store.load_fills()) >= 3 or None, 180, proc, log_path)
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
             kill_file.write_text("pause")
-            _wait_for(lambda: "autotrader_kill_switch 1" in _get(port) or None, 10, proc, log_path)
+            _wait_for(lambda: "autotrader_kill_switch 1" in _get(port) or None, 30, proc, log_path)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(20) == 0, log_path.read_text()[-3000:]
         finally:
