@@ -179,7 +179,7 @@ def test_robot_chaos_sigkill_restarts_lose_nothing_and_duplicate_nothing(kafka_u
             sim.admin.set_speed(0.0)  # freeze the market: no stop can fill after the last reconciliation
             final = zygote.spawn(spec, env)
             store = open_state_store(db)
-            deadline = time.monotonic() + 40
+            deadline = time.monotonic() + 60
             while not _all_decided(store, publisher):
                 assert alive(final), _tail(tmp_path)
                 assert time.monotonic() < deadline, f"signals left undecided; {_tail(tmp_path)}"
@@ -226,7 +226,7 @@ def test_robot_chaos_sigkill_restarts_lose_nothing_and_duplicate_nothing(kafka_u
     assert missing == []
     for d in decisions.values():
         assert d.outcome in (Outcome.ENTRY, Outcome.EXIT) or d.reason, d
-    assert len(store.dead_letters()) >= publisher.invalid
+    assert len(store.dead_letters()) == publisher.invalid  # once each, however often redelivered
     outcomes = Counter(d.outcome for d in decisions.values())
     assert outcomes[Outcome.ENTRY] >= 5
     assert outcomes[Outcome.EXIT] >= 2

@@ -105,4 +105,8 @@ def test_robot_under_exchange_faults_keeps_running_without_duplicates_and_report
     block = risk_management(store, view_time := store.last_heartbeat().wall_ms)
     assert view_time
     assert "Exchange faults (last 24 h)" in render_risk(block)
+    print(
+        f"faults fired at the venue: {fired}; absorbed by the adapter: {robot.metrics.exchange_retries.total():.0f}; "
+        f"seen by the robot: {robot.metrics.exchange_errors.values}; {len(links)} orders, all distinct"
+    )
     store.close()

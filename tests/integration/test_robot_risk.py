@@ -111,3 +111,45 @@ def test_trading_hours_windows_wrap_midnight() -> None:
     assert not in_trading_hours(windows, day + 3 * 3_600_000)
     assert in_trading_hours(windows, day + 9 * 3_600_000 + 45 * 60_000)
     assert in_trading_hours(parse_trading_hours("24/7"), day)
+
+
+def test_robot_linear_perpetuals_positions_and_cash_match_the_exchange(tmp_path) -> None:
+    with sim_server() as sim:
+        account = new_account(sim)
+        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+        exchange = connect(sim, account)
+        clock = sim.state.clock.now_ms
+        source = ListSource(clock, store.seen)
+        robot = build_robot(sim, exchange, store, robot_config(market="linear", leverage=2.0), signals=source)
+
+        async def go() -> None:
+            await robot.start()
+            source.push(signal(clock, "a", "BTCUSDT", "long"))
+            source.push(signal(clock, "b", "ETHUSDT", "short"))
+            await robot.step()
+            for _ in range(5):
+                sim.admin.advance(MINUTE)
+                await robot.step()
+            source.push(signal(clock, "c", "BTCUSDT", "short"))  # reverse: exit the long, then go short
+            await robot.step()
+            sim.admin.advance(MINUTE)
+            await robot.step()
+            await robot.reconcile()
+            await exchange.close()
+
+        asyncio.run(go())
+        view = venue_view(sim, account[0])
+    d = {x.signal_id: x for x in store.decisions()}
+    assert d["a"].outcome is Outcome.ENTRY
+    assert d["b"].outcome is Outcome.ENTRY  # shorts are allowed on perpetuals
+    assert d["c"].outcome is Outcome.ENTRY  # the reversal's entry (its exit went first)
+    positions = store.load_positions()
+    assert positions["BTCUSDT"].qty < 0
+    assert positions["ETHUSDT"].qty < 0
+    assert {s: p.qty for s, p in positions.items() if p.qty} == view["positions"]
+    assert store.load_ledger().cash == view["wallet"]["USDT"]
+    [trade] = store.load_trades()
+    assert (trade.symbol, trade.side, trade.exit_signal_id) == ("BTCUSDT", 1, "c")
+    stops = {link for link in view["open"] if "-sl-" in link}
+    assert len(stops) == 2  # one reduce-only stop per position
+    store.close()

@@ -236,8 +236,10 @@ def test_state_store_trades_equity_risk_heartbeat_events(store) -> None:
     assert store.last_heartbeat() == beat
     store.record_event(RobotEvent(T0, "fault", "http 502", "BTCUSDT"))
     assert store.events(kinds=["fault"]) == [RobotEvent(T0, "fault", "http 502", "BTCUSDT")]
-    store.record_dead_letter(DeadLetter("t[0]@1", T0, "invalid_json", "not JSON", "{oops"))
-    assert store.dead_letters()[0].reason == "invalid_json"
+    assert store.record_dead_letter(DeadLetter("t[0]@1", T0, "invalid_json", "not JSON", "{oops"))
+    assert not store.record_dead_letter(DeadLetter("t[0]@1", T0 + 9, "invalid_json", "not JSON", "{oops"))
+    [letter] = store.dead_letters()
+    assert (letter.reason, letter.received_ms) == ("invalid_json", T0)
 
 
 def test_state_store_sqlite_uses_wal_and_a_second_process_can_read(tmp_path) -> None:

@@ -66,7 +66,9 @@ class StateStore(Protocol):
         """Change a decision's outcome (only if it names ``client_order_id``, when given)."""
         ...
 
-    def record_dead_letter(self, letter: DeadLetter) -> None: ...
+    def record_dead_letter(self, letter: DeadLetter) -> bool:
+        """Record an invalid message once per ``source`` position; ``False`` for a redelivery."""
+        ...
 
     def signals_to_score(self, until_ms: int, limit: int = 1000) -> list[Decision]:
         """Acted-on decisions whose horizon is over by ``until_ms`` and that are not scored yet."""

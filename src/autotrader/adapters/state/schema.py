@@ -47,7 +47,7 @@ dead_letters = sa.Table(
     "dead_letters",
     metadata,
     _id(),
-    sa.Column("source", sa.String(300), nullable=False),
+    sa.Column("source", sa.String(300), nullable=False, unique=True),
     sa.Column("received_ms", MS, nullable=False, index=True),
     sa.Column("reason", sa.String(100), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),

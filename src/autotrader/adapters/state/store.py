@@ -255,17 +255,17 @@ class SqlStateStore:
                 t.signals.update().where(t.signals.c.signal_id == signal_id).values(horizon_price=horizon_price)
             )
 
-    def record_dead_letter(self, letter: DeadLetter) -> None:
+    def record_dead_letter(self, letter: DeadLetter) -> bool:
+        """Record an invalid message once per source position (a redelivery is ignored)."""
+        row = {
+            "source": letter.source,
+            "received_ms": letter.received_ms,
+            "reason": letter.reason,
+            "detail": letter.detail,
+            "raw": letter.raw,
+        }
         with self._tx() as conn:
-            conn.execute(
-                t.dead_letters.insert().values(
-                    source=letter.source,
-                    received_ms=letter.received_ms,
-                    reason=letter.reason,
-                    detail=letter.detail,
-                    raw=letter.raw,
-                )
-            )
+            return self._insert_ignore(conn, t.dead_letters, row, ["source"])
 
     def decisions(self, since_ms: int | None = None) -> list[Decision]:
         q = sa.select(t.signals).order_by(t.signals.c.id)

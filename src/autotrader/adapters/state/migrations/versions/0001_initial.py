@@ -51,7 +51,7 @@ def upgrade() -> None:
     op.create_table(
         "dead_letters",
         _id(),
-        sa.Column("source", sa.String(300), nullable=False),
+        sa.Column("source", sa.String(300), nullable=False, unique=True),
         sa.Column("received_ms", MS, nullable=False),
         sa.Column("reason", sa.String(100), nullable=False),
         sa.Column("detail", sa.Text, nullable=False),
