@@ -188,7 +188,7 @@ def fingerprint(data: AlignedCandles) -> str:
     return data.fingerprint
 
 
-def _atr_pct(data: AlignedCandles, period: int = 14) -> np.ndarray:
+def atr_pct_of(data: AlignedCandles, period: int = 14) -> np.ndarray:
     """Average true range over ``period`` bars as a fraction of the close (causal, per symbol)."""
     prev_close = np.vstack([data.close[:1], data.close[:-1]])
     tr = np.fmax(data.high - data.low, np.fmax(np.abs(data.high - prev_close), np.abs(data.low - prev_close)))
@@ -251,7 +251,7 @@ def run_backtest(
     lot = np.array([r.lot_step for r in rules])
     min_qty = np.array([r.min_qty for r in rules])
     min_notional = np.array([r.min_notional_usd for r in rules])
-    atr_pct = _atr_pct(data) if config.sizing == "volatility" else np.zeros((1, 1))
+    atr_pct = atr_pct_of(data) if config.sizing == "volatility" else np.zeros((1, 1))
     direction = np.ascontiguousarray(signals.direction, dtype=np.float64)
     signal_rows, n_signals = signal_rows_nb(direction)
     max_trades = n_signals + m + 1

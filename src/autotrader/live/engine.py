@@ -784,9 +784,9 @@ class Robot:
         )
         atr = 0.0
         if cfg.sizing == "volatility" and data is not None:
-            from autotrader.backtest.runner import _atr_pct
+            from autotrader.backtest.runner import atr_pct_of
 
-            atr = float(_atr_pct(data)[t, j])
+            atr = float(atr_pct_of(data)[t, j])
         side = float(p.sign)
         code, fraction = decide_entry_nb(
             self.risk.state,
