@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--per-account",
         type=int,
-        default=1000,
-        help="signals per fresh exchange-sim account (the simulator scans an account's orders on every request)",
+        default=10_000,
+        help="signals per robot and fresh exchange-sim account (default: one robot and one account for the whole run)",
     )
     parser.add_argument("--kafka", action="store_true", help="signals through a local Tansu broker")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

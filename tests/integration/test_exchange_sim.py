@@ -191,11 +191,23 @@ def test_cancel_open_order_and_cancel_of_unknown_order(sim, account):
             cancelled = await ex.cancel_order("spot", "BTCUSDT", "cxl-1")
             again = await ex.cancel_order("spot", "BTCUSDT", "cxl-1")  # 170213: already gone -> its final state
             unknown = await ex.cancel_order("linear", "BTCUSDT", "never-placed")  # 110001 -> None
-            return cancelled, again, unknown
+            await ex.create_order(
+                order(
+                    "cxl-2",
+                    market="spot",
+                    type=OrderType.LIMIT,
+                    price=(last * Decimal("0.95")).quantize(Decimal("0.01")),
+                    time_in_force=TimeInForce.POST_ONLY,
+                )
+            )
+            requested = await ex.request_cancel("spot", "BTCUSDT", "cxl-2")  # retCode 0, no lookup
+            requested_again = await ex.request_cancel("spot", "BTCUSDT", "cxl-2")  # 170213: nothing open
+            return cancelled, again, unknown, requested, requested_again
 
-    cancelled, again, unknown = run(go())
+    cancelled, again, unknown, requested, requested_again = run(go())
     assert cancelled.status is OrderStatus.CANCELED and again.status is OrderStatus.CANCELED
     assert unknown is None
+    assert requested is True and requested_again is False
 
 
 def test_stop_market_order_waits_for_its_trigger_then_fills(sim, account):

@@ -155,13 +155,16 @@ class FakeVenue:
             if o.status is OrderStatus.UNTRIGGERED and o.trigger_price is not None and self.price <= o.trigger_price:
                 self._fill(cid, self.price)
 
-    async def cancel_order(self, market, symbol, client_order_id):
+    async def request_cancel(self, market, symbol, client_order_id):
         o = self.orders.get(client_order_id)
-        if o is None:
-            return None
-        if o.status.is_open:
-            self.orders[client_order_id] = dataclasses.replace(o, status=OrderStatus.CANCELED)
-        return self.orders[client_order_id]
+        if o is None or not o.status.is_open:
+            return False
+        self.orders[client_order_id] = dataclasses.replace(o, status=OrderStatus.CANCELED)
+        return True
+
+    async def cancel_order(self, market, symbol, client_order_id):
+        await self.request_cancel(market, symbol, client_order_id)
+        return self.orders.get(client_order_id)
 
     async def open_orders(self, market, symbol=None):
         return [o for o in self.orders.values() if o.status.is_open and (symbol is None or o.symbol == symbol)]
@@ -319,6 +322,34 @@ def test_order_manager_exit_cancels_stop_first_and_denies_when_stop_already_fill
     assert cid not in venue.creates
     [trade] = store.load_trades()
     assert trade.exit_reason == "stop_loss"
+    assert store.load_positions()["BTCUSDT"].qty == venue.wallet["BTC"]
+
+
+def test_order_manager_exit_cancels_a_resting_stop_in_one_round_trip(store) -> None:
+    venue = FakeVenue(store)
+    om = manager(store, venue)
+    run(om.run_entry(entry(om, store), 40000.0))
+    stop_cid = store.load_positions()["BTCUSDT"].stop_client_order_id
+    looked_up: list[str] = []
+    lookup = venue.order_by_client_id
+
+    async def recording_lookup(market, symbol, client_order_id):
+        looked_up.append(client_order_id)
+        return await lookup(market, symbol, client_order_id)
+
+    venue.order_by_client_id = recording_lookup
+    cid = om.client_id("BTCUSDT", "sig-2", "exit")
+    intent = Intent(cid, IntentKind.EXIT, "BTCUSDT", OrderSide.SELL, T0, reason="signal", signal_id="sig-2")
+    stored = om.new_order(
+        intent, SubmitOrder(cid, "BTCUSDT", "spot", OrderSide.SELL, OrderType.MARKET, Decimal("0.00999"))
+    )
+    store.save_intent(intent, stored.order)
+    om.track(intent, stored)
+    done = run(om.run_exit(stored, 40000.0))
+    assert done.order.status is OrderStatus.FILLED
+    assert stop_cid not in looked_up  # the venue accepted the cancel of an untriggered stop: no lookup
+    assert store.load_order(stop_cid).order.status is OrderStatus.CANCELED
+    assert venue.orders[stop_cid].status is OrderStatus.CANCELED
     assert store.load_positions()["BTCUSDT"].qty == venue.wallet["BTC"]
 
 

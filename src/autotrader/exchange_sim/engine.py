@@ -289,6 +289,19 @@ class SimAccount:
     leverage: dict[str, Decimal] = field(default_factory=dict)
 
     live: dict[str, SimOrder] = field(default_factory=dict)  # open orders (closed ones dropped lazily)
+    executions_by_order: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # order id -> its fills
+
+    def add_execution(self, execution: dict[str, Any]) -> None:
+        self.executions.append(execution)
+        self.executions_by_order.setdefault(execution["orderId"], []).append(execution)
+
+    def orders_by_id(self, category: str, order_id: str | None, link_id: str | None) -> list[SimOrder]:
+        """The orders a lookup by ``orderId`` and/or ``orderLinkId`` can match (index, not a scan)."""
+        oid = order_id or self.links.get((category, link_id or ""))
+        order = self.orders.get(oid) if oid else None
+        if order is None or (link_id and order.link_id != link_id):
+            return []
+        return [order]
 
     def add_order(self, order: SimOrder) -> None:
         self.orders[order.order_id] = order
@@ -793,7 +806,7 @@ class SimEngine:
             "seq": self._exec_seq,
             "extraFees": "",
         }
-        acct.executions.append(execution)
+        acct.add_execution(execution)
         self._emit(acct, "order", [self._order_push(order)])
         self._emit(acct, "execution", [execution])
         if inst.category == "linear":
@@ -1026,7 +1039,11 @@ class SimEngine:
             raise SimError(10001, "params error: symbol or settleCoin is required")
         open_only = str(p.get("openOnly", "0")) == "0" and not history
         out = []
-        for order in reversed(list(acct.orders.values())):  # newest first, as Bybit lists them
+        if order_id or link_id:
+            candidates = acct.orders_by_id(category, order_id, link_id)
+        else:
+            candidates = list(reversed(acct.orders.values()))  # newest first, as Bybit lists them
+        for order in candidates:
             if order.category != category or (symbol and order.symbol != symbol):
                 continue
             if order_id and order.order_id != order_id:
@@ -1047,9 +1064,17 @@ class SimEngine:
         symbol, order_id, link_id = p.get("symbol"), p.get("orderId"), p.get("orderLinkId")
         start = int(p.get("startTime") or 0)
         end = int(p.get("endTime") or 2**62)
+        if order_id or link_id:
+            pool: list[dict[str, Any]] = [
+                e
+                for o in acct.orders_by_id(category, order_id, link_id)
+                for e in acct.executions_by_order.get(o.order_id, [])
+            ]
+        else:
+            pool = acct.executions
         out = [
             e
-            for e in reversed(acct.executions)
+            for e in reversed(pool)
             if e["category"] == category
             and (not symbol or e["symbol"] == symbol)
             and (not order_id or e["orderId"] == order_id)

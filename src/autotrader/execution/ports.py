@@ -80,6 +80,14 @@ class ExchangePort(Protocol):
         """Cancel by client id; the order's final state, or ``None`` when the venue never had it."""
         ...
 
+    async def request_cancel(self, market: Market, symbol: str, client_order_id: str) -> bool:
+        """Cancel by client id without looking the order up afterwards (one round trip).
+
+        ``True`` when the venue accepted the cancel; ``False`` when it holds no open order by that id
+        (filled, cancelled or unknown: look it up to learn which).
+        """
+        ...
+
     async def open_orders(self, market: Market, symbol: str | None = None) -> list[Order]: ...
 
     async def order_by_client_id(self, market: Market, symbol: str, client_order_id: str) -> Order | None:

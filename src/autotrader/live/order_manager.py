@@ -414,28 +414,38 @@ class OrderManager:
     # ----------------------------------------------------------------------------------- cancelling
 
     async def cancel(self, stored: StoredOrder, reason: str = "") -> StoredOrder:
-        """Cancel at the venue by client id and apply what the venue reports (fills first)."""
+        """Cancel at the venue by client id and apply what the venue reports (fills first).
+
+        An untriggered conditional order (a resting stop) that the venue agrees to cancel had not
+        triggered, so it never filled: that costs one round trip. Any other order, or a stop the
+        venue refuses to cancel (it triggered meanwhile), is looked up to learn its fills. A fill
+        that still surfaced later would be adopted by the periodic reconciliation.
+        """
         order = stored.order
         if order.is_terminal:
             return stored
         if order.status is OrderStatus.INITIALIZED:
             return self.deny(stored, reason or "cancelled before it was sent")
         self.store.save_order(order, "cancel_requested", reason)
+        market, symbol, cid = order.market, order.symbol, order.client_order_id
         try:
-            venue = await self.exchange.cancel_order(order.market, order.symbol, order.client_order_id)
+            if order.status is OrderStatus.UNTRIGGERED and order.filled_qty == 0:
+                if await self.exchange.request_cancel(market, symbol, cid):
+                    event = OrderCanceled(cid, self.clock.now_ms(), "cancelled before it triggered")
+                    return self.apply_events(stored, [event])
+                venue = await self.exchange.order_by_client_id(market, symbol, cid)
+            else:
+                venue = await self.exchange.cancel_order(market, symbol, cid)
             fills: list[Fill] = []
             if venue is not None and (venue.filled_qty > 0 or venue.status is OrderStatus.FILLED):
-                fills = await self.exchange.fills(order.market, order.symbol, client_order_id=order.client_order_id)
+                fills = await self.exchange.fills(market, symbol, client_order_id=cid)
         except TemporaryExchangeError as e:
-            self._fault(type(e).__name__, f"cancel {order.client_order_id}: {e}", order.symbol)
+            self._fault(type(e).__name__, f"cancel {cid}: {e}", symbol)
             return stored
         if venue is None:
-            return self.apply_events(
-                stored, [OrderCanceled(order.client_order_id, self.clock.now_ms(), "not at the venue")]
-            )
+            return self.apply_events(stored, [OrderCanceled(cid, self.clock.now_ms(), "not at the venue")])
         if venue.status.is_open:  # the venue still lists it open right after a cancel: try again later
-            self._fault("CancelNotConfirmed", f"cancel {order.client_order_id}: venue reports {venue.status}")
-            return self.apply_events(stored, sync_events(order, venue, fills))
+            self._fault("CancelNotConfirmed", f"cancel {cid}: venue reports {venue.status}")
         return self.apply_events(stored, sync_events(order, venue, fills))
 
     # --------------------------------------------------------------------------------------- stops

@@ -676,13 +676,20 @@ class BybitExchange:
                 await self._sleep(self.config.lookup_delay_s * (attempt + 1))
         return None
 
-    async def cancel_order(self, market: Market, symbol: str, client_order_id: str) -> Order | None:
+    async def request_cancel(self, market: Market, symbol: str, client_order_id: str) -> bool:
+        """Ask the venue to cancel; ``True`` when it accepted (retCode 0), ``False`` when it has no open
+        order by that id (already filled, cancelled, or never placed: 110001, 170213, ...)."""
         params = {"category": market, "symbol": symbol.upper(), "orderLinkId": client_order_id}
         try:
             await self._call("privatePostV5OrderCancel", "/v5/order/cancel", params, category=market)
         except OrderRejected as e:
             if ret_code_of(e) not in NOT_FOUND_CODES:
                 raise
+            return False
+        return True
+
+    async def cancel_order(self, market: Market, symbol: str, client_order_id: str) -> Order | None:
+        await self.request_cancel(market, symbol, client_order_id)
         return await self.order_by_client_id(market, symbol, client_order_id)
 
     async def open_orders(self, market: Market, symbol: str | None = None) -> list[Order]:
