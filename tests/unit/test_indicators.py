@@ -126,3 +126,18 @@ def test_crossed_above_nan_in_between_compares_with_previous_defined_bar():
 def test_indicator_bad_window_raises_config_error(window):
     with pytest.raises(ConfigError, match="positive integer"):
         ind.sma(np.ones(10), window)
+
+
+@pytest.mark.parametrize(("fast", "slow", "down"), [(3, 7, 0.0), (5, 20, -1.0), (1, 2, 0.0), (20, 100, 0.0)])
+def test_sma_cross_direction_fused_equals_sma_then_crossed_above(prices, fast, slow, down):
+    rng = np.random.default_rng(fast * 100 + slow)
+    flat = np.round(100 + np.cumsum(rng.choice([-1.0, 0.0, 1.0], size=(3000, 2)), axis=0), 0)  # many ties
+    flat[500:520, 1] = np.nan  # a gap
+    for x in (prices, flat):
+        a, b = ind.sma_nb(x, fast), ind.sma_nb(x, slow)
+        expected = np.full(x.shape, np.nan)
+        expected[ind.crossed_above_nb(a, b)] = 1.0
+        expected[ind.crossed_above_nb(b, a)] = down
+        got = ind.sma_cross_direction_nb(np.ascontiguousarray(x), fast, slow, 1.0, down)
+        np.testing.assert_array_equal(got, expected)
+        assert np.isfinite(got).sum() > 0

@@ -7,7 +7,7 @@ import numpy as np
 from autotrader.domain.errors import ConfigError
 from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import Param, Signals, Strategy
-from autotrader.strategy.indicators import crossed_above_nb, sma_nb
+from autotrader.strategy.indicators import sma_cross_direction_nb
 
 
 class SmaCross(Strategy):
@@ -41,9 +41,7 @@ class SmaCross(Strategy):
         return int(self.params["slow"])
 
     def generate(self, data: AlignedCandles) -> Signals:
-        fast = sma_nb(data.close, int(self.params["fast"]))
-        slow = sma_nb(data.close, int(self.params["slow"]))
-        direction = np.full(data.close.shape, np.nan)
-        direction[crossed_above_nb(fast, slow)] = 1.0
-        direction[crossed_above_nb(slow, fast)] = -1.0 if self.params["short"] else 0.0
+        down = -1.0 if self.params["short"] else 0.0
+        close = np.ascontiguousarray(data.close, dtype=np.float64)
+        direction = sma_cross_direction_nb(close, int(self.params["fast"]), int(self.params["slow"]), 1.0, down)
         return Signals.from_direction(direction)
