@@ -18,6 +18,7 @@ backtest: $(STAMP)
 
 test: $(STAMP)
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-chromium.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -n 2 -q
