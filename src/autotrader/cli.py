@@ -417,12 +417,13 @@ def _write_backtest_outputs(doc: dict, output_format: str, output: Path | None, 
 # ------------------------------------------------------------------------------- other command groups
 def _register_command_groups() -> None:
     """Commands that live in their own modules (each imports its heavy libraries lazily)."""
-    from autotrader import cli_analyze, cli_autotrade, cli_exchange, cli_signals
+    from autotrader import cli_analyze, cli_autotrade, cli_dashboard, cli_exchange, cli_signals
 
     cli_signals.register(app)
     cli_exchange.register(app, data_app)
     cli_analyze.register(app)
     cli_autotrade.register(app)
+    cli_dashboard.register(app)
 
 
 _register_command_groups()
