@@ -311,13 +311,13 @@ def crossed_above_nb(a: FloatArray, b: FloatArray) -> npt.NDArray[np.bool_]:
 
 
 @njit(cache=True)
-def _ma_cross_1d(v: FloatArray, n_fast: int, n_slow: int, up: float, down: float) -> FloatArray:
-    """``up`` where SMA(n_fast) crosses above SMA(n_slow), ``down`` where it crosses below, else NaN.
+def _ma_cross_into(v: FloatArray, out: FloatArray, n_fast: int, n_slow: int, up: float, down: float) -> None:
+    """Write ``up`` into ``out`` where SMA(n_fast) crosses above SMA(n_slow) and ``down`` where it
+    crosses below; other entries of ``out`` are left as they are (the caller fills them with NaN).
 
     One pass, no intermediate arrays; the sums are the same Kahan sums as ``_sma_1d``, so the
     averages, and therefore the crosses, are bit-for-bit those of ``sma_nb`` + ``crossed_above_nb``.
     """
-    out = np.full(v.shape[0], np.nan)
     fast_total = fast_comp = slow_total = slow_comp = 0.0
     first = max(n_fast, n_slow) - 1
     have_prev = prev_fast_below = prev_slow_below = False
@@ -353,22 +353,28 @@ def _ma_cross_1d(v: FloatArray, n_fast: int, n_slow: int, up: float, down: float
         prev_fast_below = fast < slow
         prev_slow_below = slow < fast
         have_prev = True
-    return out
 
 
 @njit(cache=True)
 def sma_cross_direction_nb(x: FloatArray, n_fast: int, n_slow: int, up: float, down: float) -> FloatArray:
     """Per column: ``up`` on bars where SMA(``n_fast``) crosses above SMA(``n_slow``), ``down`` where it
     crosses below, NaN elsewhere: ``crossed_above_nb(sma_nb(x, f), sma_nb(x, s))`` and its mirror, fused
-    into one pass over each symbol's present bars (same numbers, a fraction of the memory traffic).
+    into one pass over each symbol's present bars. A column without gaps is written in place: the
+    output is the only array allocated (fresh large arrays cost page faults, which dominate here).
     """
     out = np.full(x.shape, np.nan)
     for j in range(x.shape[1]):
-        rows = _present_rows(x[:, j])
-        if rows.shape[0] == x.shape[0]:
-            out[:, j] = _ma_cross_1d(x[:, j], n_fast, n_slow, up, down)
+        gaps = 0
+        for i in range(x.shape[0]):
+            if np.isnan(x[i, j]):
+                gaps += 1
+        if gaps == 0:
+            _ma_cross_into(x[:, j], out[:, j], n_fast, n_slow, up, down)
         else:
-            out[rows, j] = _ma_cross_1d(x[rows, j], n_fast, n_slow, up, down)
+            rows = _present_rows(x[:, j])
+            compressed = np.full(rows.shape[0], np.nan)
+            _ma_cross_into(x[rows, j], compressed, n_fast, n_slow, up, down)
+            out[rows, j] = compressed
     return out
 
 
