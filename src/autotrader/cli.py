@@ -399,6 +399,18 @@ def backtest(
         console.print("Wrote: " + ", ".join(str(p) for p in written))
 
 
+def calendar_years(start: str, end: str) -> tuple[str, str] | None:
+    """``(first year, last year)`` when ``start:end`` covers whole calendar years, else ``None``.
+
+    >>> calendar_years("2020-01-01", "2024-12-31")
+    ('2020', '2024')
+    """
+    start, end = start.strip(), end.strip()
+    if len(start) == len(end) == 10 and start[4:] == "-01-01" and end[4:] == "-12-31" and start[:4] <= end[:4]:
+        return start[:4], end[:4]
+    return None
+
+
 def _write_backtest_outputs(doc: dict, output_format: str, output: Path | None, start: str, end: str) -> list[Path]:
     """Always the JSON (for ``analyze``), plus the HTML report or the CSV tables."""
     from autotrader.analytics.reports import write_csv, write_html, write_json
@@ -407,6 +419,8 @@ def _write_backtest_outputs(doc: dict, output_format: str, output: Path | None, 
     stem = f"backtest_{start.replace('-', '')[:8]}_{end.replace('-', '')[:8]}"
     json_path = output if (output is not None and output_format == "json") else results_dir / f"{stem}.json"
     written = [write_json(doc, json_path)]
+    if (years := calendar_years(start, end)) is not None:  # the name 'analyze' looks for by default
+        written.append(write_json(doc, results_dir / f"backtest_{years[0]}_{years[1]}.json"))
     if output_format == "tradingview":
         written.append(write_html(doc, output or results_dir / f"{stem}.html"))
     elif output_format == "csv":
@@ -417,9 +431,10 @@ def _write_backtest_outputs(doc: dict, output_format: str, output: Path | None, 
 # ------------------------------------------------------------------------------- other command groups
 def _register_command_groups() -> None:
     """Commands that live in their own modules (each imports its heavy libraries lazily)."""
-    from autotrader import cli_analyze, cli_autotrade, cli_dashboard, cli_exchange, cli_signals
+    from autotrader import cli_analyze, cli_autotrade, cli_broker, cli_dashboard, cli_exchange, cli_signals
 
     cli_signals.register(app)
+    cli_broker.register(app)
     cli_exchange.register(app, data_app)
     cli_analyze.register(app)
     cli_autotrade.register(app)

@@ -144,10 +144,29 @@ class _AnalyzeOptions:
 # ------------------------------------------------------------------------------------------- analyze
 
 
+DEFAULT_BACKTEST_FILE = Path("results/backtest_2020_2024.json")
+
+
+def missing_backtest_file(path: Path) -> Exception:
+    """The one-line error for a missing report, naming the newest saved one (or how to make one)."""
+    from autotrader.domain.errors import DataError
+
+    folder = path.parent if str(path.parent) not in ("", ".") else Path("results")
+    saved = [p for p in folder.glob("backtest_*.json") if p.is_file()] if folder.is_dir() else []
+    if saved:
+        newest = max(saved, key=lambda p: (p.stat().st_mtime, p.name))
+        return DataError(f"report file {path} does not exist; the newest saved backtest is {newest}")
+    return DataError(f"report file {path} does not exist; run 'autotrader backtest' first (it writes {folder}/)")
+
+
 def analyze(
     backtest_file: Annotated[
-        Path, typer.Option("--backtest-file", help="JSON saved by 'autotrader backtest' (results/backtest_*.json).")
-    ],
+        Path,
+        typer.Option(
+            "--backtest-file",
+            help="JSON saved by 'autotrader backtest' (default: the 2020-2024 run, results/backtest_2020_2024.json).",
+        ),
+    ] = DEFAULT_BACKTEST_FILE,
     generate_charts: Annotated[
         bool, typer.Option("--generate-charts/--no-generate-charts", help="Write PNG charts and charts.html.")
     ] = True,
@@ -191,6 +210,8 @@ def analyze(
     from autotrader.analytics.report_data import load_report
     from autotrader.cli import _console, _settings
 
+    if not backtest_file.exists():
+        raise missing_backtest_file(backtest_file)
     doc = load_report(backtest_file)
     config = _saved_config(doc, backtest_file)
     out = output_dir if output_dir is not None else backtest_file.with_name(f"{backtest_file.stem}_analysis")

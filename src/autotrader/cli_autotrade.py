@@ -76,21 +76,30 @@ class RobotOptions:
     kafka_group: str | None = None
     kafka_session_timeout_ms: int = 6000
     settings_file: Path | None = None
-    json_logs: bool = True
+    json_logs: bool | None = None
     log_level: str = "INFO"
+    reset_paper: bool = False
+    log_file: Path | None = None
+    log_max_bytes: int = 20 * 1_048_576
+    log_backups: int = 5
+    max_start_failures: int = 5
 
 
 def autotrade(
-    mode: Annotated[str, typer.Option(help="demo (paper money), live (real money) or status (report and exit).")],
+    mode: Annotated[
+        str, typer.Option(help="demo (paper money), live (real money) or status (report and exit).")
+    ] = "demo",
     exchange: Annotated[str, typer.Option(help="Exchange (bybit).")] = "bybit",
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT",
     capital: Annotated[float, typer.Option(help="Capital the robot trades with (USDT).")] = 1000.0,
     risk: Annotated[str, typer.Option(help="Risk level: conservative, medium or aggressive.")] = "medium",
     signals: Annotated[
-        str | None, typer.Option(help="Signal source kafka://HOST:PORT/TOPIC (or use --strategy).")
+        str | None,
+        typer.Option(envvar="AUTOTRADER_SIGNALS", help="Signal source kafka://HOST:PORT/TOPIC (default: --strategy)."),
     ] = None,
     strategy: Annotated[
-        str | None, typer.Option(help="Compute signals from live candles with this strategy instead of Kafka.")
+        str | None,
+        typer.Option(help="Compute signals from closed candles with this strategy (default: the built-in ml model)."),
     ] = None,
     param: Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter key=value.")] = None,
     sizing: Annotated[str, typer.Option(help="Position sizing: fixed, kelly or volatility.")] = "fixed",
@@ -122,7 +131,19 @@ def autotrade(
     replay_speed: Annotated[float, typer.Option(help="Paper wallet: market seconds per wall second.")] = 60.0,
     replay_start: Annotated[str | None, typer.Option(help="Paper wallet: replay from this date (YYYY-MM-DD).")] = None,
     replay_exchange: Annotated[str, typer.Option(help="Paper wallet: stored candles of this exchange.")] = "binance",
-    json_logs: Annotated[bool, typer.Option(help="JSON log lines (default) or readable ones.")] = True,
+    json_logs: Annotated[
+        bool | None,
+        typer.Option("--json-logs/--text-logs", help="Log format on stderr (default: text on a terminal, else JSON)."),
+    ] = None,
+    reset_paper: Annotated[
+        bool, typer.Option("--reset-paper", help="Demo: start the paper wallet and the robot's records over.")
+    ] = False,
+    log_file: Annotated[Path | None, typer.Option(help="Also log to this file (JSON lines), rotated by size.")] = None,
+    log_max_mb: Annotated[float, typer.Option(min=0.01, help="--log-file: rotate at this size (MB).")] = 20.0,
+    log_backups: Annotated[int, typer.Option(min=1, help="--log-file: rotated files kept.")] = 5,
+    max_start_failures: Annotated[
+        int, typer.Option(min=1, help="Refuse to start after this many failed start-ups in a row (exit 78).")
+    ] = 5,
     config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
 ) -> None:
     """Run the trading robot (demo or live), or print its status from the state store.
@@ -141,8 +162,11 @@ def autotrade(
         return
     if mode not in ("demo", "live"):
         raise ConfigError(f"--mode {mode!r}: choose demo, live or status")
-    if (signals is None) == (strategy is None):
-        raise ConfigError("give exactly one signal source: --signals kafka://HOST:PORT/TOPIC or --strategy NAME")
+    if signals and strategy:
+        raise ConfigError("give one signal source: --signals kafka://HOST:PORT/TOPIC or --strategy NAME, not both")
+    if not signals:
+        signals = None
+        strategy = strategy or "ml"
     robot_config = build_config(
         mode=mode,
         symbols=symbols,
@@ -171,6 +195,11 @@ def autotrade(
         replay_exchange=replay_exchange,
         settings_file=config,
         json_logs=json_logs,
+        reset_paper=reset_paper,
+        log_file=log_file,
+        log_max_bytes=int(log_max_mb * 1_048_576),
+        log_backups=log_backups,
+        max_start_failures=max_start_failures,
     )
     raise SystemExit(run_robot(options))
 
@@ -197,6 +226,9 @@ def build_config(
     from autotrader.domain.timeframe import Timeframe
     from autotrader.live.engine import RobotConfig
 
+    lookback = 300
+    if strategy:
+        lookback = max(lookback, strategy_warmup_bars(strategy, params, risk) + 1)
     parsed: dict[str, Any] = {}
     for item in params:
         key, sep, value = item.partition("=")
@@ -217,6 +249,7 @@ def build_config(
             timeframe=Timeframe.parse(timeframe).name,
             trading_hours=trading_hours,
             tag=robot_id,
+            lookback_bars=lookback,
         )  # type: ignore[arg-type]
         cfg.limits()
     except ValidationError as e:
@@ -226,46 +259,148 @@ def build_config(
     return cfg
 
 
+def strategy_warmup_bars(strategy: str, params: list[str], risk: str) -> int:
+    """Closed bars the strategy needs before it gives a signal (the robot loads that much history)."""
+    from autotrader.backtest.runner import BacktestConfig
+    from autotrader.backtest.session import build_strategy
+    from autotrader.cli import _parse_params
+
+    try:
+        bt = BacktestConfig(symbols=("BTCUSDT",), strategy=strategy, params=_parse_params(params), risk_level=risk)  # type: ignore[arg-type]
+    except ValueError:
+        return 0  # build_config reports the bad value in its own words
+    return int(build_strategy(bt, None).warmup_bars)
+
+
 # ------------------------------------------------------------------------------------------- running
 
 
 def run_robot(options: RobotOptions, ready: Any = None) -> int:
-    """Build everything, start the robot and run it until SIGINT/SIGTERM. Returns the exit code."""
+    """Build everything, start the robot and run it until SIGINT/SIGTERM. Returns the exit code.
+
+    Start-up failures in a row are counted in ``$AUTOTRADER_HOME/startup-failures.json``: each retry
+    waits longer (up to a minute), and after ``max_start_failures`` the robot refuses to start with
+    the last reason (exit 78, which the systemd unit does not restart) until the cause is fixed and
+    the file removed, or a start succeeds.
+    """
     from autotrader.config import load_settings
     from autotrader.logs import configure_logging
 
-    configure_logging(options.log_level, json_lines=options.json_logs)
+    configure_logging(
+        options.log_level,
+        json_lines=options.json_logs,
+        log_file=options.log_file,
+        max_bytes=options.log_max_bytes,
+        backups=options.log_backups,
+    )
     settings = load_settings(options.settings_file)
-    return asyncio.run(_run(options, settings, ready))
+    failures = StartupFailures(settings.home / "startup-failures.json", options.max_start_failures)
+    failures.before_start()
+    try:
+        return asyncio.run(_run(options, settings, ready, failures))
+    except BaseException as e:
+        if not failures.started and not isinstance(e, KeyboardInterrupt | SystemExit):
+            failures.record(e)
+        raise
 
 
-async def _run(options: RobotOptions, settings: Settings, ready: Any) -> int:  # noqa: C901 - wiring, in order
+class StartupFailures:
+    """Consecutive failed start-ups of the robot, kept in a small JSON file."""
+
+    EXIT_CODE = 78  # EX_CONFIG: the systemd unit's RestartPreventExitStatus
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.started = False
+
+    def _read(self) -> dict[str, Any]:
+        import json
+
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"count": 0, "reason": ""}
+        return data if isinstance(data, dict) else {"count": 0, "reason": ""}
+
+    def before_start(self) -> None:
+        """Refuse (exit 78) after ``limit`` failures in a row; else wait a back-off after earlier failures."""
+        from autotrader.domain.errors import ConfigError
+
+        data = self._read()
+        count = int(data.get("count", 0))
+        if count >= self.limit:
+            error = ConfigError(
+                f"start-up failed {count} times in a row, last: {data.get('reason', '?')}; not retrying. "
+                f"Fix the cause, then delete {self.path} (or start with --max-start-failures {count + 1})"
+            )
+            error.exit_code = self.EXIT_CODE
+            raise error
+        if count:
+            wait_s = min(60.0, 2.0 ** (count - 1))
+            log.warning(
+                "start-up failed %d time(s) in a row (last: %s); retrying in %g s", count, data.get("reason"), wait_s
+            )
+            time.sleep(wait_s)
+
+    def record(self, error: BaseException) -> None:
+        import json
+
+        data = self._read()
+        reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        data = {"count": int(data.get("count", 0)) + 1, "reason": reason, "at_ms": time.time_ns() // 1_000_000}
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(data), encoding="utf-8")
+
+    def succeeded(self) -> None:
+        self.started = True
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+
+async def _run(  # noqa: C901 - wiring, in order
+    options: RobotOptions, settings: Settings, ready: Any, failures: StartupFailures | None = None
+) -> int:
     from autotrader.adapters.exchange.bybit import BybitExchange
     from autotrader.adapters.state import open_state_store, state_url
     from autotrader.domain.errors import AuthError, ConfigError
     from autotrader.live.engine import Robot
     from autotrader.live.metrics import LogCounter, MetricsServer, RobotMetrics
+    from autotrader.live.reconcile import ReconcileError
     from autotrader.live.risk_state import KillSwitch
 
     cfg = options.config
-    paper = None
+    if options.metrics_port:
+        _check_port_free(options.metrics_port)
     url = options.exchange_url or settings.exchange.base_url
     key = settings.exchange.api_key.get_secret_value() if settings.exchange.api_key else None
     secret = settings.exchange.api_secret.get_secret_value() if settings.exchange.api_secret else None
-    if cfg.mode == "demo" and url is None:
-        paper, url, key, secret = _paper_wallet(options, settings)
-    exchange_config = _exchange_config(cfg.mode, url, key, secret)
     if cfg.mode == "live":
-        _confirm_live(options, exchange_config)
+        _exchange_config(cfg.mode, url, key, secret)  # missing keys: say so before anything else
+    if options.signals:
+        _check_broker(options.signals)
     store = open_state_store(state_url(settings.home, options.db))
-    exchange = BybitExchange(exchange_config)
-    metrics = RobotMetrics()
-    counter = LogCounter(metrics.exchange_retries)
-    logging.getLogger("autotrader.adapters.exchange").addHandler(counter)
-    kill = KillSwitch(options.kill_switch_file or settings.home / "KILL")
+    paper = None
+    exchange: Any = None
     server: MetricsServer | None = None
     source = None
+    metrics = RobotMetrics()
+    counter = LogCounter(metrics.exchange_retries)
     try:
+        if options.reset_paper:
+            if cfg.mode != "demo" or url is not None:
+                raise ConfigError("--reset-paper starts the demo's paper wallet over: use it with --mode=demo only")
+            deleted = store.reset_trading_state()
+            log.warning("paper wallet and robot records reset (%d rows deleted)", sum(deleted.values()))
+        if cfg.mode == "demo" and url is None:
+            paper, url, key, secret = _paper_wallet(options, settings, store)
+        exchange_config = _exchange_config(cfg.mode, url, key, secret)
+        if cfg.mode == "live":
+            _confirm_live(options, exchange_config)
+        exchange = BybitExchange(exchange_config)
+        logging.getLogger("autotrader.adapters.exchange").addHandler(counter)
+        kill = KillSwitch(options.kill_switch_file or settings.home / "KILL")
         clock = _clock(options, exchange, url)
         if cfg.mode == "live":
             await _check_balance(exchange, cfg)
@@ -291,14 +426,23 @@ async def _run(options: RobotOptions, settings: Settings, ready: Any) -> int:  #
                 log.warning("kill switch %s through the endpoint", "engaged" if engage else "released")
 
             server = MetricsServer(metrics, port=options.metrics_port, on_kill=on_kill, health=lambda: robot.status)
-            port = await server.start()
+            try:
+                port = await server.start()
+            except OSError as e:
+                server = None
+                raise _port_taken(options.metrics_port, e) from None
             log.info("metrics endpoint http://127.0.0.1:%d/metrics", port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        summary = await robot.start()
+        try:
+            summary = await robot.start()
+        except ReconcileError as e:
+            raise ReconcileError(f"{e}; {_reconcile_hint(options, paper is not None, store.url)}") from None
+        if failures is not None:
+            failures.succeeded()
         log.info("reconciled with %s: %s", exchange_config.rest_url, summary)
         if ready is not None:
             ready(robot)
@@ -313,11 +457,58 @@ async def _run(options: RobotOptions, settings: Settings, ready: Any) -> int:  #
         if source is not None:
             with contextlib.suppress(Exception):
                 source.close()
-        await exchange.close()
-        store.close()
+        if exchange is not None:
+            await exchange.close()
         logging.getLogger("autotrader.adapters.exchange").removeHandler(counter)
         if paper is not None:
             paper.stop()
+        store.close()
+
+
+def _reconcile_hint(options: RobotOptions, paper: bool, store_url: str) -> str:
+    if paper:
+        cfg = options.config
+        return (
+            "to start the paper wallet over, run: autotrader autotrade --mode=demo "
+            f"--symbols={','.join(cfg.symbols)} --capital={cfg.capital:g} --reset-paper"
+        )
+    return (
+        f"compare the account with the store ({store_url}) and settle the difference on the exchange, "
+        "or give this account its own store with --db"
+    )
+
+
+def _check_port_free(port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise _port_taken(port, e) from None
+
+
+def _port_taken(port: int, error: OSError) -> Exception:
+    from autotrader.domain.errors import ConfigError
+
+    why = error.strerror or str(error)
+    return ConfigError(
+        f"the metrics port 127.0.0.1:{port} cannot be opened ({why}; another robot?): choose another "
+        "--metrics-port, or --metrics-port 0 for any free port"
+    )
+
+
+def _check_broker(url: str) -> None:
+    from autotrader.adapters.broker.kafka import parse_kafka_url
+    from autotrader.adapters.broker.tansu import wait_for_kafka
+    from autotrader.domain.errors import BrokerError
+
+    address = parse_kafka_url(url)
+    try:
+        wait_for_kafka(address.bootstrap, timeout_s=10.0)
+    except TimeoutError as e:
+        raise BrokerError(f"cannot reach the Kafka broker of --signals {address}: {e}") from None
 
 
 def _exchange_config(mode: str, url: str | None, key: str | None, secret: str | None) -> Any:
@@ -404,15 +595,24 @@ def _strategy(cfg: RobotConfig, settings: Settings) -> Any:
     return build_strategy(bt, settings.cache_dir)
 
 
-def _paper_wallet(options: RobotOptions, settings: Settings) -> tuple[Any, str, str, str]:
-    """An in-process exchange-sim funded with the capital, replaying stored candles (demo without a URL)."""
+def _paper_wallet(options: RobotOptions, settings: Settings, state: Any) -> tuple[Any, str, str, str]:
+    """An in-process exchange-sim replaying stored candles on the stack's replay clock (demo without a URL).
+
+    Its account (balances, orders, fills, positions) lives in the state store: it is restored on
+    start and saved whenever it changes, before the robot hears of the change, so a ``kill -9``
+    and a restart continue where the wallet was. The market clock is the replay clock kept in the
+    same store (``autotrader signals serve --replay`` follows it too).
+    """
     import secrets
     from decimal import Decimal
 
+    import numpy as np
+
     from autotrader.adapters.storage import open_store
-    from autotrader.domain.candles import parse_date_ms
-    from autotrader.domain.errors import ConfigError
+    from autotrader.cli_signals import default_replay_start, replay_clock
+    from autotrader.domain.timeframe import Timeframe
     from autotrader.exchange_sim import SimAccountSpec, SimConfig, SimServer, sim_candles_from_store
+    from autotrader.exchange_sim.persist import account_state, restore_account
 
     cfg = options.config
     store = open_store(settings)
@@ -420,31 +620,52 @@ def _paper_wallet(options: RobotOptions, settings: Settings) -> tuple[Any, str, 
         candles = sim_candles_from_store(store, options.replay_exchange, cfg.timeframe, list(cfg.symbols))
     finally:
         store.close()
-    start_ms = None
-    if options.replay_start:
-        try:
-            start_ms = parse_date_ms(options.replay_start)
-        except ValueError:
-            raise ConfigError(f"--replay-start {options.replay_start!r}: expected YYYY-MM-DD") from None
+    tf_ms = Timeframe.parse(cfg.timeframe).ms
+    grid = np.unique(np.concatenate([c.ts for c in candles.values()]))
+    clock = replay_clock(
+        state,
+        default_start_ms=default_replay_start(grid, tf_ms, max(cfg.lookback_bars, 200)),
+        speed=options.replay_speed,
+        start=options.replay_start,
+    )
     key, secret = "paper" + secrets.token_hex(6), secrets.token_hex(16)
     sim = SimServer(
         SimConfig(
             candles=candles,
             timeframe=cfg.timeframe,
-            start_ms=start_ms,
-            warmup_bars=max(cfg.lookback_bars, 200),
-            speed=options.replay_speed,
+            start_ms=clock.now_ms(),
+            speed=clock.speed,
             accounts=[SimAccountSpec(key, secret, {"USDT": Decimal(repr(cfg.capital))})],
         )
-    ).start()
+    )
+    sim_state = sim.state
+    account = sim_state.engine.accounts[key]
+    name = f"paper:{cfg.tag}"
+    saved = state.load_paper_wallet(name)
+    if saved is not None:
+        restore_account(sim_state.engine, account, saved)
+        log.info("paper wallet %s restored from %s: %s", name, state.url, _wallet_text(account.wallet))
+    else:
+        log.info("new paper wallet %s with %g USDT", name, cfg.capital)
+
+    def save(st: Any) -> None:
+        state.save_paper_wallet(name, account_state(st.engine, account), st.market_now_ms())
+
+    sim_state.on_change = save
+    save(sim_state)
+    sim.start()
     log.info(
         "paper wallet: exchange-sim at %s replaying %s %s candles at %gx",
         sim.url,
         options.replay_exchange,
         cfg.timeframe,
-        options.replay_speed,
+        clock.speed,
     )
     return sim, sim.url, key, secret
+
+
+def _wallet_text(wallet: dict[str, Any]) -> str:
+    return ", ".join(f"{v} {coin}" for coin, v in sorted(wallet.items()) if v) or "empty"
 
 
 # -------------------------------------------------------------------------------------------- status

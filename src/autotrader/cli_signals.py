@@ -22,15 +22,299 @@ if TYPE_CHECKING:
     from autotrader.strategy.base import Signals
 
 _DIRECTIONS = {1: "long", -1: "short", 0: "flat"}
+
+LogFileOption = Annotated[Path | None, typer.Option(help="Also log to this file (JSON lines), rotated by size.")]
+LogMaxMbOption = Annotated[float, typer.Option(min=0.01, help="--log-file: rotate at this size (MB).")]
+LogBackupsOption = Annotated[int, typer.Option(min=1, help="--log-file: rotated files kept.")]
+JsonLogsOption = Annotated[
+    bool | None,
+    typer.Option("--json-logs/--text-logs", help="Log format on stderr (default: text on a terminal, else JSON)."),
+]
 _UNITS_MS = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000))
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``signals`` command group (``publish``, ``tail``) to ``app``."""
     signals_app = typer.Typer(help="Prediction signals over Kafka: publish a strategy's, or tail a topic.")
+    signals_app.command("serve")(serve)
     signals_app.command("publish")(publish)
     signals_app.command("tail")(tail)
     app.add_typer(signals_app, name="signals")
+
+
+# ---------------------------------------------------------------------------------------------- serve
+
+REPLAY_WARMUP_MS = 365 * 86_400_000
+"""A replay starts this long after the first stored bar by default: the ``ml`` model's year of training."""
+
+
+def serve(
+    ctx: typer.Context,
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
+    brokers: Annotated[
+        str, typer.Option(envvar="AUTOTRADER_BROKERS", help="Kafka bootstrap servers HOST:PORT[,HOST:PORT].")
+    ] = "127.0.0.1:9092",
+    topic: Annotated[str, typer.Option(envvar="AUTOTRADER_TOPIC", help="Topic to publish to.")] = "predictions",
+    strategy: Annotated[str, typer.Option(help="The model (default: the built-in ML model).")] = "ml",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Strategy parameter key=value (repeatable).")
+    ] = None,
+    timeframe: Annotated[str, typer.Option(help="Bar length.")] = "1h",
+    risk: Annotated[str, typer.Option(help="Risk level whose confidence threshold the model uses.")] = "medium",
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Replay stored candles on the stack's market clock (demos).")
+    ] = False,
+    speed: Annotated[float, typer.Option(min=0.001, help="--replay: market seconds per wall second.")] = 60.0,
+    replay_start: Annotated[
+        str | None, typer.Option(help="--replay: start a new replay clock at this date (YYYY-MM-DD).")
+    ] = None,
+    candles_exchange: Annotated[
+        str, typer.Option("--candles-exchange", help="--replay: stored candles of this exchange.")
+    ] = "binance",
+    exchange_url: Annotated[
+        str | None,
+        typer.Option(help="Without --replay: REST base URL for candles (default BYBIT_BASE_URL, else Bybit)."),
+    ] = None,
+    market: Annotated[str, typer.Option(help="Without --replay: spot or linear candles.")] = "spot",
+    db: Annotated[
+        str | None, typer.Option(help="State store for the replay clock and the checkpoint (default as autotrade).")
+    ] = None,
+    create_topics: Annotated[
+        bool, typer.Option("--create-topics", help="Create the topic and its .dlq when missing (else refuse).")
+    ] = False,
+    poll: Annotated[float, typer.Option(min=0.01, help="Seconds between looks at the clock.")] = 0.2,
+    log_file: LogFileOption = None,
+    log_max_mb: LogMaxMbOption = 20.0,
+    log_backups: LogBackupsOption = 5,
+    json_logs: JsonLogsOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Publish the bars due now, then exit.")] = False,
+) -> None:
+    """The signal engine: at each bar close, publish the model's prediction on closed candles to Kafka.
+
+    Runs until stopped (Ctrl-C / SIGTERM). Each prediction is logged with 'HONEST SIGNAL'. With
+    --replay the bars come from the candle store on the replay clock kept in the state store, the
+    one clock the demo robot's paper wallet also follows; otherwise from the exchange on the wall
+    clock. Message ids are '<model>-<symbol>-<timeframe>-<bar open ms>': a restart never publishes
+    a bar under a second id, and it catches up the bars that closed while it was down.
+    """
+    import signal as signals_mod
+    import threading
+
+    from autotrader.adapters.broker.kafka import KafkaSignalPublisher, parse_kafka_url
+    from autotrader.adapters.state import open_state_store, state_url
+    from autotrader.backtest.runner import BacktestConfig
+    from autotrader.backtest.session import build_strategy
+    from autotrader.domain.errors import ConfigError
+    from autotrader.domain.timeframe import Timeframe
+    from autotrader.live.signal_engine import BarModel, SignalEngine
+
+    address = parse_kafka_url(f"kafka://{brokers}/{topic}")
+    tf = Timeframe.parse(timeframe)
+    if market not in ("spot", "linear"):
+        raise ConfigError(f"--market {market!r}: choose spot or linear")
+    try:
+        config = BacktestConfig(
+            symbols=tuple(symbols.split(",")),
+            exchange=candles_exchange,
+            timeframe=tf.name,
+            strategy=strategy,
+            params=_parse_params(param or []),
+            risk_level=risk,  # type: ignore[arg-type]
+        )
+        config.limits()
+    except ValueError as e:
+        raise ConfigError(f"signals serve: {_first_error(e)}") from None
+    settings = _settings(ctx)
+    from autotrader.logs import configure_logging
+
+    configure_logging(
+        "INFO", json_lines=json_logs, log_file=log_file, max_bytes=int(log_max_mb * 1_048_576), backups=log_backups
+    )
+    check_topic(address, create=create_topics)
+    model = BarModel(build_strategy(config, None), tf.name)
+    store = open_state_store(state_url(settings.home, db))
+    key = f"signal_engine:{address.topic}:{model.model}:{tf.name}"
+    closers: list[Any] = [store.close]
+    try:
+        if replay:
+            candles, now_ms = _replay_source(settings, store, config, model, speed, replay_start)
+        else:
+            candles, now_ms, close = _exchange_source(settings, config, market, exchange_url)
+            closers.append(close)
+        publisher = KafkaSignalPublisher(str(address))
+        closers.append(publisher.close)
+        engine = SignalEngine(
+            model,
+            config.symbols,
+            candles=candles,
+            publish=publisher.publish,
+            now_ms=now_ms,
+            checkpoint=(lambda: store.get_meta(key), lambda bar: store.set_meta(key, bar)),
+        )
+        import logging
+
+        log = logging.getLogger("autotrader.signal_engine")
+        log.info(
+            "signal engine: %s on %s %s, publishing to %s (%s)",
+            model.model,
+            ",".join(config.symbols),
+            tf.name,
+            address,
+            "replay of stored candles" if replay else "live candles",
+        )
+        if once:
+            engine.run_once()
+            return
+        stop = threading.Event()
+        for sig in (signals_mod.SIGINT, signals_mod.SIGTERM):
+            signals_mod.signal(sig, lambda *_: stop.set())
+        engine.run(stop, poll_s=poll)
+        log.info("signal engine stopped: %d predictions on %d bars", engine.published, engine.bars)
+    finally:
+        for close in reversed(closers):
+            close()
+
+
+def check_topic(address: Any, *, create: bool, timeout_s: float = 10.0) -> None:
+    """The broker answers and the topic exists (or is created with ``create``); else one clear line."""
+    from autotrader.adapters.broker.kafka import ensure_topics
+    from autotrader.adapters.broker.tansu import wait_for_kafka
+    from autotrader.domain.errors import BrokerError
+
+    try:
+        wait_for_kafka(address.bootstrap, timeout_s=timeout_s)
+    except TimeoutError as e:
+        raise BrokerError(f"cannot reach the Kafka broker at {address.bootstrap}: {e}") from None
+    if create:
+        ensure_topics(address.bootstrap, [address.topic, address.dlq_topic])
+        return
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient({"bootstrap.servers": address.bootstrap}).list_topics(timeout=timeout_s).topics
+    if address.topic not in topics:
+        raise BrokerError(
+            f"topic {address.topic!r} does not exist on {address.bootstrap}: create it ('autotrader broker start' "
+            "does, or pass --create-topics)"
+        )
+
+
+def default_replay_start(ts: Any, tf_ms: int, warmup_bars: int) -> int:
+    """Where a new replay starts: after ``REPLAY_WARMUP_MS`` of stored bars, or ``warmup_bars`` of them
+    (plus a day's margin for gaps) if that is later, so the model speaks from the first bar."""
+    n = len(ts)
+    by_time = int(ts[0]) + REPLAY_WARMUP_MS
+    by_bars = int(ts[min(n - 1, warmup_bars + 24)]) + tf_ms
+    return (max(by_time, by_bars) // tf_ms) * tf_ms
+
+
+def replay_clock(store: Any, *, default_start_ms: int, speed: float, start: str | None) -> Any:
+    """The stack's one replay clock from the state store; the first process to start sets it.
+
+    A new clock starts at ``default_start_ms`` (see ``default_replay_start``); ``start`` (YYYY-MM-DD)
+    replaces the stored clock with a new one from that date.
+    """
+    import logging
+
+    from autotrader.domain.candles import parse_date_ms
+    from autotrader.domain.errors import ConfigError
+    from autotrader.live.clock import REPLAY_CLOCK_KEY, ReplayClock
+
+    log = logging.getLogger("autotrader.replay")
+    if start is not None:
+        try:
+            start_ms = parse_date_ms(start)
+        except ValueError:
+            raise ConfigError(f"--replay-start {start!r}: expected YYYY-MM-DD") from None
+        clock = ReplayClock.starting(start_ms, speed)
+        store.set_meta(REPLAY_CLOCK_KEY, clock.to_meta())
+        log.info("new replay clock: market time %s at %gx", start, speed)
+        return clock
+    wanted = ReplayClock.starting(default_start_ms, speed)
+    clock = ReplayClock.from_meta(store.claim_meta(REPLAY_CLOCK_KEY, wanted.to_meta()))
+    from autotrader.domain.candles import format_ms
+
+    if clock != wanted and clock.speed != speed:
+        log.warning("the replay clock of this stack runs at %gx (not %gx): following it", clock.speed, speed)
+    log.info("replay clock: market time %s UTC at %gx", format_ms(clock.now_ms()), clock.speed)
+    return clock
+
+
+def _replay_source(
+    settings: Settings, store: Any, config: Any, model: Any, speed: float, start: str | None
+) -> tuple[Any, Any]:
+    import numpy as np
+
+    from autotrader.adapters.storage import open_store
+    from autotrader.marketdata.store import AlignedCandles, read_aligned
+
+    candle_store = open_store(settings)
+    try:
+        data = read_aligned(candle_store, config.exchange, config.symbols, config.timeframe)
+    finally:
+        candle_store.close()
+    tf_ms = model.tf.ms
+    clock = replay_clock(
+        store, default_start_ms=default_replay_start(data.ts, tf_ms, model.window_bars), speed=speed, start=start
+    )
+
+    def candles(bar_ms: int, n_bars: int) -> AlignedCandles | None:
+        i = int(np.searchsorted(data.ts, bar_ms))
+        if i >= data.n_bars or int(data.ts[i]) != bar_ms:
+            return None
+        a = max(0, i - n_bars + 1)
+        cols = ("ts", "open", "high", "low", "close", "volume", "present")
+        return AlignedCandles(data.symbols, *(getattr(data, c)[a : i + 1] for c in cols))
+
+    return candles, clock.now_ms
+
+
+def _exchange_source(settings: Settings, config: Any, market: str, url: str | None) -> tuple[Any, Any, Any]:
+    """Closed candles from the exchange's public klines (paged: Bybit serves at most 1000 bars a request)."""
+    import asyncio
+
+    import numpy as np
+
+    from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
+    from autotrader.domain.candles import COLUMNS, Candles
+    from autotrader.domain.timeframe import Timeframe
+    from autotrader.marketdata.store import align
+
+    base = url or settings.exchange.base_url
+    exchange_config = BybitConfig.custom(base, "", "") if base else BybitConfig.for_environment("mainnet", "", "")
+    loop = asyncio.new_event_loop()
+    exchange = BybitExchange(exchange_config)
+    tf_ms = Timeframe.parse(config.timeframe).ms
+
+    async def fetch(symbol: str, bar_ms: int, n_bars: int) -> Any:
+        parts = []
+        start = bar_ms - (n_bars - 1) * tf_ms
+        while start <= bar_ms:
+            end = min(bar_ms, start + 999 * tf_ms)
+            page = await exchange.candles(market, symbol, config.timeframe, start_ms=start, end_ms=end, limit=1000)  # type: ignore[arg-type]
+            if len(page):
+                parts.append(page)
+            start = end + tf_ms
+        if not parts:
+            return None
+        merged = Candles(*(np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS))
+        keep = np.flatnonzero(merged.ts <= bar_ms)
+        _, first = np.unique(merged.ts[keep], return_index=True)
+        return merged.take(keep[first])
+
+    def candles(bar_ms: int, n_bars: int) -> AlignedCandles | None:
+        series = {}
+        for symbol in config.symbols:
+            got = loop.run_until_complete(fetch(symbol, bar_ms, n_bars))
+            if got is None or not len(got):
+                return None
+            series[symbol] = got
+        return align(series)
+
+    def close() -> None:
+        loop.run_until_complete(exchange.close())
+        loop.close()
+
+    return candles, (lambda: time.time_ns() // 1_000_000), close
 
 
 # -------------------------------------------------------------------------------------------- publish

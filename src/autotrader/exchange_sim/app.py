@@ -178,6 +178,8 @@ class SimState:
         self.conns: set[_Conn] = set()
         self.ws_refuse_until = 0.0
         self.ws_connects = 0
+        self.on_change: Callable[[SimState], None] | None = None  # persists accounts (the paper wallet)
+        self._changed = False
 
     # clocks
     def auth_now_ms(self) -> int:
@@ -194,8 +196,15 @@ class SimState:
                 return fault
         return None
 
+    def flush_changes(self) -> None:
+        """Hand the state to ``on_change`` if an account changed since the last call (before answering)."""
+        if self._changed and self.on_change is not None:
+            self._changed = False
+            self.on_change(self)
+
     # private pushes
     def _on_account_event(self, acct: SimAccount, topic: str, data: list[dict[str, Any]]) -> None:
+        self._changed = True
         for conn in self.conns:
             if conn.account is not acct:
                 continue
@@ -277,7 +286,9 @@ async def _handle(state: SimState, request: Request, path: str) -> Response:
     try:
         result = handler(state, account, params, now)
     except SimError as e:
+        state.flush_changes()  # a step before the refusal may have filled a resting order
         return _envelope(state, e.ret_code, e.ret_msg, {}, headers, time_ms=now)
+    state.flush_changes()  # durable before the client hears of it, as on a venue
     time_ms = state.auth_now_ms() if path == "/v5/market/time" else now
     response = _envelope(state, 0, "OK", result, headers, time_ms=time_ms)
     fault = state.take_fault(path, ("drop_after_accept", "error_after_accept"))
@@ -863,6 +874,7 @@ async def _publisher(state: SimState) -> None:
         try:
             now = state.market_now_ms()
             state.engine.step(now)
+            state.flush_changes()
             for conn in list(state.conns):
                 if conn.kind != "private":
                     _push_public(state, conn, now)

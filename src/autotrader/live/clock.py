@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from autotrader.domain.instrument import Market
 from autotrader.execution.ports import ExchangePort
@@ -80,3 +81,51 @@ class VenueClock:
             self.observe(ticker.ts_ms)
         if self.on_price is not None:
             self.on_price(ticker.symbol, float(ticker.last))
+
+
+REPLAY_CLOCK_KEY = "replay_clock"
+"""The state-store meta key under which the replay stack's one market clock is kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayClock:
+    """The market clock of a replay, shared by every process of the stack through the state store.
+
+    Market time is ``start_ms + (wall - wall_anchor_ms) * speed``: a pure function of the wall
+    clock, so the demo's paper wallet and the signal engine agree on "now" without talking to each
+    other, and a process that restarts finds the market where it would be had it kept running
+    (as the real market does while a robot is down).
+    """
+
+    start_ms: int
+    wall_anchor_ms: int
+    speed: float
+
+    def now_ms(self, wall_ms: int | None = None) -> int:
+        wall = time.time_ns() // 1_000_000 if wall_ms is None else wall_ms
+        return int(self.start_ms + max(0, wall - self.wall_anchor_ms) * self.speed)
+
+    def to_meta(self) -> dict[str, float | int]:
+        return {"start_ms": self.start_ms, "wall_anchor_ms": self.wall_anchor_ms, "speed": self.speed}
+
+    @classmethod
+    def from_meta(cls, value: dict[str, float | int]) -> ReplayClock:
+        return cls(int(value["start_ms"]), int(value["wall_anchor_ms"]), float(value["speed"]))
+
+    @classmethod
+    def starting(cls, start_ms: int, speed: float) -> ReplayClock:
+        """A clock whose market time is ``start_ms`` now."""
+        return cls(int(start_ms), time.time_ns() // 1_000_000, float(speed))
+
+
+class ReplayClockReader:
+    """``now_ms`` from a ``ReplayClock`` (the robot's ``Clock`` protocol)."""
+
+    def __init__(self, clock: ReplayClock) -> None:
+        self.clock = clock
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    async def refresh(self) -> None:
+        return None

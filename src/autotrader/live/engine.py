@@ -82,6 +82,7 @@ DEFAULT_FEES = {"spot": 0.001, "linear": 0.00055}
 _SIZING = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 MINUTE_MS = 60_000
+_PAGE_BARS = 1000  # Bybit serves at most 1000 klines per request
 DAY_MS = 86_400_000
 
 
@@ -109,7 +110,7 @@ class RobotConfig(BaseModel):
     reconcile_interval_s: float = Field(default=30.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     price_max_age_s: float = Field(default=2.0, gt=0)
-    lookback_bars: int = Field(default=300, ge=20, le=1000)
+    lookback_bars: int = Field(default=300, ge=20, le=100_000)
     signal_batch: int = Field(default=200, ge=1)
 
     @field_validator("symbols")
@@ -272,7 +273,8 @@ class Robot:
         self._last_reconcile = time.monotonic()
         await self._load_history()
         if self.history is not None:
-            self.last_bar_ts = int(self.history.ts[-1])
+            # with a strategy, the first step decides on the latest closed bar (a restart finds it seen)
+            self.last_bar_ts = int(self.history.ts[-1]) - (self.tf_ms if self.strategy is not None else 0)
         self._mark(self._price_map(), self.clock.now_ms())
         self.started = True
         self.status = "running"
@@ -421,14 +423,14 @@ class Robot:
         for symbol in cfg.symbols:
             have = self._series.get(symbol)
             if have is None or not len(have):
-                fresh = await self.exchange.candles(cfg.market, symbol, cfg.timeframe, limit=cfg.lookback_bars)
+                fresh = await self._recent_candles(symbol, cfg.lookback_bars)
             else:
                 last = int(have.ts[-1])
                 missing = (self.clock.now_ms() - last) // self.tf_ms
                 if missing <= 1:
                     continue  # nothing new can have closed
-                if missing > cfg.lookback_bars:
-                    fresh = await self.exchange.candles(cfg.market, symbol, cfg.timeframe, limit=cfg.lookback_bars)
+                if missing > min(cfg.lookback_bars, _PAGE_BARS - 1):
+                    fresh = await self._recent_candles(symbol, cfg.lookback_bars)
                 else:
                     new = await self.exchange.candles(
                         cfg.market, symbol, cfg.timeframe, start_ms=last + self.tf_ms, limit=int(missing) + 1
@@ -437,6 +439,27 @@ class Robot:
             self._series[symbol] = fresh
         if all(len(self._series.get(s, ())) for s in cfg.symbols):
             self.history = align({s: self._series[s] for s in cfg.symbols})
+
+    async def _recent_candles(self, symbol: str, n_bars: int) -> Candles:
+        """The newest ``n_bars`` bars, in pages of at most ``_PAGE_BARS`` (Bybit's kline limit)."""
+        cfg = self.config
+        if n_bars <= _PAGE_BARS:
+            return await self.exchange.candles(cfg.market, symbol, cfg.timeframe, limit=n_bars)
+        now_bar = (self.clock.now_ms() // self.tf_ms) * self.tf_ms
+        start = now_bar - (n_bars + n_bars // 20 + 48) * self.tf_ms  # a margin for gaps in the venue's data
+        have: Candles | None = None
+        while start <= now_bar:
+            end = min(now_bar, start + (_PAGE_BARS - 1) * self.tf_ms)
+            page = await self.exchange.candles(
+                cfg.market, symbol, cfg.timeframe, start_ms=start, end_ms=end, limit=_PAGE_BARS
+            )
+            if len(page):
+                page = page.take(np.argsort(page.ts, kind="stable"))
+                have = page if have is None or not len(have) else _append(have, page, n_bars + _PAGE_BARS)
+            start = end + self.tf_ms
+        if have is None:
+            return await self.exchange.candles(cfg.market, symbol, cfg.timeframe, limit=_PAGE_BARS)
+        return have.take(np.arange(max(0, len(have) - n_bars), len(have)))
 
     async def on_bar_close(self, bar_ts: int) -> None:
         """The bar opened at ``bar_ts`` closed: mark, update risk, protect positions, act on strategy signals."""
@@ -548,7 +571,7 @@ class Robot:
 
     async def _strategy_signals(self, data: AlignedCandles, bar_ts: int) -> None:
         assert self.strategy is not None
-        signals = self.strategy.generate(data)
+        signals = await asyncio.to_thread(self.strategy.generate, data)  # a model may train: off the loop
         t = data.n_bars - 1
         now = self.clock.now_ms()
         perf = time.perf_counter()

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -273,3 +276,139 @@ class TansuBroker:
     def __repr__(self) -> str:
         state = f"pid {self.pid} on {self.bootstrap}" if self.running else "stopped"
         return f"TansuBroker({state})"
+
+
+# ------------------------------------------------------------------------ a broker that outlives the CLI
+
+
+@dataclass(frozen=True, slots=True)
+class DetachedBroker:
+    """A Tansu broker started by ``autotrader broker start``, recorded in ``<dir>/broker.json``."""
+
+    pid: int
+    port: int
+    log_path: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{_HOST}:{self.port}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # a recycled pid is not our broker
+        try:
+            return b"tansu" in cmdline.read_bytes()
+        except OSError:
+            return False
+    return True
+
+
+def detached_broker(directory: Path) -> DetachedBroker | None:
+    """The broker recorded under ``directory`` if its process is alive (a stale record is removed)."""
+    record = directory / "broker.json"
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        broker = DetachedBroker(int(data["pid"]), int(data["port"]), Path(data["log"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _pid_alive(broker.pid):
+        with contextlib.suppress(OSError):
+            record.unlink()
+        return None
+    return broker
+
+
+def start_detached(
+    directory: Path, port: int = 9092, *, startup_timeout_s: float = 15.0
+) -> tuple[DetachedBroker, bool]:
+    """Start a Tansu broker on ``127.0.0.1:port`` that keeps running after this process exits.
+
+    Returns ``(broker, started)``; ``started`` is false when one was already running (idempotent).
+    ``BrokerStartError`` in one line when the port is taken or the broker does not come up.
+    """
+    running = detached_broker(directory)
+    if running is not None:
+        if running.port != port:
+            raise BrokerStartError(
+                f"a broker is already running on {running.bootstrap} (pid {running.pid}); "
+                "stop it first: autotrader broker stop"
+            )
+        return running, False
+    if not _port_free(port):
+        raise BrokerStartError(
+            f"port {_HOST}:{port} is in use by another program; choose another --port (or stop what holds it)"
+        )
+    binary = find_tansu_binary()
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "tansu.log"
+    listener = f"tcp://{_HOST}:{port}"
+    cmd = [str(binary), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+           "--storage-engine", "memory://tansu/"]  # fmt: skip
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, close_fds=True, start_new_session=True
+        )
+    broker = DetachedBroker(proc.pid, port, log_path)
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise BrokerStartError(f"the Tansu broker exited at start-up: {_tail(log_path)}")
+            try:
+                wait_for_kafka(broker.bootstrap, timeout_s=min(1.0, max(0.1, deadline - time.monotonic())))
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise BrokerStartError(
+                        f"the Tansu broker did not answer on {broker.bootstrap} within {startup_timeout_s:g} s: "
+                        f"{_tail(log_path)}"
+                    ) from None
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        raise
+    (directory / "broker.json").write_text(
+        json.dumps({"pid": proc.pid, "port": port, "log": str(log_path)}), encoding="utf-8"
+    )
+    return broker, True
+
+
+def stop_detached(directory: Path, timeout_s: float = 5.0) -> DetachedBroker | None:
+    """Stop the recorded broker (SIGTERM, then SIGKILL); returns it, or ``None`` if none was running."""
+    broker = detached_broker(directory)
+    if broker is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(broker.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(broker.pid) and time.monotonic() < deadline:
+        _reap(broker.pid)
+        time.sleep(0.05)
+    if _pid_alive(broker.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(broker.pid, signal.SIGKILL)
+        _reap(broker.pid)
+    with contextlib.suppress(OSError):
+        (directory / "broker.json").unlink()
+    return broker
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:]) or "empty log"

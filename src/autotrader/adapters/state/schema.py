@@ -236,3 +236,12 @@ meta = sa.Table(
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+paper_wallets = sa.Table(
+    "paper_wallets",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("market_ms", MS, nullable=False),
+    sa.Column("updated_ms", MS, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+)

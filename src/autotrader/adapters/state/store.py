@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -540,6 +541,50 @@ class SqlStateStore:
         with self._tx() as conn:
             r = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == key)).first()
         return json.loads(r[0]) if r is not None else None
+
+    def claim_meta(self, key: str, value: Any) -> Any:
+        """Set ``key`` to ``value`` unless it is set already; returns the value that holds (first writer wins)."""
+        with self._tx() as conn:
+            self._insert_ignore(conn, t.meta, {"key": key, "value": json.dumps(value, default=str)}, ["key"])
+            r = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == key)).first()
+        return json.loads(r[0]) if r is not None else value
+
+    # ------------------------------------------------------------------------------ paper wallet
+
+    def save_paper_wallet(self, name: str, state: dict[str, Any], market_ms: int) -> None:
+        """Store the paper wallet ``name`` (balances, orders, fills, positions) as of market time ``market_ms``."""
+        row = {
+            "name": name,
+            "market_ms": int(market_ms),
+            "updated_ms": time.time_ns() // 1_000_000,
+            "state": json.dumps(state, default=str, separators=(",", ":")),
+        }
+        with self._tx() as conn:
+            self._upsert(conn, t.paper_wallets, row, ["name"])
+
+    def load_paper_wallet(self, name: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            r = conn.execute(sa.select(t.paper_wallets.c.state).where(t.paper_wallets.c.name == name)).first()
+        return json.loads(r[0]) if r is not None else None
+
+    def reset_trading_state(self) -> dict[str, int]:
+        """Forget every paper wallet, signal, order, fill, position, trade, ledger, risk and equity row.
+
+        What ``autotrade --reset-paper`` does before a demo starts over; the meta rows that are not
+        trading state (the replay clock, signal-engine checkpoints) stay. Returns rows deleted per table.
+        """
+        tables = (
+            t.order_events, t.fills, t.orders, t.intents, t.signals, t.dead_letters, t.positions, t.trades,
+            t.ledger, t.risk_state, t.equity, t.heartbeat, t.events, t.paper_wallets,
+        )  # fmt: skip
+        deleted: dict[str, int] = {}
+        with self._tx() as conn:
+            for table in tables:
+                deleted[table.name] = int(conn.execute(sa.delete(table)).rowcount or 0)
+            conn.execute(
+                sa.delete(t.meta).where(t.meta.c.key.in_(["config", "limits", "first_start_ms", "risk_usage"]))
+            )
+        return deleted
 
     def counts(self) -> dict[str, int]:
         """Rows per table (for tests and ``--mode=status``)."""
