@@ -8,6 +8,8 @@ Heavy libraries are imported inside the command.
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -34,6 +36,9 @@ def dashboard(
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=1, max=65535)] = 8050,
     refresh: Annotated[float, typer.Option(help="Seconds between checks of the store for changes.")] = 1.0,
     config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+    log_file: Annotated[Path | None, typer.Option(help="Also log to this file (JSON lines), rotated by size.")] = None,
+    log_max_mb: Annotated[float, typer.Option(min=0.01, help="--log-file: rotate at this size (MB).")] = 20.0,
+    log_backups: Annotated[int, typer.Option(min=1, help="--log-file: rotated files kept.")] = 5,
 ) -> None:
     """Serve a live web page of the robot: equity, positions, orders, signals and risk usage.
 
@@ -48,11 +53,18 @@ def dashboard(
     if not 0.05 <= refresh <= 3600:
         raise ConfigError(f"--refresh {refresh:g}: give between 0.05 and 3600 seconds")
     settings = load_settings(config)
+    if log_file is not None:
+        from autotrader.logs import configure_logging
+
+        configure_logging("INFO", json_lines=None, log_file=log_file, max_bytes=int(log_max_mb * 1_048_576),
+                          backups=log_backups)  # fmt: skip
+        logging.getLogger("autotrader.dashboard").info("dashboard starting (pid %d)", os.getpid())
     store = open_existing_store(db, settings.home)
     try:
         app = create_app(store, refresh_s=refresh)
         _check_port_free(host, port)
         typer.echo(f"AutoTrader dashboard of {store.url} at http://{_url_host(host)}:{port}/ (Ctrl-C to stop)")
+        logging.getLogger("autotrader.dashboard").info("dashboard of %s at http://%s:%d/", store.url, host, port)
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, ws="none", log_level="warning", timeout_graceful_shutdown=2)
         )

@@ -75,8 +75,8 @@ def test_autotrade_rejects_bad_flags() -> None:
     code, out = invoke(["--mode", "paper", "--strategy", "sma_cross"])
     assert code != 0
     assert "demo, live or status" in out
-    code, out = invoke(["--mode", "demo"])
-    assert "exactly one signal source" in out
+    code, out = invoke(["--mode", "demo", "--signals", "kafka://127.0.0.1:9/p", "--strategy", "sma_cross"])
+    assert "not both" in out
     code, out = invoke(["--mode", "demo", "--strategy", "sma_cross", "--trading-hours", "9-17"])
     assert "HH:MM-HH:MM" in out
     code, out = invoke(["--mode", "demo", "--strategy", "sma_cross", "--risk", "wild"])

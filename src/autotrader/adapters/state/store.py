@@ -47,7 +47,7 @@ from autotrader.live.records import (
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0001"
+HEAD = "0002_paper_wallet"
 _ORDER_UPDATE = t.orders.update().where(t.orders.c.client_order_id == sa.bindparam("b_cid"))
 _MIGRATION_LOCK = 0x6175_746F_7374_6174  # "autostat"
 
