@@ -20,9 +20,9 @@ class _Alternate(Strategy):
     """Long on even bars, short on odd ones (by bar open time), after a 10-bar warm-up; remembers its inputs."""
 
     name = "alternate_test"
-    parameters = {}  # noqa: RUF012
+    parameters = {}
 
-    seen_last_ts: list[int] = []  # noqa: RUF012
+    seen_last_ts: list[int] = []
 
     @property
     def warmup_bars(self) -> int:
