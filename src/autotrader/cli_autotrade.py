@@ -120,7 +120,11 @@ def autotrade(
         Path | None, typer.Option(help="While this file exists, no new entries (default $AUTOTRADER_HOME/KILL).")
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve /metrics and /kill-switch on 127.0.0.1:PORT (0: any free port).")
+        int | None,
+        typer.Option(
+            envvar="AUTOTRADER_METRICS_PORT",
+            help="Serve /metrics and /kill-switch on 127.0.0.1:PORT (0: any free port).",
+        ),
     ] = 9108,
     robot_id: Annotated[str, typer.Option(help="Prefix of the robot's client order ids (1-8 letters/digits).")] = (
         "atrobot"
