@@ -81,7 +81,7 @@ def _stop(proc: subprocess.Popen) -> int:
 
 
 @pytest.mark.slow
-def test_documented_commands_run_as_written_in_order(tmp_path) -> None:  # noqa: PLR0915 - one story, in order
+def test_documented_commands_run_as_written_in_order(tmp_path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     home = tmp_path / "home"

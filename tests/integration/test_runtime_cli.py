@@ -228,3 +228,42 @@ def test_analyze_missing_file_names_the_newest_saved_backtest(tmp_path) -> None:
     line = one_line_error(run("analyze", cwd=tmp_path, env={"AUTOTRADER_HOME": str(tmp_path / "h")}))
     assert "results/backtest_2020_2024.json does not exist" in line
     assert "results/backtest_20230101_20231231.json" in line
+
+
+def test_paper_wallet_is_saved_before_the_order_answer_leaves() -> None:
+    import asyncio
+
+    from robot_harness import connect, new_account, sim_server
+
+    from autotrader.domain.orders import OrderSide, OrderType, SubmitOrder
+
+    saved: list[dict] = []
+    with sim_server(ws_tick_s=30.0) as sim:  # no background matching step during the test
+        account = new_account(sim, "10000")
+        acct = sim.state.engine.accounts[account[0]]
+        sim.state.on_change = lambda st: saved.append(account_state(st.engine, acct))
+
+        async def place() -> None:
+            async with connect(sim, account) as exchange:
+                await exchange.create_order(
+                    SubmitOrder("cid-1", "BTCUSDT", "spot", OrderSide.BUY, OrderType.MARKET, Decimal("0.01"))
+                )
+
+        asyncio.run(place())
+        # the answer has arrived: the saved state already holds the order and its fill
+        assert saved
+        assert any(o["link_id"] == "cid-1" for o in saved[-1]["orders"])
+        assert len(saved[-1]["executions"]) == 1
+
+
+def test_backtest_over_whole_years_also_writes_the_file_analyze_reads(tmp_path) -> None:
+    env = {"AUTOTRADER_HOME": str(tmp_path / "h")}
+    result = run("backtest", "--strategy", "sma_cross", "--period", "2023-01-01:2023-12-31", "--output-format", "json",
+                 "--quiet", cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    by_year = tmp_path / "results" / "backtest_2023_2023.json"
+    assert by_year.read_bytes() == (tmp_path / "results" / "backtest_20230101_20231231.json").read_bytes()
+    partial = run("backtest", "--strategy", "sma_cross", "--period", "2023-01-01:2023-06-30", "--output-format",
+                  "json", "--quiet", cwd=tmp_path, env=env)  # fmt: skip
+    assert partial.returncode == 0, partial.stderr
+    assert sorted(p.name for p in (tmp_path / "results").glob("backtest_2023_*.json")) == ["backtest_2023_2023.json"]

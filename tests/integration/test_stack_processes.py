@@ -101,7 +101,9 @@ def _engine_bars(log_file: Path) -> list[int]:
     closes = []
     for line in log_file.read_text().splitlines():
         message = json.loads(line)["message"]
-        m = re.search(r"bar close (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC|bar closing (\d{4}-\d{2}-\d{2} \d{2}:\d{2})", message)
+        m = re.search(
+            r"bar close (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) UTC|bar closing (\d{4}-\d{2}-\d{2} \d{2}:\d{2})", message
+        )
         if m:
             closes.append(m.group(1) or m.group(2))
     from autotrader.domain.candles import parse_date_ms
@@ -110,7 +112,7 @@ def _engine_bars(log_file: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_stack_services_publish_decide_persist_and_survive_sigkill(tmp_path, database) -> None:  # noqa: PLR0915
+def test_stack_services_publish_decide_persist_and_survive_sigkill(tmp_path, database) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     port = free_port()
