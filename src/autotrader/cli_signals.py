@@ -287,7 +287,7 @@ def _exchange_source(settings: Settings, config: Any, market: str, url: str | No
 
     async def fetch(symbol: str, bar_ms: int, n_bars: int) -> Any:
         parts = []
-        start = bar_ms - (n_bars - 1) * tf_ms
+        start = bar_ms - (n_bars + n_bars // 20 + 48) * tf_ms  # a margin for gaps in the venue's data
         while start <= bar_ms:
             end = min(bar_ms, start + 999 * tf_ms)
             page = await exchange.candles(market, symbol, config.timeframe, start_ms=start, end_ms=end, limit=1000)  # type: ignore[arg-type]
@@ -299,7 +299,8 @@ def _exchange_source(settings: Settings, config: Any, market: str, url: str | No
         merged = Candles(*(np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS))
         keep = np.flatnonzero(merged.ts <= bar_ms)
         _, first = np.unique(merged.ts[keep], return_index=True)
-        return merged.take(keep[first])
+        rows = keep[first]
+        return merged.take(rows[max(0, len(rows) - n_bars) :])
 
     def candles(bar_ms: int, n_bars: int) -> AlignedCandles | None:
         series = {}
@@ -314,7 +315,12 @@ def _exchange_source(settings: Settings, config: Any, market: str, url: str | No
         loop.run_until_complete(exchange.close())
         loop.close()
 
-    return candles, (lambda: time.time_ns() // 1_000_000), close
+    def venue_ms() -> int:  # a local exchange-sim replays its own market clock: follow it, as the robot does
+        ticker = loop.run_until_complete(exchange.ticker(market, config.symbols[0]))  # type: ignore[arg-type]
+        return int(ticker.ts_ms or time.time_ns() // 1_000_000)
+
+    local = base is not None and any(h in base for h in ("127.0.0.1", "localhost", "[::1]"))
+    return candles, (venue_ms if local else (lambda: time.time_ns() // 1_000_000)), close
 
 
 # -------------------------------------------------------------------------------------------- publish

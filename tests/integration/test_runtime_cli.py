@@ -267,3 +267,48 @@ def test_backtest_over_whole_years_also_writes_the_file_analyze_reads(tmp_path) 
                   "json", "--quiet", cwd=tmp_path, env=env)  # fmt: skip
     assert partial.returncode == 0, partial.stderr
     assert sorted(p.name for p in (tmp_path / "results").glob("backtest_2023_*.json")) == ["backtest_2023_2023.json"]
+
+
+@pytest.mark.slow
+def test_demo_refusal_names_reset_paper_and_reset_paper_starts_over(tmp_path) -> None:
+    import signal
+    import time
+
+    from autotrader.adapters.state import open_state_store
+    from autotrader.live.records import Ledger, PositionState
+
+    home = tmp_path / "home"
+    store = open_state_store(f"sqlite:///{home / 'state.db'}")
+    store.save_ledger(Ledger(Decimal(1000), Decimal(700)))
+    store.save_position(PositionState("BTCUSDT", qty=Decimal("0.01"), avg_price=Decimal(30000), entry_ms=1))
+    store.close()
+    env = {"AUTOTRADER_HOME": str(home)}
+    args = ["autotrade", "--mode=demo", "--symbols=BTCUSDT", "--strategy", "sma_cross", "--metrics-port", "0"]
+    refused = run(*args, env=env)
+    assert refused.returncode == 8
+    line = one_line_error(refused)
+    assert "reconciliation failed" in line
+    assert "autotrader autotrade --mode=demo --symbols=BTCUSDT --capital=1000 --reset-paper" in line
+
+    out = tmp_path / "reset.log"
+    with out.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "autotrader", *args, "--reset-paper"],
+                                env={**os.environ, **env}, stdout=log, stderr=log)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while "robot atrobot started" not in out.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, out.read_text()
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, out.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "paper wallet and robot records reset" in out.read_text()
+    store = open_state_store(f"sqlite:///{home / 'state.db'}")
+    try:
+        assert store.load_positions() == {} or all(p.qty == 0 for p in store.load_positions().values())
+        assert store.load_ledger().cash == Decimal(1000)
+    finally:
+        store.close()
