@@ -282,7 +282,8 @@ def strategy_warmup_bars(strategy: str, params: list[str], risk: str) -> int:
 def run_robot(options: RobotOptions, ready: Any = None) -> int:
     """Build everything, start the robot and run it until SIGINT/SIGTERM. Returns the exit code.
 
-    Start-up failures in a row are counted in ``$AUTOTRADER_HOME/startup-failures.json``: each retry
+    Start-up failures in a row (of the environment: database, broker, exchange, reconciliation; not
+    configuration errors) are counted in ``$AUTOTRADER_HOME/startup-failures.json``: each retry
     waits longer (up to a minute), and after ``max_start_failures`` the robot refuses to start with
     the last reason (exit 78, which the systemd unit does not restart) until the cause is fixed and
     the file removed, or a start succeeds.
@@ -303,7 +304,10 @@ def run_robot(options: RobotOptions, ready: Any = None) -> int:
     try:
         return asyncio.run(_run(options, settings, ready, failures))
     except BaseException as e:
-        if not failures.started and not isinstance(e, KeyboardInterrupt | SystemExit):
+        from autotrader.domain.errors import ConfigError
+
+        # the environment failed (database, broker, exchange, reconciliation): a bad option is not retried
+        if not failures.started and not isinstance(e, KeyboardInterrupt | SystemExit | ConfigError):
             failures.record(e)
         raise
 
