@@ -337,7 +337,9 @@ def publish(
     timeframe: Annotated[str, typer.Option(help="Bar length of the stored candles to use.")] = "1h",
     exchange: Annotated[str, typer.Option(help="Exchange whose stored candles to use.")] = "binance",
     risk: Annotated[str, typer.Option(help="Risk level whose confidence threshold the strategy uses.")] = "medium",
-    lookback_bars: Annotated[int, typer.Option(min=2, help="Bars of history the strategy sees.")] = 5000,
+    lookback_bars: Annotated[
+        int | None, typer.Option(min=2, help="Bars of history the strategy sees (default: what it needs, >= 5000).")
+    ] = None,
     horizon: Annotated[
         str | None, typer.Option(help="Prediction horizon, e.g. 4h (default: the strategy's, else one bar).")
     ] = None,
@@ -381,6 +383,8 @@ def publish(
         raise ConfigError(f"signals publish: {_first_error(e)}") from None
     settings = _settings(ctx)
     strat = build_strategy(config, settings.cache_dir)
+    if lookback_bars is None:  # the ml model needs a year of bars before its first prediction
+        lookback_bars = max(5000, int(strat.warmup_bars) + 48)
     published: set[str] = set()
     with KafkaSignalPublisher(str(address)) as publisher:
         while True:
