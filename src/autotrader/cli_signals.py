@@ -384,7 +384,7 @@ def publish(
     settings = _settings(ctx)
     strat = build_strategy(config, settings.cache_dir)
     if lookback_bars is None:  # the ml model needs a year of bars before its first prediction
-        lookback_bars = max(5000, int(strat.warmup_bars) + 48)
+        lookback_bars = max(5000, int(getattr(strat, "warmup_bars", 0)) + 48)
     published: set[str] = set()
     with KafkaSignalPublisher(str(address)) as publisher:
         while True:
