@@ -312,3 +312,22 @@ def test_demo_refusal_names_reset_paper_and_reset_paper_starts_over(tmp_path) ->
         assert store.load_ledger().cash == Decimal(1000)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(("tty", "json_expected"), [(True, False), (False, True)])
+def test_log_format_on_stderr_is_text_on_a_terminal_and_json_otherwise(monkeypatch, tty, json_expected) -> None:
+    import io
+
+    class _Stream(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    stream = _Stream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging("INFO")
+    configure_logging("INFO", json_lines=None)
+    logging.getLogger("autotrader.test_format").info("hello")
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert line.startswith("{") is json_expected
+    assert "hello" in line
+    configure_logging("WARNING")

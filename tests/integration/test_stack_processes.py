@@ -192,6 +192,9 @@ def test_stack_services_publish_decide_persist_and_survive_sigkill(tmp_path, dat
     store.close()
     # no bar lost: the engine handled every bar close from its first to its last, across its SIGKILL
     bars = _engine_bars(engine_log)
+    assert "HONEST SIGNAL" in engine_log.read_text()
+    assert json.loads(robot_log.read_text().splitlines()[-1])["logger"].startswith("autotrader")  # JSON lines
+    assert "dashboard of" in (logs / "dash.jsonl").read_text()
     assert bars == list(range(bars[0], bars[-1] + HOUR, HOUR))
     # no signal lost, none decided twice, no signal traded twice
     decided = Counter(d.signal_id for d in decisions)
