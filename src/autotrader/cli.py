@@ -432,12 +432,34 @@ _register_command_groups()
 # ----------------------------------------------------------------------------------------------- main
 
 
+# Rich's option table truncates option names and defaults ("--generate-cha…") on narrow terminals; click's plain
+# layout wraps instead and never cuts a name, so it is used below this width.
+_RICH_HELP_MIN_COLUMNS = 120
+
+
+def _terminal_columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size(fallback=(80, 24)).columns
+
+
+def _use_plain_help(command: object) -> None:
+    """Switch a click command tree to click's plain help layout (wraps, never truncates)."""
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        _use_plain_help(sub)
+
+
 def main() -> None:
     """Entry point: run the app; turn our errors into one clear line and an exit code."""
     from autotrader.domain.errors import AutoTraderError
 
     try:
-        app()
+        command = typer.main.get_command(app)
+        if _terminal_columns() < _RICH_HELP_MIN_COLUMNS:
+            _use_plain_help(command)
+        command(prog_name="autotrader")
     except AutoTraderError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(e.exit_code)

@@ -185,8 +185,9 @@ def analyze(
     """Validate a saved backtest: metrics, charts, stress tests, Monte Carlo, walk-forward, overfitting.
 
     Walk-forward windows default to 365 in-sample / 90 out-of-sample days, or half / an eighth of
-    the backtest's period when it is shorter than two years. '--validate' judges the seed's success
-    criteria on out-of-sample figures, plus stress survival, deflated Sharpe and PBO.
+    the backtest's period when it is shorter than two years. '--validate' judges out-of-sample
+    accuracy > 65 %, profit factor > 1.8, max drawdown < 20 % and Sharpe > 0, plus stress survival,
+    deflated Sharpe and PBO.
     """
     from autotrader.analytics.report_data import load_report
     from autotrader.cli import _console, _settings
