@@ -454,7 +454,7 @@ def status_report(*, db: str | None, days: int, settings_file: Path | None = Non
     """Print (and return) the RISK MANAGEMENT and LIVE TRADING RESULTS blocks from the state store."""
     from autotrader.adapters.state import open_state_store, state_url
     from autotrader.config import load_settings
-    from autotrader.live.status import live_results, render_results, render_risk, risk_management, since_days
+    from autotrader.live.status import live_results, render_results, render_risk, results_window, risk_management
 
     settings = load_settings(settings_file)
     store = open_state_store(state_url(settings.home, db))
@@ -463,9 +463,11 @@ def status_report(*, db: str | None, days: int, settings_file: Path | None = Non
         risk = risk_management(store, wall)
         beat = store.last_heartbeat()
         until = now_ms or (beat.ts_ms if beat is not None else wall)
-        since = since_days(until, days)
+        first_start = min((e.ts_ms for e in store.events(kinds=["start"])), default=None)
+        since, window = results_window(until, days, first_start)
         comparison = _backtest_comparison(store, settings, since, until)
         results = live_results(store, since, until, comparison)
+        results["window"] = window
         text = render_risk(risk) + "\n\n" + render_results(results, days)
     finally:
         store.close()

@@ -25,6 +25,23 @@ LATEST_SIGNALS = 50
 LATEST_EVENTS = 20
 # Rows of the usage table that describe a setting rather than a limit being used up: never "breached".
 INFORMATIONAL_LIMITS = frozenset({"stop-loss distance", "gross exposure"})
+# The position-size limit caps an entry; fixed sizing enters AT it and a held position drifts with its price,
+# so only a position well above the cap (more than lot rounding and price drift explain) is shown as a breach.
+POSITION_SIZE_BREACH_RATIO = 1.10
+
+
+def is_informational(name: str) -> bool:
+    """A usage row that describes a setting or a position's state, never a breach."""
+    return name in INFORMATIONAL_LIMITS or name.startswith("stop-loss distance")
+
+
+def is_breached(name: str, ratio: float | None) -> bool:
+    """Colours mean breach only: a limit used up (loss limits at 100 %), a position well above its cap."""
+    if ratio is None or is_informational(name):
+        return False
+    return ratio > POSITION_SIZE_BREACH_RATIO if name == "position size" else ratio >= 1.0
+
+
 _VOLATILE_KEYS = ("generated_ms", "generated_at")
 
 
@@ -147,7 +164,7 @@ def _risk(block: dict[str, Any]) -> dict[str, Any]:
     usage = []
     for u in block["usage"]:
         ratio = _num(u.ratio)
-        informational = u.name in INFORMATIONAL_LIMITS
+        informational = is_informational(u.name)
         usage.append(
             {
                 "name": u.name,
@@ -157,7 +174,7 @@ def _risk(block: dict[str, Any]) -> dict[str, Any]:
                 "note": u.note,
                 "ratio": ratio,
                 "informational": informational,
-                "breached": not informational and ratio is not None and ratio >= 1.0,
+                "breached": is_breached(u.name, ratio),
             }
         )
     return {
