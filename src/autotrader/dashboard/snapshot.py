@@ -48,9 +48,9 @@ _VOLATILE_KEYS = ("generated_ms", "generated_at")
 def build_snapshot(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
     """The dashboard's view of the robot at ``now_wall_ms`` (wall clock, UTC epoch ms)."""
     block = risk_management(store, now_wall_ms)
-    series = store.equity_series()
-    decisions = store.decisions()
-    events = store.events()
+    series, total_points = store.equity_thinned(MAX_CURVE_POINTS)
+    decisions = store.decisions(latest=LATEST_SIGNALS)
+    events = store.events(latest=LATEST_EVENTS)
     orders = store.load_orders(open_only=True)
     beat = block["heartbeat"]
     has_data = beat is not None or block["cash"] is not None or bool(series) or bool(decisions)
@@ -68,7 +68,7 @@ def build_snapshot(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
             "drawdown": _num(block.get("drawdown")),
             "peak_equity": _num(block.get("peak_equity")),
         },
-        "equity_curve": equity_curve(series),
+        "equity_curve": equity_curve(series, total=total_points),
         "positions": [_position(p) for p in block["positions"]],
         "orders": [_order(o) for o in orders],
         "signals": [_signal(d) for d in reversed(decisions[-LATEST_SIGNALS:])],
@@ -101,16 +101,19 @@ def iso_ms(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def equity_curve(series: Sequence[EquitySnapshot], max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+def equity_curve(
+    series: Sequence[EquitySnapshot], max_points: int = MAX_CURVE_POINTS, total: int | None = None
+) -> dict[str, Any]:
     """The equity series, thinned to at most ``max_points``.
 
     Long series keep the first and last point and, of every bucket in between, its lowest and
-    highest equity (in time order), so drawdowns and peaks survive the thinning.
+    highest equity (in time order), so drawdowns and peaks survive the thinning. ``total`` is the
+    length of the stored series when ``series`` was already thinned by the store.
     """
     kept = list(series) if len(series) <= max_points else _min_max_thinned(series, max_points)
     return {
         "points": len(kept),
-        "total": len(series),
+        "total": len(series) if total is None else total,
         "ts_ms": [e.ts_ms for e in kept],
         "equity": [_num(e.equity) for e in kept],
     }

@@ -272,12 +272,16 @@ class SqlStateStore:
         with self._tx() as conn:
             return self._insert_ignore(conn, t.dead_letters, row, ["source"])
 
-    def decisions(self, since_ms: int | None = None) -> list[Decision]:
-        q = sa.select(t.signals).order_by(t.signals.c.id)
+    def decisions(self, since_ms: int | None = None, latest: int | None = None) -> list[Decision]:
+        """Decisions in the order they were made; ``latest``: only the newest that many (one indexed read)."""
+        q = sa.select(t.signals).order_by(t.signals.c.id.desc() if latest is not None else t.signals.c.id)
         if since_ms is not None:
             q = q.where(t.signals.c.decided_ms >= since_ms)
+        if latest is not None:
+            q = q.limit(latest)
         with self._tx() as conn:
-            return [_decision_of(r) for r in conn.execute(q).mappings()]
+            rows = [_decision_of(r) for r in conn.execute(q).mappings()]
+        return rows[::-1] if latest is not None else rows
 
     def dead_letters(self, since_ms: int | None = None) -> list[DeadLetter]:
         q = sa.select(t.dead_letters).order_by(t.dead_letters.c.id)
@@ -493,6 +497,46 @@ class SqlStateStore:
                 for r in conn.execute(q).mappings()
             ]
 
+    def equity_thinned(self, max_points: int) -> tuple[list[EquitySnapshot], int]:
+        """At most about ``max_points`` snapshots and the total count, thinned in the database.
+
+        A short series comes back whole. A long one keeps its first and last snapshot and, of each of
+        ``max_points // 2`` equal-count buckets in between, the lowest and the highest equity (in time
+        order), so peaks and drawdowns survive; a year of minute snapshots is never read whole.
+        """
+        e = t.equity
+        with self._tx() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(e)).scalar_one()
+            if total <= max_points:
+                return self.equity_series(), total
+            buckets = max(1, (max_points - 2) // 2)
+            numbered = sa.select(
+                e.c.id,
+                e.c.equity,
+                (sa.func.row_number().over(order_by=(e.c.ts_ms, e.c.id)) - 1).label("n"),
+            ).subquery()
+            bucket = (numbered.c.n * buckets // total).label("bucket")
+            ranked = sa.select(
+                numbered.c.id,
+                sa.func.row_number().over(partition_by=bucket, order_by=(numbered.c.equity, numbered.c.n)).label("lo"),
+                sa.func.row_number()
+                .over(partition_by=bucket, order_by=(numbered.c.equity.desc(), numbered.c.n))
+                .label("hi"),
+                numbered.c.n,
+            ).subquery()
+            keep = sa.select(ranked.c.id).where(
+                sa.or_(ranked.c.lo == 1, ranked.c.hi == 1, ranked.c.n == 0, ranked.c.n == total - 1)
+            )
+            q = sa.select(e).where(e.c.id.in_(keep)).order_by(e.c.ts_ms, e.c.id)
+            rows = conn.execute(q).mappings().all()
+        kept = [
+            EquitySnapshot(
+                r["ts_ms"], r["equity"], r["cash"], r["exposure"], r["peak_equity"], r["day_start_equity"], r["state"]
+            )
+            for r in rows
+        ]
+        return kept, total
+
     def heartbeat(self, beat: Heartbeat) -> None:
         values = {
             "robot": beat.robot,
@@ -523,14 +567,20 @@ class SqlStateStore:
                 {"ts_ms": event.ts_ms, "kind": event.kind, "symbol": event.symbol, "detail": event.detail},
             )
 
-    def events(self, since_ms: int | None = None, kinds: Sequence[str] | None = None) -> list[RobotEvent]:
-        q = sa.select(t.events).order_by(t.events.c.id)
+    def events(
+        self, since_ms: int | None = None, kinds: Sequence[str] | None = None, latest: int | None = None
+    ) -> list[RobotEvent]:
+        """Events in the order they happened; ``latest``: only the newest that many (one indexed read)."""
+        q = sa.select(t.events).order_by(t.events.c.id.desc() if latest is not None else t.events.c.id)
         if since_ms is not None:
             q = q.where(t.events.c.ts_ms >= since_ms)
         if kinds:
             q = q.where(t.events.c.kind.in_(list(kinds)))
+        if latest is not None:
+            q = q.limit(latest)
         with self._tx() as conn:
-            return [RobotEvent(r["ts_ms"], r["kind"], r["detail"], r["symbol"]) for r in conn.execute(q).mappings()]
+            rows = [RobotEvent(r["ts_ms"], r["kind"], r["detail"], r["symbol"]) for r in conn.execute(q).mappings()]
+        return rows[::-1] if latest is not None else rows
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._tx() as conn:
