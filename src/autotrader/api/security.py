@@ -172,7 +172,8 @@ class RequestGuard:
             status, text = refusal
             await _answer(send_secured, status, text)
             return
-        if scope["method"] == "GET" and self.token_for_reads and _query_token(scope) is not None:
+        query_token = _query_token(scope) if self.token_for_reads and scope["method"] == "GET" else None
+        if query_token is not None and token_matches(query_token, self.token or ""):
             await self._set_cookie(scope, send_secured)
             return
         if scope["method"] in STATE_CHANGING:
@@ -196,7 +197,10 @@ class RequestGuard:
             if ctype != "application/json":
                 return 415, "send Content-Type: application/json"
         needs_token = self.token is not None and (method in STATE_CHANGING or self.token_for_reads)
-        if needs_token and not token_matches(_presented_token(scope, headers), self.token or ""):
+        presented = _presented_token(scope, headers)
+        if method == "GET" and self.token_for_reads and presented is None:
+            presented = _query_token(scope)  # the link that sets the cookie
+        if needs_token and not token_matches(presented, self.token or ""):
             return 401, "missing or wrong API token (Authorization: Bearer <token>; see AUTOTRADER_API_TOKEN)"
         return None
 
@@ -232,9 +236,6 @@ class RequestGuard:
 
     async def _set_cookie(self, scope: Scope, send: Send) -> None:
         given = _query_token(scope)
-        if not token_matches(given, self.token or ""):
-            await _answer(send, 401, "wrong API token")
-            return
         cookie = f"{TOKEN_COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict"
         await send(
             {

@@ -291,7 +291,7 @@ class SqlStateStore:
         if client_order_id is not None:
             q = q.where(t.signals.c.client_order_id == client_order_id)
         with self._tx() as conn:
-            conn.execute(q.values(outcome=str(outcome), reason=reason, detail=detail))
+            conn.execute(q.values(outcome=str(outcome), reason=reason, detail=redact(detail)))
 
     def signals_to_score(self, until_ms: int, limit: int = 1000) -> list[Decision]:
         q = (
@@ -384,7 +384,7 @@ class SqlStateStore:
                 "ts_ms": order.updated_ms,
                 "event": event,
                 "status": str(order.status),
-                "detail": detail,
+                "detail": redact(detail),
             },
         )
 
@@ -574,7 +574,7 @@ class SqlStateStore:
         with self._tx() as conn:
             conn.execute(
                 t.events.insert(),
-                {"ts_ms": event.ts_ms, "kind": event.kind, "symbol": event.symbol, "detail": event.detail},
+                {"ts_ms": event.ts_ms, "kind": event.kind, "symbol": event.symbol, "detail": redact(event.detail)},
             )
 
     def events(self, since_ms: int | None = None, kinds: Sequence[str] | None = None) -> list[RobotEvent]:
