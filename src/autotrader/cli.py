@@ -435,11 +435,12 @@ _register_command_groups()
 def main() -> None:
     """Entry point: run the app; turn our errors into one clear line and an exit code."""
     from autotrader.domain.errors import AutoTraderError
+    from autotrader.domain.redact import redact
 
     try:
         app()
     except AutoTraderError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {redact(str(e))}", fg=typer.colors.RED, err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)
