@@ -283,3 +283,25 @@ def test_state_store_created_before_with_0644_is_tightened_to_0600(tmp_path) -> 
     os.chmod(db, 0o644)
     open_state_store(f"sqlite:///{db}").close()
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_control_body_that_trickles_in_too_slowly_is_answered_408(tmp_path) -> None:
+    from starlette.applications import Starlette
+    from test_dashboard import serving
+
+    from autotrader.api.security import RequestGuard
+
+    app = RequestGuard(Starlette(), token=TOKEN, body_timeout_s=0.5)
+    with serving(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            head = (
+                "POST /kill-switch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {TOKEN}\r\nContent-Length: 10\r\n\r\n{{}}"
+            )
+            t0 = time.monotonic()
+            sock.sendall(head.encode())
+            answer = sock.recv(4096)
+            waited = time.monotonic() - t0
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert waited < 3.0
