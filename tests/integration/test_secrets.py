@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -151,8 +152,6 @@ def test_secrets_dashboard_on_a_failing_store_answers_without_the_password(tmp_p
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none", lifespan="off"))
-        import threading
-
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -230,6 +229,7 @@ def test_secrets_bybit_error_and_its_ccxt_cause_hold_no_key(captured_logs) -> No
     assert_no_secret("log lines", captured_logs.getvalue())
 
 
+@pytest.mark.slow
 def test_secrets_failing_live_run_shows_no_key_secret_or_token(tmp_path) -> None:
     with sim_server() as sim:
         sim.admin.add_account(API_KEY, "the-real-secret-0123456789", {"USDT": "1000"})
