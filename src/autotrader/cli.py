@@ -454,6 +454,7 @@ def _use_plain_help(command: object) -> None:
 def main() -> None:
     """Entry point: run the app; turn our errors into one clear line and an exit code."""
     from autotrader.domain.errors import AutoTraderError
+    from autotrader.domain.redact import redact
 
     try:
         command = typer.main.get_command(app)
@@ -461,7 +462,7 @@ def main() -> None:
             _use_plain_help(command)
         command(prog_name="autotrader")
     except AutoTraderError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {redact(str(e))}", fg=typer.colors.RED, err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from autotrader.adapters.state import schema as t
 from autotrader.domain.errors import StorageError
 from autotrader.domain.orders import Fill, Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from autotrader.domain.redact import redact, remember_secret, scrub
 from autotrader.live.records import (
     ClosedTrade,
     DeadLetter,
@@ -78,28 +79,80 @@ def _normalise(url: str) -> str:
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith(("sqlite:", "postgresql+psycopg:")):
         return url
-    if "=" in url and "://" not in url:  # a libpq key=value DSN
-        return "postgresql+psycopg://?" + "&".join(p.replace(" ", "") for p in url.split())
+    if "=" in url and "://" not in url:  # a libpq key=value DSN (quoted values included)
+        return _from_conninfo(url)
     if "://" not in url:  # a path
         return f"sqlite:///{Path(url).expanduser()}"
     raise StorageError(f"state store URL {_redact(url)!r}: expected sqlite:///PATH, a path, or postgresql://...")
 
 
-def _redact(url: str) -> str:
+def _from_conninfo(dsn: str) -> str:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable URL>"
+        params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    except ProgrammingError as e:
+        raise StorageError(_redact(f"state store DSN {dsn!r}: {_first_line(e)}")) from None
+    for key in ("password", "sslpassword"):
+        remember_secret(params.get(key))
+    url = sa.engine.URL.create("postgresql+psycopg", query=params)
+    return url.render_as_string(hide_password=False)
+
+
+def _redact(url: str) -> str:
+    return redact(url)
+
+
+def _remember_password(url: str) -> None:
+    """Mask the store's password (URL or ``?password=`` form) in every text from now on."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return
+    remember_secret(parsed.password if isinstance(parsed.password, str) else None)
+    for key in ("password", "sslpassword"):
+        value = parsed.query.get(key)
+        for item in (value,) if isinstance(value, str) else value or ():
+            remember_secret(item)
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` (the SQLite file) readable by its owner only; tighten an existing one we own.
+
+    SQLite creates ``-wal`` and ``-shm`` with the database file's permissions, so they follow.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        st = path.stat()
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, 0o600)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.chmod(side, 0o600)
+    else:
+        os.close(fd)
+
+
+def _first_line(error: BaseException | None) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 _WAL_BACKSTOP_PAGES = 20_000  # ~80 MB of WAL before a commit checkpoints by itself
 
 
 def _create_engine(url: str, schema: str | None, sqlite_synchronous: str) -> Engine:
-    parsed = sa.engine.make_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StorageError(f"state store URL {_redact(url)!r}: not a database URL") from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            _private_file(Path(parsed.database))
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -147,15 +200,16 @@ def current_revision(engine: Engine) -> str | None:
 
 def open_state_store(url: str, *, schema: str | None = None, sqlite_synchronous: str = "NORMAL") -> SqlStateStore:
     """Open the store at ``url`` and migrate it. ``StorageError`` (one line, no password) on failure."""
+    _remember_password(url)
     engine = _create_engine(url, schema, sqlite_synchronous)
     try:
         if schema and engine.dialect.name == "postgresql":
             with engine.begin() as conn:
                 conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema.replace(chr(34), chr(34) * 2)}"')
         migrate(engine)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as e:
+    except sa.exc.DBAPIError as e:
         engine.dispose()
-        raise StorageError(f"state store {_redact(url)}: {str(e.orig).strip().splitlines()[0]}") from None
+        raise StorageError(_redact(f"state store {url}: {_first_line(e.orig)}")) from None
     return SqlStateStore(engine, url)
 
 
@@ -177,7 +231,7 @@ class SqlStateStore:
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.OperationalError as e:
-            raise StorageError(f"state store {self.url}: {str(e.orig).strip().splitlines()[0]}") from e
+            raise StorageError(_redact(f"state store {self.url}: {_first_line(e.orig)}")) from scrub(e)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -237,7 +291,7 @@ class SqlStateStore:
         if client_order_id is not None:
             q = q.where(t.signals.c.client_order_id == client_order_id)
         with self._tx() as conn:
-            conn.execute(q.values(outcome=str(outcome), reason=reason, detail=detail))
+            conn.execute(q.values(outcome=str(outcome), reason=reason, detail=redact(detail)))
 
     def signals_to_score(self, until_ms: int, limit: int = 1000) -> list[Decision]:
         q = (
@@ -334,7 +388,7 @@ class SqlStateStore:
                 "ts_ms": order.updated_ms,
                 "event": event,
                 "status": str(order.status),
-                "detail": detail,
+                "detail": redact(detail),
             },
         )
 
@@ -564,7 +618,7 @@ class SqlStateStore:
         with self._tx() as conn:
             conn.execute(
                 t.events.insert(),
-                {"ts_ms": event.ts_ms, "kind": event.kind, "symbol": event.symbol, "detail": event.detail},
+                {"ts_ms": event.ts_ms, "kind": event.kind, "symbol": event.symbol, "detail": redact(event.detail)},
             )
 
     def events(
