@@ -176,7 +176,7 @@ def test_dashboard_in_chromium_shows_the_stores_figures_and_new_ones_after_a_cha
 
 
 def test_dashboard_page_updates_itself_when_the_store_changes(tmp_path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     store = open_state_store(f"sqlite:///{tmp_path / 'state.db'}")
     try:
@@ -186,7 +186,7 @@ def test_dashboard_page_updates_itself_when_the_store_changes(tmp_path) -> None:
             try:
                 page = browser.new_page()
                 page.goto(url + "/")
-                page.wait_for_function("document.getElementById('equity').textContent === '10,023.00'")
+                expect(page.locator("#equity")).to_have_text("10,023.00")
                 page.evaluate("window.__not_reloaded = true")
 
                 # the robot trades on: a new exit signal, the ETH order cancelled, BTC marked at 46,000
@@ -200,10 +200,10 @@ def test_dashboard_page_updates_itself_when_the_store_changes(tmp_path) -> None:
                 mark(store, 10300.0, at, btc_price=46000.0, position_fraction=0.23)
                 beat(store, wall_ms())
 
-                page.wait_for_function("document.getElementById('equity').textContent === '10,300.00'", timeout=15_000)
+                expect(page.locator("#equity")).to_have_text("10,300.00", timeout=15_000)
                 assert page.evaluate("window.__not_reloaded") is True  # the same page, updated in place
                 # ... by the event stream, not by the polling fallback
-                assert page.evaluate("document.getElementById('connection').dataset.connection") == "live"
+                expect(page.locator("#connection")).to_have_attribute("data-connection", "live")
                 dom = parse_html(page.content())
             finally:
                 browser.close()
