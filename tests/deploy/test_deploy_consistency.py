@@ -48,6 +48,7 @@ OPTIONAL = {
     "AUTOTRADER_BROKERS": "the command line gives --brokers",
     "AUTOTRADER_TOPIC": "the command line gives --topic",
     "AUTOTRADER_SIGNALS": "the command line gives --signals",
+    "AUTOTRADER_METRICS_PORT": "the command line gives --metrics-port",
 }
 BROKER_UNIT = "autotrader-broker.service"
 
