@@ -149,6 +149,8 @@ def test_ports_systemd_broker_serves_what_the_engine_and_robot_use():
     assert host == "127.0.0.1"
     if any("--port" in p.opts for p in broker.command.params):  # `broker start` listens where they look
         assert str(option_value(broker, "--port")) == port
+    if any("--topic" in p.opts for p in broker.command.params):  # ... and creates the topic they use
+        assert option_value(broker, "--topic") == topic
 
 
 def _exposed() -> set[str]:
