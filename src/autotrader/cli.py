@@ -127,9 +127,11 @@ def data_import(
 ) -> None:
     """Import a candle file. All-or-nothing: one bad row imports nothing and names the row.
 
-    Timestamps may be seconds, milliseconds or ISO-8601 (UTC when no zone is given); a file listed
-    newest first is reversed. Prints the gaps and price jumps found. Bars already stored with other
-    values are only replaced with --overwrite (and counted).
+    Timestamps may be seconds, milliseconds or ISO-8601 (UTC when no zone is given).
+
+    A file listed newest first is reversed; the gaps and price jumps found are printed.
+
+    Bars already stored with other values are replaced only with --overwrite (and counted).
     """
     from autotrader.domain.candles import SeriesKey, format_ms
     from autotrader.domain.errors import DataError
