@@ -225,6 +225,40 @@ def test_pbo_flat_trial_scores_zero_not_nan() -> None:
     assert json.loads(json.dumps(doc, allow_nan=False)) == doc
 
 
+def _cscv_reference_flat_zero(m: np.ndarray, s: int) -> np.ndarray:
+    """As ``_cscv_reference``, a trial whose returns do not vary in a set scoring 0 there."""
+    m = m[m.shape[0] % s :]
+    blocks = np.split(m, s)
+    out = []
+    for chosen in itertools.combinations(range(s), s // 2):
+        scores = []
+        for side in (chosen, [i for i in range(s) if i not in chosen]):
+            part = np.concatenate([blocks[i] for i in side])
+            sd = part.std(axis=0, ddof=1)
+            flat = part.max(axis=0) == part.min(axis=0)
+            scores.append(np.where(flat, 0.0, part.mean(axis=0) / np.where(flat, 1.0, sd)))
+        best = int(np.argmax(scores[0]))
+        out.append(special.logit(stats.rankdata(scores[1])[best] / (m.shape[1] + 1)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", [16, 17, 18, 19, 20])
+def test_pbo_trial_flat_in_one_half_scores_zero_there_not_infinite(seed: int) -> None:
+    # issue 16: a trial with no position in one half (0 there, active elsewhere) scored +inf in
+    # that half when rounding left its mean ~1e-21 after subtracting the column mean (std 0),
+    # and so "won" in-sample (seeds 18 and 20 hit it); it must score 0 like any flat trial
+    rng = np.random.default_rng(seed)
+    m = rng.normal(0.001, 0.01, (160, 5))
+    m[:80, 2] = 0.0  # trial 2 had no position in blocks 0-3 of 8
+    m[80:, 2] = rng.normal(-0.004, 0.01, 80)  # and lost money afterwards
+    res = of.probability_of_backtest_overfitting(m, 8)
+    np.testing.assert_allclose(res.logits, _cscv_reference_flat_zero(m, 8), rtol=1e-9)
+    assert all(math.isfinite(v) for v in res.is_sharpe)
+    assert res.n_flat_scores == 2  # split {0,1,2,3}: in-sample; split {4,5,6,7}: out-of-sample
+    assert res.flat_trials == (2,)
+    assert res.to_dict()["n_flat_scores"] == 2
+
+
 @pytest.mark.parametrize(
     ("shape", "s", "error", "match"),
     [
