@@ -120,6 +120,39 @@ def test_deflated_sharpe_ratio_from_returns_and_annualised_trial_sharpes() -> No
     assert json.loads(json.dumps(doc, allow_nan=False)) == doc
 
 
+def test_deflated_sharpe_of_selection_matches_the_papers_formulas_by_hand() -> None:
+    # one walk-forward window: 365 in-sample days, 12 trials, the optimiser keeps the best Sharpe;
+    # trial 7 never traded (flat: Sharpe 0). Everything below is written straight from the papers.
+    rng = np.random.default_rng(14)
+    m = rng.normal(0.0004, 0.01, (365, 12)) - (rng.random((365, 12)) < 0.01) * 0.03
+    m[:, 7] = 0.0
+    sr = np.array([0.0 if m[:, j].std() == 0 else m[:, j].mean() / m[:, j].std(ddof=1) for j in range(12)])
+    best = int(np.argmax(sr))
+    n, t = 12, 365
+    v = sr.var(ddof=1)  # variance of the trials' per-period Sharpe ratios (BLdP 2014, eq. 2)
+    g = 0.5772156649015329
+    sr0 = math.sqrt(v) * ((1 - g) * stats.norm.ppf(1 - 1 / n) + g * stats.norm.ppf(1 - 1 / (n * math.e)))
+    x = m[:, best]
+    d = x - x.mean()
+    g3 = np.mean(d**3) / np.mean(d**2) ** 1.5
+    g4 = np.mean(d**4) / np.mean(d**2) ** 2
+    z = (sr[best] - sr0) * math.sqrt(t - 1) / math.sqrt(1 - g3 * sr[best] + (g4 - 1) / 4 * sr[best] ** 2)
+    dsr_by_hand = stats.norm.cdf(z)
+    res = of.deflated_sharpe_of_selection(m, best)
+    assert res.n_trials == 12
+    assert res.n_obs == 365
+    assert res.sharpe == pytest.approx(sr[best], rel=1e-12)
+    assert res.sharpe_variance == pytest.approx(v, rel=1e-12)
+    assert res.benchmark_sharpe == pytest.approx(sr0, rel=1e-12)
+    assert res.dsr == pytest.approx(dsr_by_hand, rel=1e-10)
+    assert res.psr == pytest.approx(of.probabilistic_sharpe_ratio(x), rel=1e-12)
+    assert res.dsr < res.psr  # the selection penalty
+    # more trials run than have returns here: N grows, the penalty with it
+    assert of.deflated_sharpe_of_selection(m, best, n_trials=100).dsr < res.dsr
+    with pytest.raises(ConfigError, match="selected"):
+        of.deflated_sharpe_of_selection(m, 12)
+
+
 def test_deflated_sharpe_single_trial_is_the_psr() -> None:
     r = _skewed_returns()
     res = of.deflated_sharpe_ratio(r, [metrics.sharpe_ratio(r)])

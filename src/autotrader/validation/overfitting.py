@@ -8,7 +8,10 @@ Four tools, pure numpy / scipy / numba:
 * :func:`deflated_sharpe_ratio` — DSR, the PSR against the Sharpe ratio the best of ``N``
   worthless trials would be expected to reach (Bailey & López de Prado 2014). ``N`` must be the
   number of trials actually run (every parameter set an optimiser evaluated, every variant
-  tried), not a guess.
+  tried), not a guess. :func:`deflated_sharpe_of_selection` applies it where the paper does:
+  to the selected trial, on the very returns it was selected on, with that selection's ``N``
+  and trial Sharpe variance. A record that was *not* selected as a best (a walk-forward's
+  stitched out-of-sample days) carries no selection penalty: judge it by its PSR against 0.
 * :func:`probability_of_backtest_overfitting` — PBO by combinatorially symmetric
   cross-validation (CSCV) over a matrix of trial returns (Bailey, Borwein, López de Prado &
   Zhu 2015/2017).
@@ -60,6 +63,7 @@ __all__ = [
     "PBOResult",
     "PermutationTestResult",
     "deflated_sharpe_from_stats",
+    "deflated_sharpe_of_selection",
     "deflated_sharpe_ratio",
     "expected_max_sharpe",
     "permutation_test",
@@ -259,6 +263,41 @@ def deflated_sharpe_ratio(
         skewness=skew,
         kurtosis=kurt,
         periods_per_year=float(periods_per_year),
+    )
+
+
+def deflated_sharpe_of_selection(
+    trial_returns: ArrayLike,
+    selected: int,
+    *,
+    n_trials: int | None = None,
+    periods_per_year: float = metrics.DAYS_PER_YEAR,
+) -> DeflatedSharpe:
+    """DSR of the trial an optimiser picked, on the returns it was picked on (one selection).
+
+    ``trial_returns`` is the ``(T, N)`` matrix of the returns every trial earned over the sample
+    the selection was made on (a walk-forward window's in-sample days); ``selected`` the column
+    of the chosen trial. This is the basis of Bailey & López de Prado (2014): ``SR`` is the
+    chosen trial's per-period Sharpe over those ``T`` periods, ``V`` the sample variance
+    (``ddof=1``) of the ``N`` trials' per-period Sharpe ratios (a trial whose returns do not vary
+    scores 0), ``N`` the number of trials (``n_trials`` when more were run than have returns
+    here), and ``DSR = PSR(SR0)``, ``SR0 = expected_max_sharpe(N, V)``.
+    """
+    m = np.asarray(trial_returns, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] < 1 or m.shape[0] < 2:
+        raise DataError(f"trial_returns must be a (periods >= 2, trials >= 1) matrix, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise DataError("trial_returns contains NaN or infinite values")
+    if isinstance(selected, bool) or not isinstance(selected, int | np.integer) or not 0 <= selected < m.shape[1]:
+        raise ConfigError(f"selected must be a column of the {m.shape[1]} trials, got {selected!r}")
+    sd = m.std(axis=0, ddof=1)
+    flat = m.max(axis=0) == m.min(axis=0)
+    per_period = np.divide(m.mean(axis=0), sd, out=np.zeros(m.shape[1]), where=~flat & (sd > 0.0))
+    return deflated_sharpe_ratio(
+        m[:, int(selected)],
+        per_period * math.sqrt(periods_per_year),
+        n_trials=m.shape[1] if n_trials is None else n_trials,
+        periods_per_year=periods_per_year,
     )
 
 
