@@ -310,6 +310,14 @@ def backtest(
         float | None, typer.Option(help="Taker fee per side as a fraction (default: Bybit spot 0.001, linear 0.00055).")
     ] = None,
     slippage_bps: Annotated[float, typer.Option(help="Slippage per market fill in basis points.")] = 2.0,
+    on_halt: Annotated[
+        str,
+        typer.Option(
+            "--on-halt",
+            help="After a drawdown halt: stop (for good, as live) or resume-after=DURATION (e.g. 30d: "
+            "an operator's reset after a cooling-off period, the peak re-based).",
+        ),
+    ] = "stop",
     signals: Annotated[
         Path | None, typer.Option(help="Stored predictions to replay (implies --strategy signals).")
     ] = None,
@@ -359,6 +367,7 @@ def backtest(
             leverage=leverage,
             fee=fee,
             slippage_bps=slippage_bps,
+            on_halt=on_halt,
         )
     except ValidationError as e:
         raise _validation_error(e) from None
