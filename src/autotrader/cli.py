@@ -340,7 +340,7 @@ def backtest(
 
     from autotrader.analytics.report_data import build_report
     from autotrader.analytics.reports import render_console
-    from autotrader.backtest.runner import BacktestConfig, run_backtest
+    from autotrader.backtest.runner import BacktestConfig, parse_on_halt, run_backtest
     from autotrader.backtest.session import build_strategy, load_backtest_data
     from autotrader.domain.errors import ConfigError
 
@@ -348,6 +348,10 @@ def backtest(
         raise ConfigError(f"--output-format {output_format!r}: choose tradingview, json or csv")
     start, end = _parse_period(period)
     params: dict[str, str] = _parse_params(param or [])
+    try:
+        parse_on_halt(on_halt)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
     if signals is not None:
         strategy = "signals"
         params["path"] = str(signals)

@@ -150,7 +150,7 @@ def parse_on_halt(text: str) -> int:
             return Timeframe.parse(duration).ms
         except ConfigError:
             pass
-    raise ValueError(f"on_halt {text!r}: expected 'stop' or 'resume-after=DURATION' such as resume-after=30d")
+    raise ValueError(f"on-halt {text!r}: expected 'stop' or 'resume-after=DURATION' such as resume-after=30d")
 
 
 def _date_ms(text: str, what: str) -> int:
