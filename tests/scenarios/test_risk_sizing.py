@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import math
 from decimal import Decimal
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from autotrader.analytics.report_data import build_report
-from autotrader.analytics.reports import halt_text
+from autotrader.analytics.reports import halt_text, render_console, write_html
 from autotrader.backtest.runner import BacktestConfig, daily_volatility_of, run_backtest
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.orders import Instrument
@@ -210,7 +212,7 @@ def _crash_then_drift() -> list[tuple[float, float, float, float]]:
     return rows
 
 
-def test_on_halt_stop_is_for_good_and_the_report_shows_date_equity_and_idle_time():
+def test_on_halt_stop_is_for_good_and_the_report_shows_date_equity_and_idle_time(tmp_path):
     rows = _crash_then_drift()
     script = {(0, 0): 1.0, (10, 0): 1.0, (70, 0): 1.0}
     result = run_scenario({"AAA": rows}, script, risk_overrides={"max_drawdown": 0.1, "position_size": 1.0})
@@ -224,6 +226,11 @@ def test_on_halt_stop_is_for_good_and_the_report_shows_date_equity_and_idle_time
     assert halt["idle_days"] == pytest.approx((len(rows) - 1 - 2) / 24)
     text = halt_text(halt)
     assert "2024-01-01 02:00 UTC" in text and "7,000.00" in text and "-30.00%" in text and "3.3 days" in text
+    console = Console(record=True, width=400)
+    render_console(doc, console)
+    assert f"HALT: {text}" in console.export_text()
+    page = write_html(doc, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert html.escape(text) in page
 
 
 def test_on_halt_resume_after_rebases_the_peak_and_trades_again():
