@@ -284,6 +284,16 @@ def _validation_error(e: Exception) -> Exception:
     return e
 
 
+def _check_on_halt(value: str) -> None:
+    from autotrader.backtest.runner import parse_on_halt
+    from autotrader.domain.errors import ConfigError
+
+    try:
+        parse_on_halt(value)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
+
+
 @app.command()
 def backtest(
     symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
@@ -340,7 +350,7 @@ def backtest(
 
     from autotrader.analytics.report_data import build_report
     from autotrader.analytics.reports import render_console
-    from autotrader.backtest.runner import BacktestConfig, parse_on_halt, run_backtest
+    from autotrader.backtest.runner import BacktestConfig, run_backtest
     from autotrader.backtest.session import build_strategy, load_backtest_data
     from autotrader.domain.errors import ConfigError
 
@@ -348,10 +358,7 @@ def backtest(
         raise ConfigError(f"--output-format {output_format!r}: choose tradingview, json or csv")
     start, end = _parse_period(period)
     params: dict[str, str] = _parse_params(param or [])
-    try:
-        parse_on_halt(on_halt)
-    except ValueError as e:
-        raise ConfigError(f"--{e}") from None
+    _check_on_halt(on_halt)
     if signals is not None:
         strategy = "signals"
         params["path"] = str(signals)
