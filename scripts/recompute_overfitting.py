@@ -49,13 +49,16 @@ def sharpe_per_column(x: np.ndarray) -> np.ndarray:
 
 def pbo(m: np.ndarray, s: int) -> float:
     m = m[m.shape[0] % s :]
-    blocks = np.split(m, s)
+    blocks = m.reshape(s, -1, m.shape[1])
     logits = []
     for chosen in itertools.combinations(range(s), s // 2):
-        train = np.concatenate([blocks[i] for i in chosen])
-        test = np.concatenate([blocks[i] for i in range(s) if i not in chosen])
+        other = [i for i in range(s) if i not in chosen]
+        train = blocks[list(chosen)].reshape(-1, m.shape[1])
+        test = blocks[other].reshape(-1, m.shape[1])
         best = int(np.argmax(sharpe_per_column(train)))
-        w = stats.rankdata(sharpe_per_column(test))[best] / (m.shape[1] + 1)
+        oos = sharpe_per_column(test)
+        rank = np.sum(oos < oos[best]) + (np.sum(oos == oos[best]) + 1) / 2  # average rank, ties shared
+        w = rank / (m.shape[1] + 1)
         logits.append(math.log(w / (1 - w)))
     return float(np.mean(np.array(logits) <= 0))
 
