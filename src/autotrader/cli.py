@@ -347,6 +347,16 @@ def _validation_error(e: Exception) -> Exception:
     return e
 
 
+def _check_on_halt(value: str) -> None:
+    from autotrader.backtest.runner import parse_on_halt
+    from autotrader.domain.errors import ConfigError
+
+    try:
+        parse_on_halt(value)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
+
+
 @app.command()
 def backtest(
     symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
@@ -373,6 +383,14 @@ def backtest(
         float | None, typer.Option(help="Taker fee per side as a fraction (default: Bybit spot 0.001, linear 0.00055).")
     ] = None,
     slippage_bps: Annotated[float, typer.Option(help="Slippage per market fill in basis points.")] = 2.0,
+    on_halt: Annotated[
+        str,
+        typer.Option(
+            "--on-halt",
+            help="After a drawdown halt: stop (for good, as live) or resume-after=DURATION (e.g. 30d: "
+            "an operator's reset after a cooling-off period, the peak re-based).",
+        ),
+    ] = "stop",
     signals: Annotated[
         Path | None, typer.Option(help="Stored predictions to replay (implies --strategy signals).")
     ] = None,
@@ -403,6 +421,7 @@ def backtest(
         raise ConfigError(f"--output-format {output_format!r}: choose tradingview, json or csv")
     start, end = _parse_period(period)
     params: dict[str, str] = _parse_params(param or [])
+    _check_on_halt(on_halt)
     if signals is not None:
         strategy = "signals"
         params["path"] = str(signals)
@@ -422,6 +441,7 @@ def backtest(
             leverage=leverage,
             fee=fee,
             slippage_bps=slippage_bps,
+            on_halt=on_halt,
         )
     except ValidationError as e:
         raise _validation_error(e) from None
