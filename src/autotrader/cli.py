@@ -111,26 +111,64 @@ def data_import(
     exchange: Annotated[str, typer.Option(help="Exchange the candles come from, e.g. binance, bybit.")],
     symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTCUSDT.")],
     timeframe: Annotated[str, typer.Option(help="Bar length, e.g. 1m, 30m, 1h, 4h, 1d.")],
+    columns: Annotated[
+        str | None, typer.Option(help="Map fields to the file's columns: 'ts=Unix,volume=Volume BTC'.")
+    ] = None,
+    skip_rows: Annotated[
+        int | None, typer.Option(min=0, help="Lines before the CSV header (default: skip a preamble naming no column).")
+    ] = None,
+    time_unit: Annotated[
+        str | None, typer.Option(help="Unit of numeric timestamps: s, ms, us or ns (default: by magnitude).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace stored bars that differ from the file's.")
+    ] = False,
+    jump_pct: Annotated[float, typer.Option(help="Report close-to-close moves larger than this, in %.")] = 30.0,
 ) -> None:
     """Import a candle file. All-or-nothing: one bad row imports nothing and names the row.
 
     Timestamps may be seconds, milliseconds or ISO-8601 (UTC when no zone is given).
+
+    A file listed newest first is reversed; the gaps and price jumps found are printed.
+
+    Bars already stored with other values are replaced only with --overwrite (and counted).
     """
     from autotrader.domain.candles import SeriesKey, format_ms
-    from autotrader.marketdata.importer import import_candles
+    from autotrader.domain.errors import DataError
+    from autotrader.marketdata.importer import ImportOptions, compare_with_stored, load_file, parse_column_mapping
+    from autotrader.marketdata.verify import describe_gaps_and_jumps
 
     key = SeriesKey.of(exchange, symbol, timeframe)
-    candles = import_candles(file, key.tf)
+    options = ImportOptions(
+        columns=parse_column_mapping(columns), skip_rows=skip_rows, time_unit=time_unit, symbol=key.symbol
+    )
+    loaded = load_file(file, key.tf, options)
+    candles = loaded.candles
     settings = _settings()
     store = _store(settings)
     try:
+        changes = compare_with_stored(store.read(key, int(candles.ts[0]), int(candles.ts[-1])), candles)
+        if changes.changed and not overwrite:
+            raise DataError(
+                f"{changes.changed:,} of the file's {len(candles):,} bars differ from those stored in {key} "
+                f"(first {changes.first_changed}); nothing imported: re-run with --overwrite to replace them"
+            )
         written = store.upsert(key, candles)
     finally:
         store.close()
-    _console().print(
+    console = _console()
+    console.print(
         f"Imported {written:,} bars into {key} "
-        f"({format_ms(int(candles.ts[0]))} .. {format_ms(int(candles.ts[-1]))}, {settings.storage.backend} store)."
+        f"({format_ms(int(candles.ts[0]))} .. {format_ms(int(candles.ts[-1]))}, {settings.storage.backend} store): "
+        f"{changes.new:,} new, {changes.unchanged:,} unchanged, {changes.changed:,} replaced.",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
+    for note in loaded.notes:
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    for line in describe_gaps_and_jumps(candles, key.tf.ms, jump_threshold_pct=jump_pct):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @data_app.command("verify")
@@ -139,53 +177,78 @@ def data_verify(
     timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
     exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
     jump_pct: Annotated[float, typer.Option(help="Warn on close-to-close moves larger than this, in %.")] = 30.0,
+    all_problems: Annotated[
+        bool, typer.Option("--all", help="List every problem of every series, not only the first.")
+    ] = False,
 ) -> None:
     """Check stored series for duplicates, unsorted or off-grid bars, gaps, bad OHLC, NaN and jumps.
 
-    Exits non-zero when a hard error is found; gaps and jumps are warnings.
+    Exits non-zero when a hard error is found; gaps and jumps are warnings. --all lists each one.
     """
     from rich.table import Table
 
-    from autotrader.domain.candles import format_ms
+    from autotrader.domain.candles import SeriesKey, format_ms
+    from autotrader.domain.errors import DataError
+    from autotrader.marketdata.store import missing_series_hint
     from autotrader.marketdata.verify import has_errors, verify_candles
 
     settings = _settings()
     store = _store(settings)
     console = _console()
     failed = False
+    listing: list[str] = []
+    shown_one_of_many = 0
     try:
+        stored = store.keys()
         keys = [
             k
-            for k in store.keys()
+            for k in stored
             if (symbol is None or k.symbol == symbol.upper())
             and (timeframe is None or k.timeframe == timeframe)
             and (exchange is None or k.exchange == exchange.lower())
         ]
         if not keys:
-            from autotrader.domain.errors import DataError
-
-            raise DataError("no stored series matches the given filters (see 'autotrader data list')")
+            hint = ""
+            if symbol is not None:
+                wanted = SeriesKey.of(exchange or "binance", symbol, timeframe or "1h")
+                hint = missing_series_hint(stored, wanted)
+            raise DataError(f"no stored series matches the given filters{hint} (see 'autotrader data list')")
         table = Table(title="Verification")
         for col in ("series", "rows", "errors", "warnings", "first problem"):
             table.add_column(col)
         for key in keys:
             candles = store.read(key)
-            findings = verify_candles(candles, key.tf.ms, jump_threshold_pct=jump_pct)
+            cap = len(candles) + 1 if all_problems else 20
+            findings = verify_candles(candles, key.tf.ms, jump_threshold_pct=jump_pct, max_per_kind=cap)
             errors = [f for f in findings if f.severity == "error"]
             warnings = [f for f in findings if f.severity == "warning"]
+            n_errors, n_warnings = sum(f.count for f in errors), sum(f.count for f in warnings)
             failed |= has_errors(findings)
+            shown_one_of_many += n_errors + n_warnings > 1
             first = (errors or warnings or [None])[0]
             where = f" at {format_ms(first.ts)}" if first is not None and first.ts is not None else ""
             table.add_row(
                 str(key),
                 f"{len(candles):,}",
-                f"[red]{len(errors)}[/red]" if errors else "0",
-                str(len(warnings)),
+                f"[red]{n_errors:,}[/red]" if n_errors else "0",
+                f"{n_warnings:,}",
                 f"{first.kind}{where}: {first.message}" if first else "ok",
             )
+            if all_problems and findings:
+                listing.append(f"{key}: {n_errors:,} errors, {n_warnings:,} warnings")
+                listing.extend(
+                    f"  {f.severity:<7} {f.kind:<18} row {f.row + 1:>7,}: {f.message}"
+                    if f.row is not None
+                    else f"  {f.severity:<7} {f.kind:<18} {f.message}"
+                    for f in findings
+                )
     finally:
         store.close()
     console.print(table)
+    if listing:
+        sys.stdout.write("\n".join(listing) + "\n")
+    elif shown_one_of_many:
+        console.print(f"{shown_one_of_many} series have more than one problem: 'data verify --all' lists each.")
     if failed:
         console.print("[red]Hard errors found.[/red]")
         raise typer.Exit(3)
@@ -284,6 +347,16 @@ def _validation_error(e: Exception) -> Exception:
     return e
 
 
+def _check_on_halt(value: str) -> None:
+    from autotrader.backtest.runner import parse_on_halt
+    from autotrader.domain.errors import ConfigError
+
+    try:
+        parse_on_halt(value)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
+
+
 @app.command()
 def backtest(
     symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
@@ -310,6 +383,14 @@ def backtest(
         float | None, typer.Option(help="Taker fee per side as a fraction (default: Bybit spot 0.001, linear 0.00055).")
     ] = None,
     slippage_bps: Annotated[float, typer.Option(help="Slippage per market fill in basis points.")] = 2.0,
+    on_halt: Annotated[
+        str,
+        typer.Option(
+            "--on-halt",
+            help="After a drawdown halt: stop (for good, as live) or resume-after=DURATION (e.g. 30d: "
+            "an operator's reset after a cooling-off period, the peak re-based).",
+        ),
+    ] = "stop",
     signals: Annotated[
         Path | None, typer.Option(help="Stored predictions to replay (implies --strategy signals).")
     ] = None,
@@ -340,6 +421,7 @@ def backtest(
         raise ConfigError(f"--output-format {output_format!r}: choose tradingview, json or csv")
     start, end = _parse_period(period)
     params: dict[str, str] = _parse_params(param or [])
+    _check_on_halt(on_halt)
     if signals is not None:
         strategy = "signals"
         params["path"] = str(signals)
@@ -359,6 +441,7 @@ def backtest(
             leverage=leverage,
             fee=fee,
             slippage_bps=slippage_bps,
+            on_halt=on_halt,
         )
     except ValidationError as e:
         raise _validation_error(e) from None
@@ -447,14 +530,37 @@ _register_command_groups()
 # ----------------------------------------------------------------------------------------------- main
 
 
+# Rich's option table truncates option names and defaults ("--generate-cha…") on narrow terminals; click's plain
+# layout wraps instead and never cuts a name, so it is used below this width.
+_RICH_HELP_MIN_COLUMNS = 120
+
+
+def _terminal_columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size(fallback=(80, 24)).columns
+
+
+def _use_plain_help(command: object) -> None:
+    """Switch a click command tree to click's plain help layout (wraps, never truncates)."""
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        _use_plain_help(sub)
+
+
 def main() -> None:
     """Entry point: run the app; turn our errors into one clear line and an exit code."""
     from autotrader.domain.errors import AutoTraderError
+    from autotrader.domain.redact import redact
 
     try:
-        app()
+        command = typer.main.get_command(app)
+        if _terminal_columns() < _RICH_HELP_MIN_COLUMNS:
+            _use_plain_help(command)
+        command(prog_name="autotrader")
     except AutoTraderError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {redact(str(e))}", fg=typer.colors.RED, err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)

@@ -9,16 +9,22 @@ as ``analysis.json`` in the output folder.
 
 What the overfitting panel measures
 -----------------------------------
-* PSR of the backtest: its daily returns against a Sharpe ratio of 0.
-* Deflated Sharpe ratio: the walk-forward's stitched out-of-sample daily returns, deflated by the
-  number of parameter sets the optimiser actually evaluated over all windows
-  (``WalkForwardResult.n_trials_run``) and the variance of their in-sample Sharpe ratios. The
-  out-of-sample record was not itself selected, so this errs on the strict side. N/A without a
-  walk-forward: the number of trials behind a saved backtest is not known.
+* PSR of the backtest: its daily returns (marked equity) against a Sharpe ratio of 0 (in-sample).
+* Deflated Sharpe ratio, per walk-forward window, where the selection happened: the window's
+  in-sample winner on its in-sample daily returns, deflated by that window's number of trials and
+  the variance of their Sharpe ratios (Bailey & López de Prado 2014); the panel and the
+  scorecard use the median over the windows, and the per-window table shows each.
+* PSR of the stitched out-of-sample record against 0: it was not selected as a best of anything,
+  so no second selection penalty. N/A (both) without a walk-forward: the number of trials behind
+  a saved backtest is not known.
 * PBO: CSCV on each window's trial matrix (in-sample daily returns × trials), averaged over the
-  windows (up to 16 partitions, fewer for short windows).
+  windows (up to 16 partitions, fewer for short windows). The matrix is saved as
+  ``walk_forward_trial_returns.parquet`` and the stitched out-of-sample days as
+  ``walk_forward_oos_daily.parquet`` beside ``analysis.json``, so PBO, DSR and PSR can be
+  recomputed from the output alone.
 * Permutation test: the backtest's positions (rebuilt from its trades on the stored candles, each
-  symbol weighted ``1 / symbols``) shuffled in blocks against the open-to-open returns.
+  symbol weighted ``1 / symbols``: gross unit exposure, no costs, not the strategy's sizing)
+  shuffled in blocks against the open-to-open returns.
 
 The scorecard uses the walk-forward's out-of-sample figures; when the walk-forward cannot run it
 falls back to the backtest's own figures and says they are in-sample.
@@ -139,6 +145,7 @@ class _AnalyzeOptions:
     validate: bool
     permutations: int
     wf: _WalkForwardOptions
+    walk_forward_asked: bool = False
 
 
 # ------------------------------------------------------------------------------------------- analyze
@@ -183,7 +190,8 @@ def analyze(
         bool,
         typer.Option(
             "--validate/--no-validate",
-            help="Validation scorecard on out-of-sample figures (runs walk-forward and stress tests).",
+            help="Validation scorecard on out-of-sample figures (turns on walk-forward; stress tests unless "
+            "--no-stress-test).",
         ),
     ] = False,
     output_dir: Annotated[
@@ -204,8 +212,9 @@ def analyze(
     """Validate a saved backtest: metrics, charts, stress tests, Monte Carlo, walk-forward, overfitting.
 
     Walk-forward windows default to 365 in-sample / 90 out-of-sample days, or half / an eighth of
-    the backtest's period when it is shorter than two years. '--validate' judges the seed's success
-    criteria on out-of-sample figures, plus stress survival, deflated Sharpe and PBO.
+    the backtest's period when it is shorter than two years. '--validate' judges out-of-sample
+    accuracy > 65 %, profit factor > 1.8, max drawdown < 20 % and Sharpe > 0, plus stress survival,
+    deflated Sharpe and PBO.
     """
     from autotrader.analytics.report_data import load_report
     from autotrader.cli import _console, _settings
@@ -219,6 +228,7 @@ def analyze(
         generate_charts, stress_test, monte_carlo, walk_forward or validate, validate, permutations,
         _WalkForwardOptions(trials, is_days, oos_days, anchored, objective, min_trades, scheduler,
                             optuna_storage, workers, seed),
+        walk_forward,
     )  # fmt: skip
     run = _Analysis(doc, config, opts, _console(), out, _settings())
     try:
@@ -227,6 +237,23 @@ def analyze(
         run.close()
     if run.failed:
         raise typer.Exit(1)
+
+
+def _validate_turned_on(o: _AnalyzeOptions) -> list[str]:
+    on = ["validation scorecard", "overfitting panel (PBO, deflated Sharpe, out-of-sample PSR)"]
+    if not o.walk_forward_asked:
+        on.insert(0, "walk-forward optimisation")
+    return on
+
+
+def _validate_left_off(o: _AnalyzeOptions) -> list[str]:
+    return [] if o.stress_test else ["stress tests (--no-stress-test): the stress gate will be N/A"]
+
+
+def _validate_line(o: _AnalyzeOptions) -> str:
+    line = "--validate turned on: " + ", ".join(_validate_turned_on(o)) + "."
+    off = _validate_left_off(o)
+    return line + (" Left off as asked: " + "; ".join(off) + "." if off else "")
 
 
 def _saved_config(doc: dict[str, Any], path: Path) -> BacktestConfig:
@@ -266,10 +293,13 @@ class _Analysis:
     def execute(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         o = self.opts
+        if o.validate:
+            self.console.print(_validate_line(o))
+            self.saved["validate"] = {"turned_on": _validate_turned_on(o), "left_off": _validate_left_off(o)}
         sections: list[tuple[str, bool, Callable[[], None]]] = [
             ("Metrics summary", True, self.metrics_section),
             ("Charts", o.generate_charts, self.charts_section),
-            ("Stress tests", o.stress_test or o.validate, self.stress_section),
+            ("Stress tests", o.stress_test, self.stress_section),
             ("Monte Carlo", o.monte_carlo > 0, self.monte_carlo_section),
             ("Walk-forward optimisation", o.walk_forward, self.walk_forward_section),
             ("Overfitting", True, self.overfitting_section),
@@ -316,6 +346,7 @@ class _Analysis:
 
     def metrics_section(self) -> None:
         _render_metrics(self.console, self.doc)
+        self.saved["metric_bases"] = METRIC_BASES
 
     def monte_carlo_report(self) -> MonteCarloReport | None:
         if self._mc is None and self._mc_error is None and self.opts.monte_carlo > 0:
@@ -365,6 +396,9 @@ class _Analysis:
         span = float(self.doc.get("period", {}).get("days") or 0)
         self.wf = _run_walk_forward(self.console, self.config, self.store, self.opts.wf, span)
         self.saved["walk_forward"] = self.wf.to_dict()
+        written = _write_walk_forward_returns(self.out_dir, self.wf)
+        self.saved["walk_forward"]["files"] = {p.stem: p.name for p in written}
+        self.files.extend(written)
         _render_walk_forward(self.console, self.wf)
 
     def overfitting_section(self) -> None:
@@ -517,6 +551,60 @@ def _run_walk_forward(
         )  # fmt: skip
 
 
+TRIAL_RETURNS_FILE = "walk_forward_trial_returns.parquet"
+OOS_DAILY_FILE = "walk_forward_oos_daily.parquet"
+
+
+def _write_walk_forward_returns(out_dir: Path, wf: WalkForwardResult) -> list[Path]:
+    """Save the inputs of PBO and DSR so both can be recomputed from the output alone.
+
+    ``walk_forward_trial_returns.parquet``: one row per (window, in-sample day, trial) with
+    ``window`` (1-based), ``day`` (UTC), ``trial`` (Optuna trial number), ``is_best`` (the trial
+    whose parameters the window kept) and ``return`` (that day's return of the trial's marked
+    equity). ``walk_forward_oos_daily.parquet``: the stitched out-of-sample record's daily
+    ``equity`` (marked, from ``initial_capital``) and ``return`` per ``day``.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autotrader.analytics import metrics
+
+    cols: dict[str, list[Any]] = {"window": [], "day": [], "trial": [], "is_best": [], "return": []}
+    for w in wf.windows:
+        m = w.trial_returns
+        if m.ndim != 2 or m.size == 0:
+            continue
+        days, trials = m.shape
+        numbers = np.asarray(w.trial_numbers, dtype=np.int64)
+        cols["window"].append(np.full(days * trials, w.window.index + 1, dtype=np.int64))
+        cols["day"].append(np.repeat(np.asarray(w.trial_day_ts, dtype=np.int64), trials))
+        cols["trial"].append(np.tile(numbers, days))
+        cols["is_best"].append(np.tile(numbers == w.best_trial, days))
+        cols["return"].append(m.reshape(-1))
+    arrays = {k: np.concatenate(v) if v else np.empty(0) for k, v in cols.items()}
+    table = pa.table({
+        "window": pa.array(arrays["window"], pa.int32()),
+        "day": pa.array(arrays["day"].astype(np.int64), pa.timestamp("ms", tz="UTC")),
+        "trial": pa.array(arrays["trial"], pa.int32()),
+        "is_best": pa.array(arrays["is_best"].astype(bool), pa.bool_()),
+        "return": pa.array(arrays["return"].astype(np.float64), pa.float64()),
+    })  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trial_path = out_dir / TRIAL_RETURNS_FILE
+    pq.write_table(table, trial_path)
+    day_ts, day_eq = metrics.daily_equity(wf.oos_ts, wf.oos_equity)
+    ret = np.concatenate(([np.nan], metrics.daily_returns(day_eq)))
+    oos = pa.table({
+        "day": pa.array(np.asarray(day_ts, dtype=np.int64), pa.timestamp("ms", tz="UTC")),
+        "equity": pa.array(np.asarray(day_eq, dtype=np.float64)),
+        "return": pa.array(ret[: len(day_eq)], pa.float64()),
+    })  # fmt: skip
+    oos_path = out_dir / OOS_DAILY_FILE
+    pq.write_table(oos, oos_path)
+    return [trial_path, oos_path]
+
+
 # ------------------------------------------------------------------------------------------- overfitting
 
 
@@ -539,8 +627,8 @@ def _overfitting(a: _Analysis) -> dict[str, Any]:
             if a.opts.walk_forward
             else "no optimisation trials were run (add --walk-forward)"
         )
-        out["dsr"] = out["pbo"] = None
-        out["dsr_reason"] = out["pbo_reason"] = why
+        out["dsr"] = out["pbo"] = out["psr_oos"] = None
+        out["dsr_reason"] = out["pbo_reason"] = out["psr_oos_reason"] = why
     else:
         out.update(_deflated_sharpe(wf))
         out.update(_pbo(wf))
@@ -549,16 +637,58 @@ def _overfitting(a: _Analysis) -> dict[str, Any]:
 
 
 def _deflated_sharpe(wf: WalkForwardResult) -> dict[str, Any]:
+    """DSR per window (the in-sample winner, that window's trials) and PSR of the stitched OOS record.
+
+    The deflated Sharpe is applied where a selection was made: each window's optimiser picked
+    its best of ``N`` trials on the in-sample days, so the winner's in-sample Sharpe is deflated
+    by that window's ``N`` and the variance of that window's trial Sharpe ratios. The stitched
+    out-of-sample record was not selected as a best of anything: its PSR against 0 (no second
+    selection penalty) says whether it shows skill.
+    """
+    import numpy as np
+
     from autotrader.domain.errors import AutoTraderError
     from autotrader.validation import overfitting as of
 
-    sharpes = wf.trial_sharpes()
+    rows: list[dict[str, Any]] = []
+    reasons: list[str] = []
+    for w in wf.windows:
+        k = w.window.index + 1
+        if w.best_trial not in w.trial_numbers or w.trial_returns.ndim != 2:
+            reasons.append(f"window {k}: the winner's in-sample returns were not kept")
+            continue
+        try:
+            d = of.deflated_sharpe_of_selection(w.trial_returns, w.trial_numbers.index(w.best_trial))
+        except AutoTraderError as e:
+            reasons.append(f"window {k}: {e}")
+            continue
+        rows.append({"window": k, "best_trial": w.best_trial, "dsr": _finite(d.dsr), "psr": _finite(d.psr),
+                     "n_trials": d.n_trials, "n_obs": d.n_obs, "sharpe_annualised": _finite(d.sharpe_annualised),
+                     "benchmark_sharpe_annualised": _finite(d.benchmark_sharpe_annualised),
+                     "sharpe_variance": d.sharpe_variance, "skewness": _finite(d.skewness),
+                     "kurtosis": _finite(d.kurtosis)})  # fmt: skip
+    out: dict[str, Any] = {"dsr_basis": "per walk-forward window: the in-sample winner's daily returns, deflated "
+                           "by that window's trial count and the variance of its trials' Sharpe ratios"}  # fmt: skip
+    values = [r["dsr"] for r in rows if r["dsr"] is not None]
+    if values:
+        out.update({"dsr": float(np.median(values)), "dsr_min": min(values), "dsr_max": max(values),
+                    "dsr_windows": rows, "dsr_skipped": reasons})  # fmt: skip
+    else:
+        out.update({"dsr": None, "dsr_reason": "; ".join(reasons) or "no window to deflate", "dsr_windows": rows})
     oos = wf.oos_daily_returns()
-    try:
-        dsr = of.deflated_sharpe_ratio(oos, sharpes, n_trials=max(wf.n_trials_run, sharpes.size))
-    except AutoTraderError as e:
-        return {"dsr": None, "dsr_reason": str(e)}
-    return {"dsr": dsr.to_dict(), "psr_oos": _finite(dsr.psr), "oos_days": int(oos.size)}
+    sr, skew, kurt, n = of.sharpe_moments(oos) if oos.size >= 2 else (float("nan"),) * 3 + (int(oos.size),)
+    psr = of.psr_from_stats(sr, n, skew, kurt, 0.0)
+    out["psr_oos"] = _finite(psr)
+    out["psr_oos_detail"] = {
+        "basis": "stitched out-of-sample daily returns (marked equity) against a Sharpe ratio of 0; "
+        "no selection penalty: this record was not picked as a best",
+        "n_obs": n, "sharpe_annualised": _finite(sr * math.sqrt(365.0)), "skewness": _finite(skew),
+        "kurtosis": _finite(kurt),
+    }  # fmt: skip
+    if out["psr_oos"] is None:
+        out["psr_oos_reason"] = f"undefined on {n} out-of-sample daily returns (flat or too short)"
+    out["oos_days"] = n
+    return out
 
 
 def _pbo(wf: WalkForwardResult) -> dict[str, Any]:
@@ -583,7 +713,8 @@ def _pbo(wf: WalkForwardResult) -> dict[str, Any]:
             continue
         rows.append({"window": w.window.index + 1, "pbo": res.pbo, "partitions": s,
                      "combinations": res.n_combinations, "trials": res.n_trials,
-                     "prob_oos_loss": res.prob_oos_loss, "slope": _finite(res.slope)})  # fmt: skip
+                     "prob_oos_loss": res.prob_oos_loss, "slope": _finite(res.slope),
+                     "n_flat_scores": res.n_flat_scores, "flat_trials": len(res.flat_trials)})  # fmt: skip
     if not rows:
         return {"pbo": None, "pbo_reason": "; ".join(reasons) or "no window to test"}
     values = [row["pbo"] for row in rows]
@@ -619,7 +750,9 @@ def _permutation(a: _Analysis) -> dict[str, Any]:
         res = permutation_test(pos, ret, n_permutations=a.opts.permutations, seed=a.opts.wf.seed)
     except AutoTraderError as e:
         return {"permutation": None, "permutation_reason": str(e)}
-    return {"permutation": res.to_dict()}
+    basis = ("gross unit exposure: each open trade holds 1/symbols of equity, no costs, not the strategy's "
+             "sizing; positions rebuilt from the trades, open-to-open bar returns")  # fmt: skip
+    return {"permutation": {**res.to_dict(), "basis": basis}}
 
 
 def positions_from_trades(trades: list[dict[str, Any]], ts: Any, symbols: tuple[str, ...]) -> Any:
@@ -677,11 +810,16 @@ def _scorecard_figures(a: _Analysis) -> tuple[dict[str, Any], dict[str, str]]:
         figures["stress_survived"] = a.stress.survived
         figures["stress_scenarios"] = a.stress.total
     else:
-        reasons["stress_survived"] = "the stress tests did not run"
-    dsr = a.overfitting.get("dsr")
-    figures["deflated_sharpe"] = dsr["dsr"] if dsr else None
-    if not dsr:
+        off = "the stress tests were switched off (--no-stress-test)"
+        reasons["stress_survived"] = "the stress tests did not run" if a.opts.stress_test else off
+    figures["deflated_sharpe"] = a.overfitting.get("dsr")
+    if figures["deflated_sharpe"] is None:
         reasons["deflated_sharpe"] = a.overfitting.get("dsr_reason", "the overfitting panel did not run")
+    figures["oos_psr"] = a.overfitting.get("psr_oos")
+    if figures["oos_psr"] is None:
+        reasons["oos_psr"] = a.overfitting.get(
+            "psr_oos_reason", a.overfitting.get("dsr_reason", "the overfitting panel did not run")
+        )
     figures["pbo"] = a.overfitting.get("pbo")
     if figures["pbo"] is None:
         reasons["pbo"] = a.overfitting.get("pbo_reason", "the overfitting panel did not run")
@@ -735,25 +873,41 @@ def _render_metrics(console: Console, doc: dict[str, Any]) -> None:
         f"{cfg['strategy']} on {', '.join(cfg['symbols'])} ({cfg['exchange']} {cfg['timeframe']}), "
         f"{p['first_bar'][:10]} .. {p['last_bar'][:10]}, {p['bars']:,} bars"
     )
+    bars = f"marked equity at {cfg['timeframe']} bar closes"
+    daily = "daily returns of marked equity, 365 days a year"
     rows = [
-        ("Total return", _pct(s.get("total_return"))),
-        ("CAGR", _pct(s.get("cagr"))),
-        ("Buy & hold return", _pct(s.get("buy_and_hold_return"))),
-        ("Sharpe ratio", _num(s.get("sharpe_ratio"))),
-        ("Sortino ratio", _num(s.get("sortino_ratio"))),
-        ("Calmar ratio", _num(s.get("calmar_ratio"))),
-        ("Max drawdown", _pct(s.get("max_drawdown"))),
-        ("Trades", _num(s.get("trades"), 0)),
-        ("Win rate", _pct(s.get("win_rate"), 1, sign=False)),
-        ("Profit factor", _num(s.get("profit_factor"))),
-        ("VaR 95% (daily)", _pct(s.get("value_at_risk_95"))),
-        ("Expected shortfall 95% (daily)", _pct(s.get("expected_shortfall_95"))),
-        ("Stability score", _num(s.get("stability_score"), 0)),
+        ("Total return", _pct(s.get("total_return")), bars),
+        ("CAGR", _pct(s.get("cagr")), "marked equity, daily"),
+        ("Buy & hold return", _pct(s.get("buy_and_hold_return")), "equal-weight symbols, no costs"),
+        ("Sharpe ratio", _num(s.get("sharpe_ratio")), daily),
+        ("Sortino ratio", _num(s.get("sortino_ratio")), daily),
+        ("Calmar ratio", _num(s.get("calmar_ratio")), "CAGR / |max drawdown at bar closes|"),
+        ("Max drawdown", _pct(s.get("max_drawdown")), bars),
+        ("Trades", _num(s.get("trades"), 0), "closed trades"),
+        ("Win rate", _pct(s.get("win_rate"), 1, sign=False), "closed trades, net P&L > 0"),
+        ("Profit factor", _num(s.get("profit_factor")), "closed trades, net"),
+        ("VaR 95% (daily)", _pct(s.get("value_at_risk_95")), "daily returns of marked equity, historical"),
+        ("Expected shortfall 95% (daily)", _pct(s.get("expected_shortfall_95")), "daily returns of marked equity"),
+        ("Stability score", f"{_num(s.get('stability_score'), 0)} / 100", "100 × R² of log daily equity on time"),
     ]
     acc = s.get("signal_accuracy")
     if acc:
-        rows.append(("Signal accuracy", f"{_pct(acc.get('accuracy'), 1, sign=False)} of {acc.get('evaluated')}"))
-    console.print(_table("Backtest (in-sample) metrics", ("metric", "value"), rows))
+        rows.append(("Signal accuracy", f"{_pct(acc.get('accuracy'), 1, sign=False)} of {acc.get('evaluated')}",
+                     "direction over each signal's horizon"))  # fmt: skip
+    console.print(_table("Backtest (in-sample) metrics", ("metric", "value", "basis"), rows))
+
+
+METRIC_BASES = {
+    "total_return": "marked equity at bar closes",
+    "max_drawdown": "marked equity at bar closes",
+    "sharpe_ratio": "daily returns of marked equity, annualised with 365 days",
+    "sortino_ratio": "daily returns of marked equity, annualised with 365 days",
+    "value_at_risk_95": "daily returns of marked equity",
+    "expected_shortfall_95": "daily returns of marked equity",
+    "stability_score": "100 x R^2 of a least-squares line through log daily equity against time (0-100)",
+    "trades": "closed trades",
+    "win_rate": "closed trades, net P&L > 0",
+}
 
 
 def _fan_input(report: MonteCarloReport | None) -> dict[str, Any] | None:
@@ -796,14 +950,18 @@ def _render_monte_carlo(console: Console, report: MonteCarloReport) -> None:
                    ("Sharpe ratio", "sharpe_ratio", r.sharpe_ratio, _num),
                    ("win rate", "win_rate", r.win_rate, _share))  # fmt: skip
         for name, key, band, fmt in figures:
-            if band is not None:
+            if band is not None and key not in r.invariant:
                 rows.append((name, fmt(band.p5), fmt(band.p50), fmt(band.p95), fmt(r.observed.get(key))))
         title = f"{r.method.replace('_', ' ')}: {r.n_simulations:,} simulations of {r.n_steps:,} steps"
-        console.print(_table(title, ("figure", "5%", "50%", "95%", "backtest"), rows, numeric=(1, 2, 3, 4)))
+        columns = ("figure", "5%", "50%", "95%", "backtest, same basis")
+        console.print(_table(title, columns, rows, numeric=(1, 2, 3, 4)))
+        console.print(f"basis: {r.basis}")
+        console.print(f"scope: {r.scope}")
         breach = "n/a" if r.prob_drawdown_breach is None else _pct(r.prob_drawdown_breach, 1, sign=False)
         limit = "" if r.drawdown_limit is None else f" {r.drawdown_limit * 100:g}%"
+        loss = "" if "prob_loss" in r.invariant else f"P(loss) {_pct(r.prob_loss, 1, sign=False)}   "
         console.print(
-            f"P(loss) {_pct(r.prob_loss, 1, sign=False)}   P(drawdown beyond{limit}) {breach}   "
+            f"{loss}P(drawdown beyond{limit}) {breach}   "
             f"P(ruin: equity below {r.ruin_fraction * 100:g}% of capital) {_pct(r.prob_ruin, 1, sign=False)}"
         )
     for method, reason in report.skipped.items():
@@ -841,7 +999,8 @@ def _render_walk_forward(console: Console, wf: WalkForwardResult) -> None:
         ("Max drawdown", _pct(s["max_drawdown"])), ("Trades", _num(s["trades"], 0)),
         ("Win rate", _pct(s["win_rate"], 1, sign=False)), ("Profit factor", _num(s["profit_factor"])),
     ]  # fmt: skip
-    console.print(_table("Stitched out-of-sample record", ("metric", "value"), oos_rows))
+    title = "Stitched out-of-sample record (marked equity; Sharpe/Sortino on daily returns, 365 days)"
+    console.print(_table(title, ("metric", "value"), oos_rows))
     console.print(
         f"{wf.n_trials_run:,} parameter sets evaluated ({wf.n_invalid_trials:,} rejected by the strategy) "
         f"in {wf.elapsed_s:.1f} s on {wf.execution}"
@@ -851,34 +1010,55 @@ def _render_walk_forward(console: Console, wf: WalkForwardResult) -> None:
 
 
 def _render_overfitting(console: Console, o: dict[str, Any]) -> None:
-    rows = [
-        ("PSR (backtest, vs Sharpe 0)", _num(o.get("psr_backtest"), 3), f"{o.get('backtest_days', 0)} daily returns")
-    ]
-    dsr = o.get("dsr")
-    if dsr:
+    rows = [(
+        "PSR (backtest, in-sample, vs Sharpe 0)", _num(o.get("psr_backtest"), 3),
+        f"{o.get('backtest_days', 0)} daily returns of the backtest's marked equity",
+    )]  # fmt: skip
+    if o.get("dsr") is not None:
+        w = o["dsr_windows"]
+        ns = [r["n_trials"] for r in w]
         rows.append((
-            "Deflated Sharpe ratio (walk-forward OOS)", _num(dsr["dsr"], 3),
-            f"N = {dsr['n_trials']:,} trials; SR {_num(dsr['sharpe_annualised'])} vs SR0 "
-            f"{_num(dsr['benchmark_sharpe_annualised'])} (annualised), {dsr['n_obs']} days",
+            "Deflated Sharpe ratio (walk-forward in-sample winners)", _num(o["dsr"], 3),
+            f"median of {len(w)} windows (min {_num(o['dsr_min'], 3)}, max {_num(o['dsr_max'], 3)}): each window's "
+            f"winner on its in-sample days vs the expected best of that window's N = {min(ns)}-{max(ns)} trials",
         ))  # fmt: skip
-        rows.append(("PSR (walk-forward OOS, vs Sharpe 0)", _num(o.get("psr_oos"), 3), ""))
     else:
-        rows.append(("Deflated Sharpe ratio", "n/a", o.get("dsr_reason", "")))
+        rows.append(("Deflated Sharpe ratio (walk-forward in-sample winners)", "n/a", o.get("dsr_reason", "")))
+    detail = o.get("psr_oos_detail") or {}
+    if o.get("psr_oos") is not None:
+        rows.append((
+            "PSR (walk-forward out-of-sample record, vs Sharpe 0)", _num(o["psr_oos"], 3),
+            f"{detail.get('n_obs')} stitched OOS daily returns, Sharpe {_num(detail.get('sharpe_annualised'))} "
+            "annualised; no selection penalty: this record was not picked as a best",
+        ))  # fmt: skip
+    else:
+        rows.append(("PSR (walk-forward out-of-sample record, vs Sharpe 0)", "n/a", o.get("psr_oos_reason", "")))
     if o.get("pbo") is not None:
         n = len(o["pbo_windows"])
-        detail = f"CSCV, mean of {n} windows (min {_num(o['pbo_min'], 3)}, max {_num(o['pbo_max'], 3)})"
-        rows.append(("Probability of backtest overfitting", _num(o["pbo"], 3), detail))
+        flat = sum(r.get("n_flat_scores", 0) for r in o["pbo_windows"])
+        detail_pbo = (f"CSCV on each window's in-sample trial matrix (daily returns), mean of {n} windows "
+                      f"(min {_num(o['pbo_min'], 3)}, max {_num(o['pbo_max'], 3)}); {flat:,} trial scores "
+                      "fixed at 0 where a trial held no position in a half")  # fmt: skip
+        rows.append(("Probability of backtest overfitting", _num(o["pbo"], 3), detail_pbo))
     else:
         rows.append(("Probability of backtest overfitting", "n/a", o.get("pbo_reason", "")))
     perm = o.get("permutation")
     if perm:
-        detail = (f"{perm['n_permutations']:,} shuffles in blocks of {perm['block_length']} bars of the "
-                  f"trades' timing (equal unit exposure, no costs): observed {_pct(perm['observed'])} "
-                  f"vs null 95% {_pct(perm['null_p95'])}")  # fmt: skip
+        detail = (f"{perm['n_permutations']:,} shuffles in blocks of {perm['block_length']} bars of the trades' "
+                  f"timing. Basis: gross unit exposure (1/symbols per open trade, no costs, not the strategy's "
+                  f"sizing): observed {_pct(perm['observed'])} vs null 95% {_pct(perm['null_p95'])}; not "
+                  "comparable with the backtest's net return")  # fmt: skip
         rows.append(("Permutation test p-value", _num(perm["p_value"], 4), detail))
     else:
         rows.append(("Permutation test p-value", "n/a", o.get("permutation_reason", "")))
     console.print(_table("Overfitting panel", ("statistic", "value", "detail"), rows))
+    if o.get("dsr_windows"):
+        drows = [(str(r["window"]), str(r["best_trial"]), str(r["n_trials"]), _num(r["sharpe_annualised"]),
+                  _num(r["benchmark_sharpe_annualised"]), _num(r["psr"], 3), _num(r["dsr"], 3))
+                 for r in o["dsr_windows"]]  # fmt: skip
+        columns = ("window", "winner", "N trials", "IS Sharpe", "SR0", "PSR", "DSR")
+        title = "Deflated Sharpe per window (in-sample daily returns; Sharpe and SR0 annualised, 365 days)"
+        console.print(_table(title, columns, drows, numeric=(0, 1, 2, 3, 4, 5, 6)))
 
 
 def _render_scorecard(console: Console, card: Any) -> None:

@@ -11,7 +11,8 @@ Demo mode never sends an order to a real account. It runs against one of:
 * nothing — a paper wallet: an in-process exchange-sim funded with ``--capital`` that replays the
   stored candles of ``--symbols`` from ``--replay-start`` at ``--replay-speed``.
 
-A mainnet or testnet URL is refused in demo mode. Live mode needs the keys (BYBIT_API_KEY /
+Any other URL is refused in demo mode (an allow-list: Bybit demo trading and testnet over https,
+or a server on a loopback address). Live mode needs the keys (BYBIT_API_KEY /
 BYBIT_API_SECRET, from the environment only), ``--confirm-live`` (or a typed "yes"), and an
 account balance of at least ``--capital``.
 
@@ -39,18 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autotrader.cli_autotrade")
 
-_REAL_HOSTS = ("api.bybit.com", "api.bytick.com", "api-testnet.bybit.com")
-_MAINNET_SUFFIXES = (
-    ".bybit.com",
-    ".bytick.com",
-    ".bybit.nl",
-    ".bybit.tr",
-    ".bybit.kz",
-    ".bybit.ae",
-    ".bybit.eu",
-    ".bybit.id",
-    ".bybit-tr.com",
-)
+# Demo mode connects to these only (an allow-list): Bybit's demo trading and testnet, or a local server.
+DEMO_HOSTS = frozenset({"api-demo.bybit.com", "api-testnet.bybit.com"})
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +59,7 @@ class RobotOptions:
     signals: str | None = None
     clock: str = "auto"
     metrics_port: int | None = None
+    allowed_hosts: tuple[str, ...] = ()
     kill_switch_file: Path | None = None
     confirm_live: bool = False
     replay_speed: float = 60.0
@@ -123,9 +115,13 @@ def autotrade(
         int | None,
         typer.Option(
             envvar="AUTOTRADER_METRICS_PORT",
-            help="Serve /metrics and /kill-switch on 127.0.0.1:PORT (0: any free port).",
+            help="Serve /metrics, /health and /kill-switch on 127.0.0.1:PORT (0: any free port).",
         ),
     ] = 9108,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-host", help="Host name the control endpoint also answers (default: loopback only)."),
+    ] = None,
     robot_id: Annotated[str, typer.Option(help="Prefix of the robot's client order ids (1-8 letters/digits).")] = (
         "atrobot"
     ),
@@ -192,6 +188,7 @@ def autotrade(
         signals=signals,
         clock=clock,
         metrics_port=metrics_port,
+        allowed_hosts=tuple(allowed_host or ()),
         kill_switch_file=kill_switch_file,
         confirm_live=confirm_live,
         replay_speed=replay_speed,
@@ -372,9 +369,11 @@ async def _run(  # noqa: C901 - wiring, in order
 ) -> int:
     from autotrader.adapters.exchange.bybit import BybitExchange
     from autotrader.adapters.state import open_state_store, state_url
+    from autotrader.api.control import ControlServer
+    from autotrader.api.security import load_api_token
     from autotrader.domain.errors import AuthError, ConfigError
     from autotrader.live.engine import Robot
-    from autotrader.live.metrics import LogCounter, MetricsServer, RobotMetrics
+    from autotrader.live.metrics import LogCounter, RobotMetrics
     from autotrader.live.reconcile import ReconcileError
     from autotrader.live.risk_state import KillSwitch
 
@@ -391,7 +390,7 @@ async def _run(  # noqa: C901 - wiring, in order
     store = open_state_store(state_url(settings.home, options.db))
     paper = None
     exchange: Any = None
-    server: MetricsServer | None = None
+    server: ControlServer | None = None
     source = None
     metrics = RobotMetrics()
     counter = LogCounter(metrics.exchange_retries)
@@ -425,20 +424,15 @@ async def _run(  # noqa: C901 - wiring, in order
             )
         robot = Robot(cfg, exchange, store, clock, signals=source, strategy=strategy, kill_switch=kill, metrics=metrics)
         if options.metrics_port is not None:
-
-            def on_kill(engage: bool) -> None:
-                if engage:
-                    kill.engage("endpoint")
-                else:
-                    kill.release()
-                log.warning("kill switch %s through the endpoint", "engaged" if engage else "released")
-
-            server = MetricsServer(metrics, port=options.metrics_port, on_kill=on_kill, health=lambda: robot.status)
-            try:
-                port = await server.start()
-            except OSError as e:
-                server = None
-                raise _port_taken(options.metrics_port, e) from None
+            server = ControlServer(
+                metrics,
+                kill,
+                health=lambda: {"status": robot.status, "mode": cfg.mode},
+                token=load_api_token(settings.home),
+                port=options.metrics_port,
+                allowed_hosts=options.allowed_hosts,
+            )
+            port = server.start()
             log.info("metrics endpoint http://127.0.0.1:%d/metrics", port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -461,7 +455,7 @@ async def _run(  # noqa: C901 - wiring, in order
         raise ConfigError(f"the exchange refused the API key: {e}") from None
     finally:
         if server is not None:
-            await server.stop()
+            server.stop()
         if source is not None:
             with contextlib.suppress(Exception):
                 source.close()
@@ -498,12 +492,14 @@ def _check_port_free(port: int) -> None:
 
 
 def _port_taken(port: int, error: OSError) -> Exception:
+    """The control endpoint's own wording (``autotrader.api.control``), said before any other work."""
+    import errno
+
     from autotrader.domain.errors import ConfigError
 
-    why = error.strerror or str(error)
+    why = "is in use by another process" if error.errno == errno.EADDRINUSE else f"cannot be opened ({error.strerror})"
     return ConfigError(
-        f"the metrics port 127.0.0.1:{port} cannot be opened ({why}; another robot?): choose another "
-        "--metrics-port, or --metrics-port 0 for any free port"
+        f"--metrics-port {port}: port {port} on 127.0.0.1 {why}; choose another --metrics-port (0 picks a free port)"
     )
 
 
@@ -520,8 +516,6 @@ def _check_broker(url: str) -> None:
 
 
 def _exchange_config(mode: str, url: str | None, key: str | None, secret: str | None) -> Any:
-    from urllib.parse import urlparse
-
     from autotrader.adapters.exchange.bybit import BybitConfig
     from autotrader.domain.errors import ConfigError
 
@@ -535,15 +529,39 @@ def _exchange_config(mode: str, url: str | None, key: str | None, secret: str | 
         if not (key and secret):
             raise ConfigError("live mode needs BYBIT_API_KEY and BYBIT_API_SECRET in the environment")
         return BybitConfig.for_environment("mainnet", key, secret)
-    host = (urlparse(url).hostname or "").lower()
-    if mode == "demo" and (host in _REAL_HOSTS or host.endswith(_MAINNET_SUFFIXES)) and host != "api-demo.bybit.com":
+    if mode == "demo" and not demo_url_allowed(url):
         raise ConfigError(
-            f"demo mode never trades a real account: {url} is a Bybit trading host; use --exchange-url bybit-demo, "
-            "a local exchange-sim, or --mode=live"
+            f"demo mode never trades a real account: {url!r} is not Bybit demo trading (https://api-demo.bybit.com), "
+            "testnet (https://api-testnet.bybit.com) or a local simulator on 127.0.0.1/localhost; "
+            "use --exchange-url bybit-demo, a local exchange-sim, or --mode=live"
         )
     if not (key and secret):
         raise ConfigError(f"{mode} mode needs the account's keys in BYBIT_API_KEY and BYBIT_API_SECRET")
     return BybitConfig.custom(url, key, secret)
+
+
+def demo_url_allowed(url: str) -> bool:
+    """True for the hosts demo mode may trade on: Bybit demo/testnet over https, or a loopback server."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        _ = parts.port  # a malformed port raises ValueError
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or parts.username is not None or parts.password is not None:
+        return False
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    return parts.scheme == "https" and host in DEMO_HOSTS
 
 
 def _confirm_live(options: RobotOptions, exchange_config: Any) -> None:
@@ -683,7 +701,7 @@ def status_report(*, db: str | None, days: int, settings_file: Path | None = Non
     """Print (and return) the RISK MANAGEMENT and LIVE TRADING RESULTS blocks from the state store."""
     from autotrader.adapters.state import open_state_store, state_url
     from autotrader.config import load_settings
-    from autotrader.live.status import live_results, render_results, render_risk, risk_management, since_days
+    from autotrader.live.status import live_results, render_results, render_risk, results_window, risk_management
 
     settings = load_settings(settings_file)
     store = open_state_store(state_url(settings.home, db))
@@ -692,9 +710,11 @@ def status_report(*, db: str | None, days: int, settings_file: Path | None = Non
         risk = risk_management(store, wall)
         beat = store.last_heartbeat()
         until = now_ms or (beat.ts_ms if beat is not None else wall)
-        since = since_days(until, days)
+        first_start = min((e.ts_ms for e in store.events(kinds=["start"])), default=None)
+        since, window = results_window(until, days, first_start)
         comparison = _backtest_comparison(store, settings, since, until)
         results = live_results(store, since, until, comparison)
+        results["window"] = window
         text = render_risk(risk) + "\n\n" + render_results(results, days)
     finally:
         store.close()

@@ -36,6 +36,10 @@ def dashboard(
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=1, max=65535)] = 8050,
     refresh: Annotated[float, typer.Option(help="Seconds between checks of the store for changes.")] = 1.0,
     config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-host", help="Host name clients use beyond this machine (default: loopback only)."),
+    ] = None,
     log_file: Annotated[Path | None, typer.Option(help="Also log to this file (JSON lines), rotated by size.")] = None,
     log_max_mb: Annotated[float, typer.Option(min=0.01, help="--log-file: rotate at this size (MB).")] = 20.0,
     log_backups: Annotated[int, typer.Option(min=1, help="--log-file: rotated files kept.")] = 5,
@@ -43,12 +47,17 @@ def dashboard(
     """Serve a live web page of the robot: equity, positions, orders, signals and risk usage.
 
     Every figure is read from the robot's state store (the one 'autotrader autotrade' writes);
-    the page updates itself as the robot writes. Stop it with Ctrl-C.
+    the page updates itself as the robot writes. Stop it with Ctrl-C. Bound beyond loopback
+    (--host 0.0.0.0), every request needs the API token (AUTOTRADER_API_TOKEN, else
+    $AUTOTRADER_HOME/api_token): open http://HOST:PORT/?token=TOKEN once.
     """
     import uvicorn
 
+    from autotrader.api.protocol import MAX_HEADER_BYTES, GuardedH11Protocol
+    from autotrader.api.security import is_loopback, load_api_token
     from autotrader.config import load_settings
     from autotrader.dashboard import create_app
+    from autotrader.domain.redact import redact
 
     if not 0.05 <= refresh <= 3600:
         raise ConfigError(f"--refresh {refresh:g}: give between 0.05 and 3600 seconds")
@@ -61,12 +70,36 @@ def dashboard(
         logging.getLogger("autotrader.dashboard").info("dashboard starting (pid %d)", os.getpid())
     store = open_existing_store(db, settings.home)
     try:
-        app = create_app(store, refresh_s=refresh)
+        hosts = list(allowed_host or ())
+        token = None
+        if not is_loopback(host):
+            token = load_api_token(settings.home)
+            hosts += [host] if host not in ("0.0.0.0", "::") else []  # noqa: S104 - naming the wildcard
+            typer.secho(
+                f"warning: the dashboard listens on {host}, beyond this machine: every request needs the API token "
+                f"(AUTOTRADER_API_TOKEN, else {settings.home / 'api_token'}; open /?token=TOKEN once), "
+                f"and only the Host names {', '.join(['loopback', *hosts])} are answered (add --allowed-host NAME)",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        app = create_app(store, refresh_s=refresh, allowed_hosts=hosts, token=token)
         _check_port_free(host, port)
-        typer.echo(f"AutoTrader dashboard of {store.url} at http://{_url_host(host)}:{port}/ (Ctrl-C to stop)")
-        logging.getLogger("autotrader.dashboard").info("dashboard of %s at http://%s:%d/", store.url, host, port)
+        where = redact(store.url)
+        typer.echo(f"AutoTrader dashboard of {where} at http://{_url_host(host)}:{port}/ (Ctrl-C to stop)")
+        logging.getLogger("autotrader.dashboard").info("dashboard of %s at http://%s:%d/", where, host, port)
         server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, ws="none", log_level="warning", timeout_graceful_shutdown=2)
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                http=GuardedH11Protocol,
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                ws="none",
+                log_level="warning",
+                timeout_graceful_shutdown=2,
+                limit_concurrency=64,
+                server_header=False,
+            )
         )
         server.run()
     finally:

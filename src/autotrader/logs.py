@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autotrader.domain.errors import ConfigError
+from autotrader.domain.redact import redact
 
 _BOUND_FIELDS = ("symbol", "client_order_id", "signal_id", "strategy")
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -34,9 +35,34 @@ class JsonFormatter(logging.Formatter):
         for name in _BOUND_FIELDS:
             if (value := getattr(record, name, None)) is not None:
                 payload[name] = value
-        if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            payload["exception"] = record.exc_text
         return json.dumps(payload, default=str)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts the message, the traceback (``exc_info``, chained causes included) and the stack of every record.
+
+    Attached to every handler ``configure_logging`` installs, so no secret reaches a log line,
+    whatever an exception's ``__cause__`` or ``__context__`` holds.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+_FORMATTER = logging.Formatter()
 
 
 def configure_logging(
@@ -56,6 +82,7 @@ def configure_logging(
         json_lines = not sys.stderr.isatty()
     handler: logging.Handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(_TEXT_FORMAT))
+    handler.addFilter(RedactingFilter())
     handlers = [handler]
     if log_file is not None:
         path = Path(log_file).expanduser()
@@ -67,6 +94,7 @@ def configure_logging(
         except OSError as e:
             raise ConfigError(f"--log-file {path}: cannot write it ({e.strerror or e})") from None
         file_handler.setFormatter(JsonFormatter())
+        file_handler.addFilter(RedactingFilter())
         handlers.append(file_handler)
     root = logging.getLogger("autotrader")
     for old in root.handlers:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import runpy
+from pathlib import Path
 
 import pytest
 
@@ -53,8 +55,20 @@ def test_analyze_validate_prints_every_section_and_writes_its_files(workspace):
         "Walk-forward efficiency:",
         "Parameter stability",
         "Stitched out-of-sample record",
-        "Deflated Sharpe ratio (walk-forward OOS)",
+        "Deflated Sharpe ratio (walk-forward in-sample winners)",
+        "PSR (walk-forward out-of-sample record, vs Sharpe 0)",
+        "Deflated Sharpe per window",
         "Probability of backtest overfitting",
+        # every figure names its basis where two bases meet (issue 16)
+        "marked equity at 1h bar closes",
+        "daily returns of marked equity, 365 days a year",
+        "basis: closed-trade equity",
+        "basis: daily returns of the marked equity curve",
+        "backtest, same basis",
+        "Basis: gross unit exposure",
+        "/ 100",
+        "100 × R² of log daily equity",
+        "--validate turned on: walk-forward optimisation",
         "Permutation test p-value",
         "The performance figures are out-of-sample.",
         "Files written:",
@@ -69,14 +83,65 @@ def test_analyze_validate_prints_every_section_and_writes_its_files(workspace):
     assert all(p.read_bytes()[:8] == PNG_SIGNATURE for p in pngs)
     assert (charts / "charts.html").is_file()
     saved = json.loads((root / "D" / "analysis.json").read_text())
-    assert set(saved) == {"stress", "monte_carlo", "walk_forward", "overfitting", "scorecard"}
+    assert set(saved) == {
+        "validate", "metric_bases", "stress", "monte_carlo", "walk_forward", "overfitting", "scorecard",
+    }  # fmt: skip
     assert saved["stress"]["total"] == 10
     assert saved["walk_forward"]["n_trials_run"] >= 100
-    assert saved["overfitting"]["dsr"]["n_trials"] == saved["walk_forward"]["n_trials_run"]
+    windows = saved["walk_forward"]["windows"]
+    dsr_windows = saved["overfitting"]["dsr_windows"]
+    valid = [sum(t["invalid"] is None for t in w["trials"]) for w in windows]
+    assert [r["n_trials"] for r in dsr_windows] == valid
+    assert [r["best_trial"] for r in dsr_windows] == [w["best_trial"] for w in windows]
+    assert "in-sample winner" in saved["overfitting"]["dsr_basis"]
+    assert "no selection penalty" in saved["overfitting"]["psr_oos_detail"]["basis"]
+    assert "gross unit exposure" in saved["overfitting"]["permutation"]["basis"]
+    assert saved["monte_carlo"]["results"]["trade_permutation"]["invariant_by_construction"]
+    assert "closed-trade" in saved["monte_carlo"]["results"]["trade_bootstrap"]["basis"]
+    assert "100 x R^2" in saved["metric_bases"]["stability_score"]
+    assert saved["validate"]["left_off"] == []
     verdict = saved["scorecard"]["verdict"]
     assert verdict in ("PASS", "FAIL", "N/A")
     assert saved["scorecard"]["summary"].startswith(verdict)
     assert saved["scorecard"]["summary"][:40] in " ".join(out.split())
+
+
+@pytest.mark.slow
+def test_analyze_validate_pbo_dsr_psr_recompute_from_the_saved_files(workspace):
+    # issue 16, done when: the printed PBO and DSR are reproduced from the saved Parquet files
+    # by an independent recomputation (scripts/recompute_overfitting.py imports no autotrader)
+    root, result = workspace
+    assert result.returncode == 0, result.stdout + result.stderr
+    script = runpy.run_path(str(Path(__file__).parents[2] / "scripts" / "recompute_overfitting.py"))
+    mine = script["recompute"](root / "D")
+    printed = json.loads((root / "D" / "analysis.json").read_text())["overfitting"]
+    for key in ("pbo", "dsr", "psr_oos"):
+        assert mine[key] == pytest.approx(printed[key], abs=1e-9), key
+    out = " ".join(result.stdout.split())
+    assert f"Probability of backtest overfitting {printed['pbo']:.3f}" in out
+    assert f"Deflated Sharpe ratio (walk-forward in-sample winners) {printed['dsr']:.3f}" in out
+
+
+def test_analyze_validate_keeps_stress_tests_off_when_asked(tmp_path):
+    backtest = run_cli(
+        "backtest", "--strategy", "sma_cross", "--symbols", "BTCUSDT", "--period", "2023-01-01:2023-06-30",
+        "--output-format", "json", "--output", "run.json", "--quiet", cwd=tmp_path,
+    )  # fmt: skip
+    assert backtest.returncode == 0, backtest.stderr
+    result = run_cli(
+        "analyze", "--backtest-file", "run.json", "--generate-charts=false", "--stress-test=false",
+        "--monte-carlo", "0", "--validate", "--trials", "8", "--workers", "1", "--output-dir", "E", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "--validate turned on: walk-forward optimisation, validation scorecard" in out
+    assert "Left off as asked: stress tests (--no-stress-test)" in out
+    assert "Stress tests" not in result.stdout.replace("stress tests (--no-stress-test)", "")
+    assert "the stress tests were switched off (--no-stress-test)" in out
+    saved = json.loads((tmp_path / "E" / "analysis.json").read_text())
+    assert "stress" not in saved
+    assert saved["validate"]["left_off"]
+    assert (tmp_path / "E" / "walk_forward_trial_returns.parquet").is_file()
 
 
 def test_analyze_false_flags_skip_sections(tmp_path):

@@ -65,6 +65,7 @@ def test_backtest_partial_history_symbol_is_clipped_and_user_told(tmp_path):
         (["--strategy", "sma_cross", "--param", "fastt=10"], "did you mean 'fast'"),
         (["--risk", "wild"], "risk"),
         (["--signals", "/nonexistent/preds.csv"], "preds.csv"),
+        (["--on-halt", "resume-after=soon"], "expected 'stop' or 'resume-after=DURATION'"),
     ],
 )
 def test_backtest_bad_input_is_one_clear_line(tmp_path, args, message):

@@ -2,7 +2,9 @@
 
 The app runs on uvicorn on a free port; Chromium loads the page and dumps its DOM after the
 page's scripts ran (the page renders the snapshot the server embedded, draws the plotly chart and
-then subscribes to the stream). The store then changes and a second load must show the new values.
+then subscribes to the stream). The store then changes and the SAME page, never reloaded, must show
+the new values: Playwright drives the machine's Chromium over the DevTools protocol and watches the
+page's own live-update code (Server-Sent Events) change the DOM.
 
 ``--virtual-time-budget`` is not used: virtual time stands still while a request is open, and the
 page's event stream stays open, so Chromium would never finish.
@@ -163,31 +165,56 @@ def test_dashboard_in_chromium_shows_the_stores_figures_and_new_ones_after_a_cha
             breached = [r.attrs["data-limit"] for r in risk_rows if "breached" in r.classes]
             assert breached == ["position size"]  # 20 % of equity against a 5 % limit: red
             position_size = next(r for r in risk_rows if r.attrs["data-limit"] == "position size")
-            assert "20.00 / 5.00 % of equity (400%)" in position_size.text
+            assert "20.20 / 5.00 % of equity (404%)" in position_size.text  # 2,025 on 10,023 of equity
 
             chart = page.by_id("equity-chart")
             assert chart.find_all(cls="main-svg"), "plotly did not draw the equity chart"
             assert chart.find_all("path", "js-line"), "the equity line is missing"
 
-            # the robot trades on: a new exit signal, the ETH order cancelled, BTC marked at 46,000
-            at = T0 + 40 * MINUTE
-            store.record_decision(decision("sig-btc-2", "BTCUSDT", 0, 0.93, Outcome.EXIT, at, reason="signal"))
-            eth = new_order("atr-entr-eth1", "ETHUSDT", OrderSide.BUY, OrderType.LIMIT, "1.5", T0, price="2400.5")
-            eth = eth.apply(OrderSubmitted(eth.client_order_id, at)).apply(OrderAccepted(eth.client_order_id, at, "v"))
-            store.save_order(eth.apply(OrderCanceled(eth.client_order_id, at + 1, "expired")), "canceled")
-            mark(store, 10300.0, at, btc_price=46000.0, position_fraction=0.23)
-            beat(store, wall_ms())
-
-            page = rendered_dom(url + "/")
-            assert page.by_id("equity").text == "10,300.00"
-            [position] = page.by_id("positions").rows()
-            unrealised = Decimal("0.05") * (46000 - 40040)
-            assert position[4:7] == ["46,000.00", "2,300.00", f"+{unrealised:,.2f}"]
-            assert [row[0] for row in page.by_id("orders").rows()] == ["atr-stop-btc1"]
-            assert [row[1] for row in page.by_id("signals").rows()][:2] == ["sig-btc-2", "sig-eth-2"]
-            assert page.by_id("signals").rows()[0][3] == "flat"
     finally:
         store.close()
+
+
+def test_dashboard_page_updates_itself_when_the_store_changes(tmp_path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    store = open_state_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        robot_store(store, wall_ms=wall_ms())
+        with serving(create_app(store, refresh_s=0.5)) as url, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                page.goto(url + "/")
+                expect(page.locator("#equity")).to_have_text("10,023.00")
+                page.evaluate("window.__not_reloaded = true")
+
+                # the robot trades on: a new exit signal, the ETH order cancelled, BTC marked at 46,000
+                at = T0 + 40 * MINUTE
+                store.record_decision(decision("sig-btc-2", "BTCUSDT", 0, 0.93, Outcome.EXIT, at, reason="signal"))
+                eth = new_order("atr-entr-eth1", "ETHUSDT", OrderSide.BUY, OrderType.LIMIT, "1.5", T0, price="2400.5")
+                eth = eth.apply(OrderSubmitted(eth.client_order_id, at)).apply(
+                    OrderAccepted(eth.client_order_id, at, "v")
+                )
+                store.save_order(eth.apply(OrderCanceled(eth.client_order_id, at + 1, "expired")), "canceled")
+                mark(store, 10300.0, at, btc_price=46000.0, position_fraction=0.23)
+                beat(store, wall_ms())
+
+                expect(page.locator("#equity")).to_have_text("10,300.00", timeout=15_000)
+                assert page.evaluate("window.__not_reloaded") is True  # the same page, updated in place
+                # ... by the event stream, not by the polling fallback
+                expect(page.locator("#connection")).to_have_attribute("data-connection", "live")
+                dom = parse_html(page.content())
+            finally:
+                browser.close()
+    finally:
+        store.close()
+    [position] = dom.by_id("positions").rows()
+    unrealised = Decimal("0.05") * (46000 - 40040)
+    assert position[4:7] == ["46,000.00", "2,300.00", f"+{unrealised:,.2f}"]
+    assert [row[0] for row in dom.by_id("orders").rows()] == ["atr-stop-btc1"]
+    assert [row[1] for row in dom.by_id("signals").rows()][:2] == ["sig-btc-2", "sig-eth-2"]
+    assert dom.by_id("signals").rows()[0][3] == "flat"
 
 
 def test_dashboard_in_chromium_on_an_empty_store_says_there_is_no_robot_data(tmp_path) -> None:

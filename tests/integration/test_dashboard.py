@@ -287,10 +287,14 @@ def assert_snapshot_is_the_stores(snap: dict[str, Any], store: SqlStateStore) ->
         assert usage[u.name]["used"] == pytest.approx(u.used)
         assert usage[u.name]["limit"] == pytest.approx(u.limit)
         assert usage[u.name]["ratio"] == pytest.approx(u.ratio)
-    assert usage["position size"]["used"] == pytest.approx(20.0)  # 20 % of equity against the 5 % limit
+    # usage of the CURRENT state: the open position marked at its price, not a cached figure
+    assert usage["position size"]["used"] == pytest.approx(100 * 0.05 * 40500 / 10023.0)  # ~20 % against 5 %
     assert usage["position size"]["breached"] is True
+    assert usage["gross exposure"]["used"] == pytest.approx(100 * 0.05 * 40500 / 10023.0)
     assert usage["drawdown"]["breached"] is False
-    assert usage["stop-loss distance"]["breached"] is False  # a setting, always "at" its limit
+    # each open position's distance from its price to its stop
+    assert usage["stop-loss distance BTCUSDT"]["used"] == pytest.approx(100 * (40500 - 39200) / 40500)
+    assert usage["stop-loss distance BTCUSDT"]["breached"] is False
     assert snap["risk"]["state"] == "ACTIVE"
     assert snap["risk"]["kill_switch"] is False
     assert snap["risk"]["min_confidence"] == RISK_LEVELS["medium"].min_confidence

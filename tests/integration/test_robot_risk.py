@@ -47,7 +47,7 @@ def test_robot_kill_switch_pauses_entries_but_not_exits(tmp_path) -> None:
             source.push(signal(clock, "b", "ETHUSDT"))
             source.push(signal(clock, "c", "BTCUSDT", "flat"))  # exits still go out
             await robot.step()
-            kill.release()
+            (tmp_path / "KILL").unlink()  # the operator removes the file they created
             source.push(signal(clock, "d", "ETHUSDT"))
             await robot.step()
             await exchange.close()

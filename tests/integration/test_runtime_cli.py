@@ -104,8 +104,8 @@ def test_autotrade_metrics_port_taken_names_the_option(tmp_path) -> None:
         port = sock.getsockname()[1]
         result = run("autotrade", "--mode=demo", "--metrics-port", str(port), env={"AUTOTRADER_HOME": str(tmp_path)})
     line = one_line_error(result)
-    assert f"127.0.0.1:{port}" in line
-    assert "--metrics-port 0" in line
+    assert f"--metrics-port {port}: port {port} on 127.0.0.1 is in use" in line
+    assert "0 picks a free port" in line
 
 
 def test_autotrade_unreachable_database_and_bad_values_are_one_clear_line(tmp_path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -277,3 +279,32 @@ def test_state_store_tables_exist_in_the_postgres_schema(postgres_schema) -> Non
         assert {"signals", "orders", "fills", "positions", "alembic_version"} <= names
     finally:
         s.close()
+
+
+def test_state_store_windowed_reads_return_the_newest_rows_in_order(store) -> None:
+    for i in range(30):
+        store.record_event(RobotEvent(T0 + i, "mark", f"event {i}"))
+        store.record_decision(dataclasses.replace(decision(f"s-{i}", cid=None), decided_ms=T0 + i))
+    assert [e.detail for e in store.events(latest=3)] == ["event 27", "event 28", "event 29"]
+    assert [d.signal_id for d in store.decisions(latest=2)] == ["s-28", "s-29"]
+    assert [e.detail for e in store.events(latest=100)] == [e.detail for e in store.events()]
+
+
+def test_state_store_thins_a_long_equity_series_keeping_extremes(store) -> None:
+    rng = np.random.default_rng(7)
+    equity = 10_000 + np.cumsum(rng.normal(0, 5, 1_000))
+    equity[417] = 5_000.0  # a crash inside a bucket must survive the thinning
+    equity[733] = 20_000.0
+    for i, value in enumerate(equity):
+        store.snapshot_equity(EquitySnapshot(T0 + i * 60_000, float(value), 0.0, 0.0, 0.0, 0.0, 0))
+    kept, total = store.equity_thinned(100)
+    assert total == 1_000
+    assert len(kept) <= 102
+    ts = [e.ts_ms for e in kept]
+    assert ts == sorted(ts)
+    assert (ts[0], ts[-1]) == (T0, T0 + 999 * 60_000)
+    values = {e.equity for e in kept}
+    assert {5_000.0, 20_000.0} <= values
+    short, n = store.equity_thinned(5_000)
+    assert n == 1_000
+    assert [e.equity for e in short] == pytest.approx(list(equity))

@@ -46,10 +46,12 @@ def _correlated_tables(n: int = 60) -> dict[str, list[tuple[float, float, float,
     }
 
 
-def test_correlation_limit_denies_second_correlated_entry():
+def test_correlation_limit_denies_a_correlated_entry_no_size_can_fit():
+    # a negative limit cannot be met by any long position beside a correlated long: refused outright
+    # (a limit some smaller size meets sizes the entry down: tests/scenarios/test_risk_sizing.py)
     tables = _correlated_tables()
     result = run_scenario(
-        tables, {(40, 0): 1.0, (45, 1): 1.0}, risk_overrides={"correlation": 0.7, "position_size": 0.3}
+        tables, {(40, 0): 1.0, (45, 1): 1.0}, risk_overrides={"correlation": -0.2, "position_size": 0.3}
     )
     assert [t["symbol"] for t in result.trades] == ["AAA"]
     assert list(result.events["event"]) == ["correlation_limit"]
@@ -113,15 +115,3 @@ def test_kelly_sizing_uses_cap_until_enough_closed_trades_then_kelly():
     late = losing.trades[25:]
     # no edge (p=0.75, b=0.25 -> Kelly < 0): sized at the 10 % floor of the cap
     assert np.allclose(late["qty"] * late["entry_price"] / 10_000.0, 0.02, rtol=0.1)
-
-
-def test_volatility_sizing_risks_the_budget_over_two_atr():
-    rows = [(100.0, 102.0, 98.0, 100.0)] * 40
-    result = run_scenario(
-        {"AAA": rows},
-        {(30, 0): 1.0},
-        sizing="volatility",
-        risk_overrides={"position_size": 1.0, "risk_per_trade": 0.01, "atr_multiple": 2.0},
-    )
-    # ATR = 4 (4 % of price): fraction = 0.01 / (2 * 0.04) = 0.125 of equity
-    assert result.trades[0]["qty"] * 100.0 == pytest.approx(1_250.0, rel=1e-6)

@@ -11,10 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autotrader.domain.candles import COLUMNS, Candles, parse_date_ms
-from autotrader.domain.errors import DataError
+from autotrader.domain.candles import COLUMNS, Candles, SeriesKey, parse_date_ms
+from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.timeframe import Timeframe
-from autotrader.marketdata.importer import import_candles, load_and_verify, read_candle_file
+from autotrader.marketdata.importer import (
+    ImportOptions,
+    compare_with_stored,
+    import_candles,
+    load_and_verify,
+    load_file,
+    parse_column_mapping,
+    read_candle_file,
+)
+from autotrader.marketdata.store import missing_series_hint
 
 H = 3_600_000
 T0 = parse_date_ms("2024-01-01")
@@ -290,7 +299,8 @@ def test_read_csv_unparseable_value_names_row(tmp_path, line, message):
 def test_read_csv_missing_columns_lists_them(tmp_path):
     path = write_csv(tmp_path / "data.csv", "time,open,high\n1,2,3\n")
     with pytest.raises(
-        DataError, match=r"^data\.csv: missing columns low, close, volume \(found: time, open, high\)$"
+        DataError,
+        match=r"^data\.csv: missing columns low, close, volume \(found: time, open, high; map them with --columns",
     ):
         read_candle_file(path)
 
@@ -338,3 +348,178 @@ def test_read_json_short_row_names_row(tmp_path):
         DataError, match=r"^data\.json: row 2: expected \[ts, open, high, low, close, volume\]"
     ):
         read_candle_file(path)
+
+
+# --- vendor layouts: preamble, newest first, per-currency volume, column mapping ----------------------
+
+
+def cryptodatadownload_csv(path: Path, candles: Candles = EXPECTED) -> Path:
+    """A CryptoDataDownload-style file: URL line, unix seconds, newest first, Volume BTC / Volume USD."""
+    lines = ["https://www.CryptoDataDownload.com", "unix,date,symbol,open,high,low,close,Volume BTC,Volume USD"]
+    for i in range(len(candles) - 1, -1, -1):
+        ts = int(candles.ts[i])
+        date = pd.Timestamp(ts, unit="ms").strftime("%Y-%m-%d %H:%M:%S")
+        o, h, lo, c, v = (float(getattr(candles, n)[i]) for n in COLUMNS[1:])
+        lines.append(f"{ts // 1000},{date},BTC/USD,{o!r},{h!r},{lo!r},{c!r},{v!r},{v * c!r}")
+    return write_csv(path, "\n".join(lines) + "\n")
+
+
+def test_load_file_cryptodatadownload_layout_imported_exactly(tmp_path):
+    path = cryptodatadownload_csv(tmp_path / "Bitstamp_BTCUSD_1h.csv")
+    loaded = load_file(path, TF, ImportOptions(symbol="BTCUSD"))
+    assert_same(loaded.candles)
+    notes = " | ".join(loaded.notes)
+    assert "skipped 1 line before the header ('https://www.CryptoDataDownload.com')" in notes
+    assert "reversed 4 bars" in notes
+    assert "volume from column 'Volume BTC'" in notes
+
+
+def test_load_file_newest_first_error_names_row_as_in_file(tmp_path):
+    broken = Candles.from_columns({**EXPECTED.columns(), "close": np.array([101.5, 102.0, np.nan, 104.0])})
+    path = cryptodatadownload_csv(tmp_path / "cdd.csv", broken)
+    # The NaN bar is the 3rd oldest, so the 2nd data row of the newest-first file, on line 4.
+    with pytest.raises(DataError, match=r"^cdd\.csv: row 2 \(line 4\): NaN in close$"):
+        load_file(path, TF, ImportOptions(symbol="BTCUSD"))
+
+
+def test_load_file_ambiguous_volume_columns_asks_for_mapping(tmp_path):
+    text = "ts,open,high,low,close,Volume BTC,Volume ETH\n1704067200000,1,2,0.5,1.5,1,2\n"
+    path = write_csv(tmp_path / "data.csv", text)
+    with pytest.raises(DataError, match=r"cannot tell which volume column .* use --columns volume=COLUMN$"):
+        read_candle_file(path)
+    candles = read_candle_file(path, ImportOptions(symbol="ETHBTC"))
+    assert candles.volume.tolist() == [2.0]
+
+
+def test_load_file_column_mapping_any_names_identical_candles(tmp_path):
+    renamed = ("Zeit", "Eroeffnung", "Hoch", "Tief", "Schluss", "Menge")
+    path = tmp_path / "data.csv"
+    frame(names=renamed).to_csv(path, index=False)
+    mapping = parse_column_mapping("ts=Zeit,open=Eroeffnung,high=Hoch,low=Tief,close=Schluss,volume=Menge")
+    assert_same(read_candle_file(path, ImportOptions(columns=mapping)))
+
+
+def test_load_file_column_mapping_wins_over_alias(tmp_path):
+    text = "ts,open,high,low,close,volume,Volume USD\n1704067200000,1,2,0.5,1.5,7,70\n"
+    path = write_csv(tmp_path / "data.csv", text)
+    assert read_candle_file(path).volume.tolist() == [7.0]
+    assert read_candle_file(path, ImportOptions(columns={"volume": "volume usd"})).volume.tolist() == [70.0]
+
+
+def test_load_file_column_mapping_unknown_column_lists_found(tmp_path):
+    path = write_csv(tmp_path / "data.csv", GOOD_CSV)
+    with pytest.raises(DataError, match=r"--columns volume=Qty: no such column \(found: ts, open"):
+        read_candle_file(path, ImportOptions(columns={"volume": "Qty"}))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("ts", "expected FIELD=COLUMN"), ("ts=a,ts=b", "given twice"), ("price=Close", "unknown field 'price'")],
+)
+def test_parse_column_mapping_bad_text_config_error(text, message):
+    with pytest.raises(ConfigError, match=message):
+        ImportOptions(columns=parse_column_mapping(text))
+
+
+def test_load_file_skip_rows_explicit_preamble_naming_columns(tmp_path):
+    # A title line that itself names columns defeats auto-detection; --skip-rows says how many lines to skip.
+    text = "open,high,low,close are in USD\nexported 2024-01-02\n" + GOOD_CSV.lstrip("\n")
+    path = write_csv(tmp_path / "data.csv", text)
+    with pytest.raises(DataError):
+        read_candle_file(path)
+    loaded = load_file(path, TF, ImportOptions(skip_rows=2))
+    assert_same(loaded.candles)
+    bad = write_csv(tmp_path / "bad.csv", text.replace("1704070800000,101.5", "1704070800000,x"))
+    with pytest.raises(DataError, match=r"^bad\.csv: row 2 \(line 5\): cannot parse open value 'x'$"):
+        load_file(bad, TF, ImportOptions(skip_rows=2))
+
+
+def test_load_file_time_unit_overrides_magnitude(tmp_path):
+    path = tmp_path / "data.csv"
+    frame(ts=EXPECTED.ts // 1000).to_csv(path, index=False)
+    assert_same(read_candle_file(path, ImportOptions(time_unit="s")))
+    as_ms = read_candle_file(path, ImportOptions(time_unit="ms"))
+    assert as_ms.ts.tolist() == (EXPECTED.ts // 1000).tolist()  # taken literally: 1970, as asked
+
+
+def test_import_options_bad_values_config_error():
+    with pytest.raises(ConfigError, match="--time-unit 'min'"):
+        ImportOptions(time_unit="min")
+    with pytest.raises(ConfigError, match="--skip-rows -1"):
+        ImportOptions(skip_rows=-1)
+
+
+# --- malformed files: always one DataError line -------------------------------------------------------
+
+
+def _gz(rows: str) -> bytes:
+    return gzip.compress(rows.encode())
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("cut.csv.gz", _gz(GOOD_CSV * 50)[:-40], "truncated"),
+        ("cut.json.gz", gzip.compress(json.dumps([[1, 2, 3, 4, 5, 6]] * 500).encode())[:60], "truncated"),
+        ("noise.csv.gz", b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "cannot read as CSV"),
+        ("plain.csv.gz", GOOD_CSV.encode(), "cannot read as CSV"),
+        ("deep.json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        ("latin1.csv", "ts,open,high,low,close,volume\n1704067200000,1,2,0.5,1.5,1 \xe9\xff\n".encode("latin-1"),
+         "cannot read as CSV"),
+        ("cut.parquet", b"PAR1" + b"\x00" * 64, "cannot read as Parquet"),
+        ("cut.feather", b"ARROW1\x00\x00" + b"\x01" * 32, "cannot read as feather"),
+    ],
+)
+def test_read_malformed_file_one_data_error_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        load_file(path, TF)
+    text = str(info.value)
+    assert text.startswith(f"{name}: ")
+    assert message in text
+    assert "\n" not in text and len(text) < 300
+
+
+# --- re-importing: what would change -----------------------------------------------------------------
+
+
+def test_compare_with_stored_counts_new_unchanged_changed():
+    stored = EXPECTED.take(np.arange(3))
+    incoming = Candles.from_columns({**EXPECTED.columns(), "close": EXPECTED.close * np.array([1, 1, 2, 1])})
+    changes = compare_with_stored(stored, incoming)
+    assert (changes.new, changes.unchanged, changes.changed) == (1, 2, 1)
+    assert changes.first_changed == "2024-01-01 02:00: close 101 -> 202"
+    same = compare_with_stored(EXPECTED, EXPECTED)
+    assert (same.new, same.unchanged, same.changed, same.first_changed) == (0, 4, 0, None)
+    empty = compare_with_stored(Candles.empty(), EXPECTED)
+    assert (empty.new, empty.unchanged, empty.changed) == (4, 0, 0)
+
+
+def test_compare_with_stored_volume_only_change_counts():
+    incoming = Candles.from_columns({**EXPECTED.columns(), "volume": EXPECTED.volume + np.array([0, 0, 0, 1])})
+    changes = compare_with_stored(EXPECTED, incoming)
+    assert changes.changed == 1
+    assert changes.first_changed == "2024-01-01 03:00: volume 30.125 -> 31.125"
+
+
+# --- where a missing series may be ---------------------------------------------------------------------
+
+
+def _keys(*specs: str) -> list[SeriesKey]:
+    return [SeriesKey.of(*spec.split(":")) for spec in specs]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "hint"),
+    [
+        ("binance:BTCUSD:1h", "; BTCUSD 1h is stored under --exchange bitstamp or kraken"),
+        ("binance:ETHUSDT:4h", "; ETHUSDT is stored as binance 1h (see --exchange and --timeframe)"),
+        ("binance:BTCUSDX:1h", "; did you mean BTCUSDT?"),
+        ("bybit:ETHUSD:1h", "; did you mean ETHUSDT (binance 1h)?"),
+        ("binance:XRPEUR:1h", ""),
+    ],
+)
+def test_missing_series_hint_prefers_other_exchanges(wanted, hint):
+    keys = _keys("binance:BTCUSDT:1h", "binance:ETHUSDT:1h", "kraken:BTCUSD:1h", "bitstamp:BTCUSD:1h")
+    assert missing_series_hint(keys, SeriesKey.of(*wanted.split(":"))) == hint

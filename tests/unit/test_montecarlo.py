@@ -237,10 +237,30 @@ def test_result_to_dict_is_plain_json() -> None:
 
 
 def test_result_to_dict_undefined_sharpe_is_null() -> None:
-    res = mc.permute_trades(np.full(5, 0.01), n_simulations=50)  # equal returns: Sharpe undefined
+    res = mc.bootstrap_trades(np.full(5, 0.01), n_simulations=50)  # equal returns: Sharpe undefined
     doc = res.to_dict()
     assert doc["sharpe_ratio"] == {"p5": None, "p50": None, "p95": None}
     json.dumps(doc, allow_nan=False)
+
+
+def test_permutation_invariant_figures_are_not_reported_as_results() -> None:
+    # issue 16: reordering the same trades leaves return, Sharpe, win rate and P(loss) unchanged on
+    # every path; they must not read as simulated reassurance
+    r = np.array([0.03, -0.01, 0.02, -0.02, 0.01, 0.04, -0.03])
+    perm = mc.permute_trades(r, n_simulations=300, trades_per_year=72.7)
+    assert perm.total_return.p5 == pytest.approx(perm.total_return.p95)  # invariant indeed
+    doc = perm.to_dict()
+    assert doc["invariant_by_construction"] == ["total_return", "sharpe_ratio", "win_rate", "prob_loss"]
+    assert doc["total_return"] is doc["sharpe_ratio"] is doc["win_rate"] is doc["prob_loss"] is None
+    assert doc["max_drawdown"]["p5"] is not None
+    assert "closed-trade equity" in doc["basis"] and "72.7 trades a year" in doc["basis"]
+    assert "cannot tell whether the edge is real" in doc["scope"]
+    boot = mc.bootstrap_trades(r, n_simulations=300).to_dict()
+    assert boot["invariant_by_construction"] == []
+    assert boot["total_return"]["p5"] is not None
+    assert "per trade" in boot["basis"]
+    daily = mc.bootstrap_daily_returns(r, n_simulations=300, block_length=2).to_dict()
+    assert "marked equity" in daily["basis"]
 
 
 # --------------------------------------------------------------------------- backtest document

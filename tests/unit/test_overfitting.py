@@ -120,6 +120,39 @@ def test_deflated_sharpe_ratio_from_returns_and_annualised_trial_sharpes() -> No
     assert json.loads(json.dumps(doc, allow_nan=False)) == doc
 
 
+def test_deflated_sharpe_of_selection_matches_the_papers_formulas_by_hand() -> None:
+    # one walk-forward window: 365 in-sample days, 12 trials, the optimiser keeps the best Sharpe;
+    # trial 7 never traded (flat: Sharpe 0). Everything below is written straight from the papers.
+    rng = np.random.default_rng(14)
+    m = rng.normal(0.0004, 0.01, (365, 12)) - (rng.random((365, 12)) < 0.01) * 0.03
+    m[:, 7] = 0.0
+    sr = np.array([0.0 if m[:, j].std() == 0 else m[:, j].mean() / m[:, j].std(ddof=1) for j in range(12)])
+    best = int(np.argmax(sr))
+    n, t = 12, 365
+    v = sr.var(ddof=1)  # variance of the trials' per-period Sharpe ratios (BLdP 2014, eq. 2)
+    g = 0.5772156649015329
+    sr0 = math.sqrt(v) * ((1 - g) * stats.norm.ppf(1 - 1 / n) + g * stats.norm.ppf(1 - 1 / (n * math.e)))
+    x = m[:, best]
+    d = x - x.mean()
+    g3 = np.mean(d**3) / np.mean(d**2) ** 1.5
+    g4 = np.mean(d**4) / np.mean(d**2) ** 2
+    z = (sr[best] - sr0) * math.sqrt(t - 1) / math.sqrt(1 - g3 * sr[best] + (g4 - 1) / 4 * sr[best] ** 2)
+    dsr_by_hand = stats.norm.cdf(z)
+    res = of.deflated_sharpe_of_selection(m, best)
+    assert res.n_trials == 12
+    assert res.n_obs == 365
+    assert res.sharpe == pytest.approx(sr[best], rel=1e-12)
+    assert res.sharpe_variance == pytest.approx(v, rel=1e-12)
+    assert res.benchmark_sharpe == pytest.approx(sr0, rel=1e-12)
+    assert res.dsr == pytest.approx(dsr_by_hand, rel=1e-10)
+    assert res.psr == pytest.approx(of.probabilistic_sharpe_ratio(x), rel=1e-12)
+    assert res.dsr < res.psr  # the selection penalty
+    # more trials run than have returns here: N grows, the penalty with it
+    assert of.deflated_sharpe_of_selection(m, best, n_trials=100).dsr < res.dsr
+    with pytest.raises(ConfigError, match="selected"):
+        of.deflated_sharpe_of_selection(m, 12)
+
+
 def test_deflated_sharpe_single_trial_is_the_psr() -> None:
     r = _skewed_returns()
     res = of.deflated_sharpe_ratio(r, [metrics.sharpe_ratio(r)])
@@ -223,6 +256,40 @@ def test_pbo_flat_trial_scores_zero_not_nan() -> None:
     assert all(math.isfinite(v) for v in res.logits)
     doc = res.to_dict()
     assert json.loads(json.dumps(doc, allow_nan=False)) == doc
+
+
+def _cscv_reference_flat_zero(m: np.ndarray, s: int) -> np.ndarray:
+    """As ``_cscv_reference``, a trial whose returns do not vary in a set scoring 0 there."""
+    m = m[m.shape[0] % s :]
+    blocks = np.split(m, s)
+    out = []
+    for chosen in itertools.combinations(range(s), s // 2):
+        scores = []
+        for side in (chosen, [i for i in range(s) if i not in chosen]):
+            part = np.concatenate([blocks[i] for i in side])
+            sd = part.std(axis=0, ddof=1)
+            flat = part.max(axis=0) == part.min(axis=0)
+            scores.append(np.where(flat, 0.0, part.mean(axis=0) / np.where(flat, 1.0, sd)))
+        best = int(np.argmax(scores[0]))
+        out.append(special.logit(stats.rankdata(scores[1])[best] / (m.shape[1] + 1)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", [16, 17, 18, 19, 20])
+def test_pbo_trial_flat_in_one_half_scores_zero_there_not_infinite(seed: int) -> None:
+    # issue 16: a trial with no position in one half (0 there, active elsewhere) scored +inf in
+    # that half when rounding left its mean ~1e-21 after subtracting the column mean (std 0),
+    # and so "won" in-sample (seeds 18 and 20 hit it); it must score 0 like any flat trial
+    rng = np.random.default_rng(seed)
+    m = rng.normal(0.001, 0.01, (160, 5))
+    m[:80, 2] = 0.0  # trial 2 had no position in blocks 0-3 of 8
+    m[80:, 2] = rng.normal(-0.004, 0.01, 80)  # and lost money afterwards
+    res = of.probability_of_backtest_overfitting(m, 8)
+    np.testing.assert_allclose(res.logits, _cscv_reference_flat_zero(m, 8), rtol=1e-9)
+    assert all(math.isfinite(v) for v in res.is_sharpe)
+    assert res.n_flat_scores == 2  # split {0,1,2,3}: in-sample; split {4,5,6,7}: out-of-sample
+    assert res.flat_trials == (2,)
+    assert res.to_dict()["n_flat_scores"] == 2
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from autotrader.live.records import ClosedTrade
-from autotrader.live.risk_state import KillSwitch, RiskState
+from autotrader.live.risk_state import KillNotPersisted, KillSwitch, RiskState
 from autotrader.risk.limits import risk_limits
 from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED
 
@@ -81,15 +83,38 @@ def test_kill_switch_file_and_endpoint_survive_restart(tmp_path) -> None:
     path.write_text("stop")
     assert switch.engaged
     assert "exists" in switch.why()
-    switch.release()
+    assert switch.release() is False  # the operator's file is never deleted by a release
+    assert path.read_text() == "stop"
+    assert switch.engaged
+    path.unlink()
     assert not switch.engaged
-    assert not path.exists()
     switch.engage("endpoint")
     assert switch.engaged
     assert "endpoint" in switch.why()
     assert KillSwitch(path).engaged  # thrown through the endpoint, it survives a restart
-    switch.release()
+    assert KillSwitch(path).release() is True  # and a restarted robot's endpoint can release it
     assert not KillSwitch(path).engaged
+    assert not path.exists()
+
+
+def test_kill_switch_engaged_over_an_operators_file_keeps_it_on_release(tmp_path) -> None:
+    path = tmp_path / "KILL"
+    path.write_text("operator: maintenance\n")
+    switch = KillSwitch(path)
+    switch.engage("endpoint")
+    assert path.read_text() == "operator: maintenance\n"  # not overwritten
+    assert switch.release() is False
+    assert path.read_text() == "operator: maintenance\n"
+    assert switch.engaged
+
+
+def test_kill_switch_that_cannot_write_its_file_pauses_in_memory_and_says_so(tmp_path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    switch = KillSwitch(blocker / "KILL")
+    with pytest.raises(KillNotPersisted, match="paused in memory only"):
+        switch.engage("endpoint")
+    assert switch.engaged
 
 
 def test_risk_state_usage_lists_every_limit() -> None:

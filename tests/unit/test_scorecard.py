@@ -19,6 +19,7 @@ GOOD = {
     "stress_survived": 9,
     "stress_scenarios": 10,
     "deflated_sharpe": 0.97,
+    "oos_psr": 0.98,
     "pbo": 0.2,
     "sample": "out_of_sample",
 }
@@ -29,6 +30,7 @@ GATE_KEYS = (
     "sharpe_ratio",
     "stress_survival",
     "deflated_sharpe",
+    "oos_psr",
     "pbo",
 )
 
@@ -39,7 +41,7 @@ def test_scorecard_all_gates_pass() -> None:
     assert all(g.status == PASS for g in card.gates)
     assert card.verdict == PASS
     assert card.passed
-    assert card.summary == "PASS: all 7 gates passed."
+    assert card.summary == "PASS: all 8 gates passed."
     assert card.notes == ("The performance figures are out-of-sample.",)
     assert card.gate("stress_survival").shown == "9/10"
     assert card.gate("accuracy").shown == "70.0%"
@@ -63,6 +65,8 @@ def test_scorecard_all_gates_pass() -> None:
         ("sharpe_ratio", 0.01, PASS),
         ("deflated_sharpe", 0.95, FAIL),
         ("deflated_sharpe", 0.951, PASS),
+        ("oos_psr", 0.95, FAIL),
+        ("oos_psr", 0.951, PASS),
         ("pbo", 0.5, FAIL),
         ("pbo", 0.49, PASS),
         ("accuracy", np.float64(0.7), PASS),  # numpy scalars are numbers
@@ -87,7 +91,7 @@ def test_scorecard_failure_is_stated_with_its_figure() -> None:
     assert card.verdict == FAIL
     assert not card.passed
     assert card.summary == (
-        "FAIL: 2 of 7 evaluated gates failed "
+        "FAIL: 2 of 8 evaluated gates failed "
         "(profit factor 1.21, needs > 1.80; max drawdown 24.3%, needs < 20.0%)."
     )
 
@@ -101,8 +105,8 @@ def test_scorecard_missing_figures_are_na_with_reasons_and_verdict_is_qualified(
     assert card.gate("pbo").figure is None
     assert card.gate("pbo").shown == "n/a"
     assert card.verdict == PASS
-    assert card.summary.startswith("PASS on the 4 gates that could be evaluated; 3 of 7 could not")
-    assert "deflated sharpe ratio (no trial count was recorded)" in card.summary
+    assert card.summary.startswith("PASS on the 5 gates that could be evaluated; 3 of 8 could not")
+    assert "deflated sharpe ratio (in-sample winners) (no trial count was recorded)" in card.summary
 
 
 def test_scorecard_nan_figure_is_undefined_not_failed() -> None:

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from autotrader.domain.candles import Candles, parse_date_ms
-from autotrader.marketdata.verify import Finding, fmt_ts, has_errors, timeframe_label, verify_candles
+from autotrader.marketdata.verify import (
+    Finding,
+    describe_gaps_and_jumps,
+    find_gaps,
+    find_jumps,
+    fmt_ts,
+    has_errors,
+    timeframe_label,
+    verify_candles,
+)
 
 H = 3_600_000
 T0 = parse_date_ms("2024-01-01")
@@ -217,3 +226,53 @@ def test_fmt_ts_shows_seconds_only_when_needed(ms, text):
 )
 def test_timeframe_label_known_lengths_short_name(ms, label):
     assert timeframe_label(ms) == label
+
+
+# --- gaps and jumps as numbers, and the lines `data import` prints -----------------------------------
+
+
+def with_gaps(missing: list[int]) -> Candles:
+    """Bars with a hole of ``missing[k]`` bars after the k-th bar (then one bar after the last hole)."""
+    steps = np.array([m + 1 for m in missing] + [1])
+    ts = T0 + np.concatenate([[0], np.cumsum(steps)]) * H
+    return make(len(ts), ts=ts)
+
+
+def test_find_gaps_every_gap_with_missing_bar_count():
+    gaps = find_gaps(with_gaps([2, 0, 5, 1]).ts, H)
+    assert [(g.row, g.missing_bars) for g in gaps] == [(1, 2), (3, 5), (4, 1)]
+    assert gaps[1].after_ts == T0 + 4 * H
+    assert gaps[1].before_ts == T0 + 10 * H
+
+
+def test_find_gaps_unsorted_series_reports_none():
+    ts = T0 + np.array([0, 5, 1]) * H
+    assert find_gaps(ts, H) == []
+
+
+def test_find_jumps_beyond_threshold_both_directions():
+    candles = make(4, close=[100.0, 150.0, 149.0, 90.0], high=[200.0] * 4, open=[95.0] * 4, low=[80.0] * 4)
+    jumps = find_jumps(candles, 30.0)
+    assert [(j.row, round(j.change_pct, 1)) for j in jumps] == [(1, 50.0), (3, -39.6)]
+    assert (jumps[1].from_close, jumps[1].to_close) == (149.0, 90.0)
+
+
+def test_describe_gaps_and_jumps_count_largest_and_first_few():
+    candles = with_gaps([2, 0, 9, 1, 3])
+    gaps_line, jumps_line = describe_gaps_and_jumps(candles, H, first=2)
+    assert gaps_line == (
+        "Gaps: 4 (15 missing bars); largest 9 bars after 2024-01-01 04:00; "
+        "first: 2 bars after 2024-01-01 00:00; 9 bars after 2024-01-01 04:00; ... 2 more"
+    )
+    assert jumps_line == "Jumps over 30%: none"
+
+
+def test_describe_gaps_and_jumps_clean_series_says_none():
+    assert describe_gaps_and_jumps(make(5), H, jump_threshold_pct=5) == ["Gaps: none", "Jumps over 5%: none"]
+
+
+def test_describe_jumps_largest_by_size_not_first():
+    close = [100.0, 140.0, 141.0, 60.0, 61.0]
+    candles = make(5, close=close, open=close, high=[200.0] * 5, low=[50.0] * 5)
+    _, jumps_line = describe_gaps_and_jumps(candles, H)
+    assert jumps_line.startswith("Jumps over 30%: 2; largest -57.4% at 2024-01-01 03:00 (141 -> 60); first: +40.0%")

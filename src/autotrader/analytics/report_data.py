@@ -45,7 +45,9 @@ Top-level keys:
 ``time_analysis``    trades, wins and net P&L by entry hour (UTC) and by entry weekday.
 ``risk``             VaR / expected shortfall (daily returns), stability score, risk events counted
                      by name (``event_counts``; split into ``denial_counts`` of denied entries and
-                     ``state_event_counts`` of ``STATE_EVENTS``) and the first ``MAX_EVENTS`` of them.
+                     ``state_event_counts`` of ``STATE_EVENTS``), denied entries counted per episode
+                     (``denial_episodes``), every drawdown halt with its time, equity, drawdown and
+                     idle time (``halts``) and the first ``MAX_EVENTS`` events.
 ``assumptions``      human-readable statements of how the simulation fills, charges and limits.
 ``verdict``          plain statements of fact about the outcome (lost money, trailed buy & hold …).
 
@@ -108,7 +110,8 @@ REQUIRED_KEYS: Final = (
 )
 
 # risk events that record a change of the risk engine's state; every other event is a denied entry
-STATE_EVENTS: Final = frozenset({"daily_loss_limit_hit", "drawdown_kill_switch"})
+STATE_EVENTS: Final = frozenset({"daily_loss_limit_hit", "drawdown_kill_switch", "halt_resumed"})
+EPISODE_GAP_MS: Final = 86_400_000  # denials of one symbol and reason further apart start a new episode
 _MS_PER_HOUR: Final = 3_600_000
 _WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _HIST_MAX_BINS: Final = 30
@@ -667,6 +670,8 @@ def _risk(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
         "max_drawdown": summary["max_drawdown"],
         "event_counts": dict(counts.most_common()),
         "denial_counts": denials,
+        "denial_episodes": _denial_episodes(ctx),
+        "halts": _halts(ctx),
         "state_event_counts": states,
         "events_total": len(events),
         "events_shown": len(shown),
@@ -675,6 +680,71 @@ def _risk(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
             for i in range(len(shown))
         ],
     }
+
+
+def _denial_episodes(ctx: _Context) -> dict[str, int]:
+    """Denials counted per episode rather than per bar.
+
+    A strategy that keeps its signal re-asks every bar, so one refused idea is denied on many
+    bars. An episode is a run of denials of one symbol for one reason with no entry of that
+    symbol in between and at most ``EPISODE_GAP_MS`` (a day) between consecutive denials.
+    """
+    events = ctx.result.events
+    entries: dict[str, np.ndarray] = {}
+    for sym in set(str(x) for x in ctx.trades["symbol"]):
+        entries[sym] = np.sort(np.asarray(ctx.trades["entry_ts"][ctx.trades["symbol"] == sym], dtype=np.int64))
+    out: Counter[str] = Counter()
+    last: dict[tuple[str, str], int] = {}
+    order = np.argsort(np.asarray(events["ts"], dtype=np.int64), kind="stable")
+    for i in order:
+        reason, sym, ts = str(events["event"][i]), str(events["symbol"][i]), int(events["ts"][i])
+        if reason in STATE_EVENTS:
+            continue
+        prev = last.get((sym, reason))
+        sym_entries = entries.get(sym)
+        entered = (
+            prev is not None
+            and sym_entries is not None
+            and np.searchsorted(sym_entries, ts) > np.searchsorted(sym_entries, prev, side="right")
+        )
+        if prev is None or ts - prev > EPISODE_GAP_MS or entered:
+            out[reason] += 1
+        last[(sym, reason)] = ts
+    return dict(out.most_common())
+
+
+def _halts(ctx: _Context) -> list[dict[str, Any]]:
+    """Every drawdown halt: when, the equity then, its drawdown, and how long the run stood idle.
+
+    The run stands idle from the halt to the bar trading resumed (``--on-halt resume-after``)
+    or, for a halt for good, to the end of the data.
+    """
+    events = ctx.result.events
+    kinds = np.asarray(events["event"]).astype(str)
+    halt_ts = np.sort(np.asarray(events["ts"][kinds == "drawdown_kill_switch"], dtype=np.int64))
+    resume_ts = np.sort(np.asarray(events["ts"][kinds == "halt_resumed"], dtype=np.int64))
+    out = []
+    span = float(ctx.ts[-1] - ctx.ts[0]) or 1.0
+    start_bar = 0
+    for ts in halt_ts:
+        bar = min(int(np.searchsorted(ctx.ts, ts)), ctx.ts.size - 1)
+        later = resume_ts[resume_ts > ts]
+        resumed = int(later[0]) if later.size else None
+        until = resumed if resumed is not None else int(ctx.ts[-1])
+        peak = float(np.max(ctx.equity[start_bar : bar + 1]))
+        equity = float(ctx.equity[bar])
+        out.append({
+            "time": _iso(int(ts)),
+            "equity_usd": equity,
+            "peak_equity_usd": peak,
+            "drawdown": equity / peak - 1.0 if peak > 0 else None,
+            "resumed": None if resumed is None else _iso(resumed),
+            "idle_days": (until - int(ts)) / metrics.MS_PER_DAY,
+            "idle_share_of_period": (until - int(ts)) / span,
+        })  # fmt: skip
+        if resumed is not None:
+            start_bar = int(np.searchsorted(ctx.ts, resumed))
+    return out
 
 
 def _assumptions(ctx: _Context) -> list[str]:
@@ -698,9 +768,20 @@ def _assumptions(ctx: _Context) -> list[str]:
         _market_assumption(c),
         f"Risk level {c.risk_level}, sizing {c.sizing}: position size up to {_pct(lim.position_size)} "
         f"of equity, stop-loss {_pct(lim.stop_loss)}, take-profit {_pct(lim.take_profit)}, trailing stop "
-        f"{_pct(lim.trailing_stop)}, minimum signal confidence {lim.min_confidence:g}.",
+        f"{_pct(lim.trailing_stop)}, minimum signal confidence {lim.min_confidence:g}."
+        + (
+            f" Volatility target: each position's expected daily volatility (14 days of bar returns) is "
+            f"{_pct(lim.risk_per_trade)} of equity, capped at the position size."
+            if c.sizing == "volatility"
+            else ""
+        ),
         f"A loss of {_pct(lim.daily_loss)} from the UTC day's start blocks new entries until the next day; a "
-        f"drawdown of {_pct(lim.max_drawdown)} from the peak halts trading for good"
+        f"drawdown of {_pct(lim.max_drawdown)} from the peak halts trading "
+        + (
+            "for good (--on-halt stop)"
+            if c.resume_after_ms <= 0
+            else f"for {c.on_halt.partition('=')[2]}, then resumes with the peak re-based (--on-halt {c.on_halt})"
+        )
         + (
             " and closes every position at the next open."
             if lim.flatten_on_halt
@@ -724,8 +805,10 @@ def _correlation_assumption(lim: Any) -> str:
     if lim.correlation >= 1.0:
         return f"No correlation limit (correlation = {lim.correlation:g} disables the gate)."
     return (
-        f"Correlation limit {lim.correlation:g}: a new entry is denied when the exposure-weighted average "
-        f"pairwise correlation of returns over {lim.correlation_window_bars} bars would exceed it."
+        f"Correlation limit {lim.correlation:g}: the exposure-weighted average pairwise correlation of returns "
+        f"over {lim.correlation_window_bars} bars (each position counted as a share of a full-size position) "
+        "must stay within it; an entry that would break it is sized down until it holds and denied only when "
+        "no size would (or the size falls below the minimum order)."
     )
 
 

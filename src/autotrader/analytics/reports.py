@@ -169,12 +169,34 @@ def render_console(doc: dict[str, Any], console: Console) -> None:
         f"{_fmt_pct(risk['expected_shortfall_95'])}, "
         f"Stability score {_fmt_num(risk['stability_score'], 0)}/100"
     )
-    denials = ", ".join(f"{k} {v}" for k, v in risk["denial_counts"].items()) or "none"
+    episodes = risk.get("denial_episodes", {})
+    denials = (
+        ", ".join(f"{k} {_fmt_count(v)} bars ({_fmt_count(episodes.get(k, 0))} episodes)"
+                  for k, v in risk["denial_counts"].items())
+        or "none"
+    )  # fmt: skip
     line(f"Risk denials: {denials}")
+    for halt in risk.get("halts", []):
+        line(("HALT: ", "bold red"), (halt_text(halt), "red"))
     if risk["state_event_counts"]:
-        line("Risk halts: " + ", ".join(f"{k} {v}" for k, v in risk["state_event_counts"].items()))
+        line("Risk state changes: " + ", ".join(f"{k} {v}" for k, v in risk["state_event_counts"].items()))
     for fact in doc.get("verdict", []):
         line(("Verdict: ", "bold"), (fact, _verdict_style(fact)))
+
+
+def halt_text(halt: dict[str, Any]) -> str:
+    """One line for a drawdown halt: date, equity, drawdown, and how long the run stood idle."""
+    share = _fmt_pct(halt["idle_share_of_period"], 0, sign=False)
+    idle = f"{_fmt_num(halt['idle_days'], 1)} days ({share} of the period)"
+    after = (
+        f"resumed {halt['resumed'][:16].replace('T', ' ')} UTC after {idle}, peak re-based"
+        if halt.get("resumed")
+        else f"no trading for the remaining {idle} (--on-halt stop)"
+    )
+    return (
+        f"drawdown kill switch on {halt['time'][:16].replace('T', ' ')} UTC at equity {_fmt_usd(halt['equity_usd'])} "
+        f"({_fmt_pct(halt['drawdown'])} from the peak {_fmt_usd(halt['peak_equity_usd'])}); {after}"
+    )
 
 
 def _tone(v: Any) -> str:
@@ -387,6 +409,13 @@ def _html_overview(doc: dict[str, Any]) -> str:
         )
         + "</div>"
     ]
+    halts = doc.get("risk", {}).get("halts", [])
+    if halts:
+        parts.append(
+            '<div class="verdict halt">'
+            + "".join(f"<p><strong>HALT:</strong> {_e(halt_text(h))}</p>" for h in halts)
+            + "</div>"
+        )
     if doc.get("verdict"):
         parts.append('<div class="verdict">' + "".join(f"<p>{_e(f)}</p>" for f in doc["verdict"]) + "</div>")
     curve = doc["equity_curve"]
@@ -483,9 +512,14 @@ def _html_risk(doc: dict[str, Any]) -> str:
                 f"{_fmt_pct(acc['accuracy'], 1, sign=False)} of {acc['evaluated']}",
             )
         )
-    rows += [(f"Denied: {k}", _fmt_count(v)) for k, v in risk["denial_counts"].items()]
+    episodes = risk.get("denial_episodes", {})
+    rows += [
+        (f"Denied: {k}", f"{_fmt_count(v)} bars, {_fmt_count(episodes.get(k, 0))} episodes")
+        for k, v in risk["denial_counts"].items()
+    ]
     rows += [(f"Risk state: {k}", _fmt_count(v)) for k, v in risk["state_event_counts"].items()]
-    out = "<h3>Risk</h3>" + _table(["Measure", "Value"], ([_td(k), _td(v)] for k, v in rows))
+    out = "".join(f"<p><strong>HALT:</strong> {_e(halt_text(h))}</p>" for h in risk.get("halts", []))
+    out = "<h3>Risk</h3>" + out + _table(["Measure", "Value"], ([_td(k), _td(v)] for k, v in rows))
     if risk["events"]:
         shown = f"first {risk['events_shown']:,d} of {risk['events_total']:,d}"
         out += f"<h3>Risk events ({shown})</h3>" + _table(

@@ -35,9 +35,10 @@ from autotrader.backtest.fast.kernel import (
 from autotrader.domain.candles import parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import InstrumentRules, default_rules
+from autotrader.domain.timeframe import Timeframe
 from autotrader.marketdata.store import AlignedCandles
 from autotrader.risk.limits import RiskLimits, risk_limits
-from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY
+from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, daily_volatility
 from autotrader.strategy.base import Signals, Strategy
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ EVENT_NAMES = {
     9: "no_price",
     101: "daily_loss_limit_hit",
     102: "drawdown_kill_switch",
+    103: "halt_resumed",
 }
 DEFAULT_FEES = {"spot": 0.001, "linear": 0.00055}
 _SIZING_CODES = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
@@ -88,6 +90,21 @@ class BacktestConfig(BaseModel):
         default=(), description="(start_ms, end_ms) spans when the robot is down (stress tests)"
     )
     stops_on_exchange: bool = True
+    on_halt: str = Field(
+        default="stop",
+        description="after a drawdown halt: 'stop' (for good, as live) or 'resume-after=DURATION' (e.g. 30d)",
+    )
+
+    @field_validator("on_halt")
+    @classmethod
+    def _on_halt(cls, v: str) -> str:
+        parse_on_halt(v)
+        return v.strip().lower()
+
+    @property
+    def resume_after_ms(self) -> int:
+        """How long a drawdown halt lasts before the peak is re-based and trading resumes (0 = for good)."""
+        return parse_on_halt(self.on_halt)
 
     @field_validator("symbols")
     @classmethod
@@ -120,6 +137,20 @@ class BacktestConfig(BaseModel):
         if self.market == "spot" and self.leverage != 1.0:
             raise ConfigError("leverage applies to --market linear only (spot trades without leverage)")
         return limits
+
+
+def parse_on_halt(text: str) -> int:
+    """``"stop"`` → 0; ``"resume-after=30d"`` → 30 days in ms (units m, h, d, w). ``ValueError`` otherwise."""
+    value = text.strip().lower()
+    if value == "stop":
+        return 0
+    head, sep, duration = value.partition("=")
+    if head == "resume-after" and sep:
+        try:
+            return Timeframe.parse(duration).ms
+        except ConfigError:
+            pass
+    raise ValueError(f"on-halt {text!r}: expected 'stop' or 'resume-after=DURATION' such as resume-after=30d")
 
 
 def _date_ms(text: str, what: str) -> int:
@@ -200,6 +231,11 @@ def atr_pct_of(data: AlignedCandles, period: int = 14) -> np.ndarray:
     return atr / data.close
 
 
+def daily_volatility_of(data: AlignedCandles, timeframe: str) -> np.ndarray:
+    """Expected daily volatility per bar and symbol for the volatility target (``rules.daily_volatility``)."""
+    return daily_volatility(data.close, Timeframe.parse(timeframe).ms)
+
+
 def equal_weight_buy_and_hold(data: AlignedCandles, capital: float) -> np.ndarray:
     """Equity of splitting ``capital`` equally and buying each symbol at its first open (no costs)."""
     m = len(data.symbols)
@@ -251,7 +287,7 @@ def run_backtest(
     lot = np.array([r.lot_step for r in rules])
     min_qty = np.array([r.min_qty for r in rules])
     min_notional = np.array([r.min_notional_usd for r in rules])
-    atr_pct = atr_pct_of(data) if config.sizing == "volatility" else np.zeros((1, 1))
+    atr_pct = daily_volatility_of(data, config.timeframe) if config.sizing == "volatility" else np.zeros((1, 1))
     direction = np.ascontiguousarray(signals.direction, dtype=np.float64)
     signal_rows, n_signals = signal_rows_nb(direction)
     max_trades = n_signals + m + 1
@@ -306,6 +342,7 @@ def run_backtest(
         bool(config.stops_on_exchange),
         max_trades,
         max_events,
+        config.resume_after_ms,
     )
     trades = _trade_records(trades_raw[:n_trades], data)
     events = _event_records(events_raw[:n_events], data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
 from autotrader.domain.candles import SeriesKey, format_ms
 from autotrader.domain.errors import ConfigError, DataError
-from autotrader.marketdata.store import AlignedCandles, CandleStore, read_aligned
+from autotrader.marketdata.store import AlignedCandles, CandleStore, missing_series_hint, read_aligned
 from autotrader.strategy.base import Strategy, get_strategy
 
 
@@ -28,14 +27,14 @@ def load_backtest_data(store: CandleStore, config: BacktestConfig) -> LoadedData
     start_ms, end_ms = config.start_ms, config.end_ms
     if start_ms > end_ms:
         raise ConfigError(f"period start {config.start} is after its end {config.end}")
-    available = {k for k in store.keys() if k.exchange == config.exchange and k.timeframe == config.timeframe}
+    stored = store.keys()
+    available = {k for k in stored if k.exchange == config.exchange and k.timeframe == config.timeframe}
     known_symbols = sorted(k.symbol for k in available)
     notes: list[str] = []
     for symbol in config.symbols:
         key = SeriesKey.of(config.exchange, symbol, config.timeframe)
         if key not in available:
-            close = difflib.get_close_matches(symbol, known_symbols, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            hint = missing_series_hint(stored, key)
             listing = ", ".join(known_symbols) or "none"
             raise DataError(
                 f"no {config.timeframe} candles for {symbol} on {config.exchange}{hint} "

@@ -9,6 +9,12 @@
   ``refresh_s``) and a keep-alive comment in between; it ends when the client goes away;
 * ``GET /healthz`` — ``{"ok": true}`` while the store answers.
 
+Every request passes ``autotrader.api.security.RequestGuard``: only loopback ``Host`` names (plus
+``allowed_hosts``) are answered, so a DNS-rebinding page cannot read positions; each answer carries
+a Content-Security-Policy (the page's script runs by nonce) and ``X-Frame-Options: DENY``; with a
+``token`` every request needs it (``Authorization: Bearer``, or open ``/?token=…`` once: a
+``SameSite=Strict`` cookie carries it from then on). Error texts are redacted before they are sent.
+
 The store is synchronous, so it is read in a worker thread; concurrent readers share one
 snapshot per half refresh interval.
 """
@@ -17,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +34,11 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from autotrader.api.security import DEFAULT_CSP, RequestGuard
 from autotrader.dashboard.page import PAGE_HTML
 from autotrader.dashboard.snapshot import build_snapshot, fingerprint, to_json
 from autotrader.domain.errors import AutoTraderError, ConfigError
+from autotrader.domain.redact import redact
 from autotrader.live.ports import StateStore
 
 log = logging.getLogger(__name__)
@@ -76,8 +85,13 @@ def create_app(
     refresh_s: float = 1.0,
     keepalive_s: float = KEEPALIVE_S,
     clock_ms: Callable[[], int] = wall_ms,
-) -> FastAPI:
-    """The dashboard app reading ``store``; the stream checks for changes every ``refresh_s`` seconds."""
+    allowed_hosts: Iterable[str] = (),
+    token: str | None = None,
+) -> RequestGuard:
+    """The dashboard app reading ``store``; the stream checks for changes every ``refresh_s`` seconds.
+
+    ``allowed_hosts`` are answered besides the loopback names; a ``token`` is then required on every request.
+    """
     if not refresh_s > 0:
         raise ConfigError(f"dashboard refresh {refresh_s!r} s: must be a positive number of seconds")
     app = FastAPI(title="AutoTrader dashboard", docs_url=None, redoc_url=None, openapi_url=None)
@@ -92,9 +106,12 @@ def create_app(
         try:
             current, _ = await run_in_threadpool(feed.latest, True)
         except AutoTraderError as e:
-            current = {"error": str(e)}
+            current = {"error": redact(str(e))}
         initial = to_json(current).replace("<", "\\u003c")  # no "</script>" inside the script element
-        return HTMLResponse(page.replace("__INITIAL_SNAPSHOT__", initial), headers={"Cache-Control": "no-store"})
+        nonce = secrets.token_urlsafe(16)
+        html = page.replace("__INITIAL_SNAPSHOT__", initial).replace("<script>", f'<script nonce="{nonce}">')
+        csp = DEFAULT_CSP.replace("script-src 'self'", f"script-src 'self' 'nonce-{nonce}'")
+        return HTMLResponse(html, headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
 
     @app.get("/static/plotly.min.js")
     def plotly_bundle() -> FileResponse:
@@ -105,7 +122,7 @@ def create_app(
         try:
             await run_in_threadpool(store.last_heartbeat)
         except AutoTraderError as e:
-            return JSONResponse({"ok": False, "error": str(e)}, status_code=503)
+            return JSONResponse({"ok": False, "error": redact(str(e))}, status_code=503)
         return JSONResponse({"ok": True})
 
     @app.get("/api/snapshot")
@@ -113,7 +130,7 @@ def create_app(
         try:
             current, _ = await run_in_threadpool(feed.latest, True)
         except AutoTraderError as e:
-            return JSONResponse({"error": str(e)}, status_code=503)
+            return JSONResponse({"error": redact(str(e))}, status_code=503)
         return Response(to_json(current), media_type="application/json", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/stream")
@@ -123,7 +140,7 @@ def create_app(
             _events(app, feed, refresh_s, keepalive_s), media_type="text/event-stream", headers=headers
         )
 
-    return app
+    return RequestGuard(app, allowed_hosts=allowed_hosts, token=token, token_for_reads=token is not None)
 
 
 async def _events(app: FastAPI, feed: SnapshotFeed, refresh_s: float, keepalive_s: float) -> AsyncIterator[str]:
@@ -139,8 +156,8 @@ async def _events(app: FastAPI, feed: SnapshotFeed, refresh_s: float, keepalive_
             try:
                 current, digest = await run_in_threadpool(feed.latest)
             except AutoTraderError as e:
-                if str(e) != problem:
-                    problem = str(e)
+                if redact(str(e)) != problem:
+                    problem = redact(str(e))
                     log.warning("dashboard: %s", problem)
                     yield f"event: problem\ndata: {to_json({'error': problem})}\n\n"
                     quiet_since = time.monotonic()

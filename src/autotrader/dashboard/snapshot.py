@@ -25,15 +25,32 @@ LATEST_SIGNALS = 50
 LATEST_EVENTS = 20
 # Rows of the usage table that describe a setting rather than a limit being used up: never "breached".
 INFORMATIONAL_LIMITS = frozenset({"stop-loss distance", "gross exposure"})
+# The position-size limit caps an entry; fixed sizing enters AT it and a held position drifts with its price,
+# so only a position well above the cap (more than lot rounding and price drift explain) is shown as a breach.
+POSITION_SIZE_BREACH_RATIO = 1.10
+
+
+def is_informational(name: str) -> bool:
+    """A usage row that describes a setting or a position's state, never a breach."""
+    return name in INFORMATIONAL_LIMITS or name.startswith("stop-loss distance")
+
+
+def is_breached(name: str, ratio: float | None) -> bool:
+    """Colours mean breach only: a limit used up (loss limits at 100 %), a position well above its cap."""
+    if ratio is None or is_informational(name):
+        return False
+    return ratio > POSITION_SIZE_BREACH_RATIO if name == "position size" else ratio >= 1.0
+
+
 _VOLATILE_KEYS = ("generated_ms", "generated_at")
 
 
 def build_snapshot(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
     """The dashboard's view of the robot at ``now_wall_ms`` (wall clock, UTC epoch ms)."""
     block = risk_management(store, now_wall_ms)
-    series = store.equity_series()
-    decisions = store.decisions()
-    events = store.events()
+    series, total_points = store.equity_thinned(MAX_CURVE_POINTS)
+    decisions = store.decisions(latest=LATEST_SIGNALS)
+    events = store.events(latest=LATEST_EVENTS)
     orders = store.load_orders(open_only=True)
     beat = block["heartbeat"]
     has_data = beat is not None or block["cash"] is not None or bool(series) or bool(decisions)
@@ -51,7 +68,7 @@ def build_snapshot(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
             "drawdown": _num(block.get("drawdown")),
             "peak_equity": _num(block.get("peak_equity")),
         },
-        "equity_curve": equity_curve(series),
+        "equity_curve": equity_curve(series, total=total_points),
         "positions": [_position(p) for p in block["positions"]],
         "orders": [_order(o) for o in orders],
         "signals": [_signal(d) for d in reversed(decisions[-LATEST_SIGNALS:])],
@@ -84,16 +101,19 @@ def iso_ms(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def equity_curve(series: Sequence[EquitySnapshot], max_points: int = MAX_CURVE_POINTS) -> dict[str, Any]:
+def equity_curve(
+    series: Sequence[EquitySnapshot], max_points: int = MAX_CURVE_POINTS, total: int | None = None
+) -> dict[str, Any]:
     """The equity series, thinned to at most ``max_points``.
 
     Long series keep the first and last point and, of every bucket in between, its lowest and
-    highest equity (in time order), so drawdowns and peaks survive the thinning.
+    highest equity (in time order), so drawdowns and peaks survive the thinning. ``total`` is the
+    length of the stored series when ``series`` was already thinned by the store.
     """
     kept = list(series) if len(series) <= max_points else _min_max_thinned(series, max_points)
     return {
         "points": len(kept),
-        "total": len(series),
+        "total": len(series) if total is None else total,
         "ts_ms": [e.ts_ms for e in kept],
         "equity": [_num(e.equity) for e in kept],
     }
@@ -147,7 +167,7 @@ def _risk(block: dict[str, Any]) -> dict[str, Any]:
     usage = []
     for u in block["usage"]:
         ratio = _num(u.ratio)
-        informational = u.name in INFORMATIONAL_LIMITS
+        informational = is_informational(u.name)
         usage.append(
             {
                 "name": u.name,
@@ -157,7 +177,7 @@ def _risk(block: dict[str, Any]) -> dict[str, Any]:
                 "note": u.note,
                 "ratio": ratio,
                 "informational": informational,
-                "breached": not informational and ratio is not None and ratio >= 1.0,
+                "breached": is_breached(u.name, ratio),
             }
         )
     return {

@@ -807,9 +807,9 @@ class Robot:
         )
         atr = 0.0
         if cfg.sizing == "volatility" and data is not None:
-            from autotrader.backtest.runner import atr_pct_of
+            from autotrader.backtest.runner import daily_volatility_of
 
-            atr = float(atr_pct_of(data)[t, j])
+            atr = float(daily_volatility_of(data, cfg.timeframe)[t, j])
         side = float(p.sign)
         code, fraction = decide_entry_nb(
             self.risk.state,

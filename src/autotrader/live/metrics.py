@@ -1,21 +1,20 @@
-"""Prometheus metrics of the robot, in the text exposition format (no client library needed).
+"""The robot's metrics: counters, gauges and histograms it updates in-process (no web library here).
 
     metrics = RobotMetrics()
     metrics.signals.inc(verdict="accepted")
     metrics.latency.observe(0.004)
-    text = metrics.render()         # what GET /metrics returns
+    text = metrics.render()         # the Prometheus text format, for reports and tests
 
-``MetricsServer`` serves ``GET /metrics`` and ``GET /health`` on a loopback port, plus the kill
-switch: ``POST /kill-switch`` pauses entries at once, ``DELETE /kill-switch`` releases it.
+``autotrader.api.control.ControlServer`` serves them at ``GET /metrics`` through
+``prometheus_client`` (with ``/health`` and the kill switch), built and started by the CLI.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -199,64 +198,3 @@ class LogCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.counter.inc(level=record.levelname.lower())
-
-
-class MetricsServer:
-    """A minimal HTTP server for ``/metrics``, ``/health`` and ``/kill-switch`` (asyncio streams)."""
-
-    def __init__(
-        self,
-        metrics: RobotMetrics,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        on_kill: Callable[[bool], None] | None = None,
-        health: Callable[[], str] | None = None,
-    ) -> None:
-        self.metrics = metrics
-        self.host = host
-        self.port = port
-        self._on_kill = on_kill
-        self._health = health
-        self._server: asyncio.base_events.Server | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
-        return self.port
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5.0)
-            while await asyncio.wait_for(reader.readline(), 5.0) not in (b"\r\n", b"\n", b""):
-                pass
-            method, _, rest = request.decode("latin-1").partition(" ")
-            path = rest.split(" ", 1)[0]
-            status, body, ctype = self._route(method, path)
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    def _route(self, method: str, path: str) -> tuple[str, bytes, str]:
-        if method == "GET" and path == "/metrics":
-            return "200 OK", self.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8"
-        if method == "GET" and path == "/health":
-            return "200 OK", (self._health() if self._health else "ok").encode(), "text/plain"
-        if path == "/kill-switch" and method in ("POST", "DELETE") and self._on_kill is not None:
-            self._on_kill(method == "POST")
-            return "200 OK", (b"engaged\n" if method == "POST" else b"released\n"), "text/plain"
-        return "404 Not Found", b"not found\n", "text/plain"

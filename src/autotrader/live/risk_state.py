@@ -12,11 +12,13 @@ the robot's HTTP endpoint pauses entries at once, whatever the state; exits stil
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from autotrader.domain.errors import StorageError
 from autotrader.live.records import ClosedTrade, RiskSnapshot
 from autotrader.risk.limits import RiskLimits
 from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED, EngineState, update_state_nb
@@ -24,11 +26,19 @@ from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED, EngineState, up
 DAY_MS = 86_400_000
 
 
+class KillNotPersisted(StorageError):
+    """The kill switch is engaged in memory, but its file could not be written (it will not survive a restart)."""
+
+
 class KillSwitch:
     """Entries paused while ``path`` exists or ``engage()`` was called (until ``release()``).
 
-    ``engage()`` writes the file too, so a switch thrown through the endpoint holds across restarts.
+    ``engage()`` writes the file too (marked as the endpoint's), so a switch thrown through the
+    endpoint holds across restarts. ``release()`` removes only a file the endpoint wrote: a file
+    the operator created stays, and keeps pausing entries, until the operator deletes it.
     """
+
+    ENDPOINT_MARK = "# autotrader: kill switch engaged through the robot's endpoint"
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
@@ -36,18 +46,48 @@ class KillSwitch:
         self.reason = ""
 
     def engage(self, reason: str = "endpoint") -> None:
-        """Pause entries now; with a ``path`` the switch is the file, so it survives a restart."""
+        """Pause entries now; with a ``path`` the switch is the file, so it survives a restart.
+
+        Raises ``KillNotPersisted`` (entries stay paused, in memory only) when the file cannot be written.
+        """
         self._flag = True
         self.reason = reason
-        if self.path is not None:
+        if self.path is None or self.path.exists():  # an existing file (the operator's, maybe) is left as it is
+            return
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(f"{reason}\n", encoding="utf-8")
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return  # created meanwhile (by the operator): it pauses entries as it is
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{self.ENDPOINT_MARK}\n{reason}\n")
+        except OSError as e:
+            raise KillNotPersisted(
+                f"kill switch engaged, but {self.path} could not be written ({e.strerror}): "
+                "entries are paused in memory only, until this robot stops"
+            ) from None
 
-    def release(self) -> None:
+    def release(self) -> bool:
+        """Clear the endpoint's switch; ``True`` when entries may resume (no operator's file remains)."""
         self._flag = False
         self.reason = ""
-        if self.path is not None and self.path.exists():
-            self.path.unlink()
+        if self.path is None:
+            return True
+        with contextlib.suppress(FileNotFoundError):
+            if self.endpoint_file():
+                self.path.unlink()
+        return not os.path.exists(self.path)
+
+    def endpoint_file(self) -> bool:
+        """True when ``path`` exists and was written by ``engage()`` (here or before a restart)."""
+        if self.path is None:
+            return False
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                return f.readline().rstrip("\n") == self.ENDPOINT_MARK
+        except OSError:
+            return False
 
     @property
     def engaged(self) -> bool:

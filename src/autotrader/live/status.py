@@ -30,6 +30,7 @@ import numpy as np
 from autotrader.domain.candles import format_ms
 from autotrader.live.ports import StateStore
 from autotrader.live.records import ClosedTrade, Decision, IntentKind, Outcome
+from autotrader.live.risk_state import LimitUsage, RiskState
 from autotrader.risk.limits import RiskLimits
 from autotrader.risk.rules import EngineState
 
@@ -89,8 +90,6 @@ class LiveVsBacktest:
 
 def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
     """The RISK MANAGEMENT block as a dict (see ``render_risk``)."""
-    from autotrader.live.risk_state import RiskState
-
     config = store.get_meta("config") or {}
     limits_doc = store.get_meta("limits")
     usage = store.get_meta("risk_usage") or {}
@@ -141,15 +140,39 @@ def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
         out["peak_equity"] = snapshot.peak_equity
     if limits_doc is not None and snapshot is not None:
         risk = RiskState(RiskLimits.model_validate(limits_doc), out["capital"] or 0.0, snapshot)
-        out["usage"] = risk.usage(
-            equity,
-            usage.get("max_position_fraction", 0.0),
-            usage.get("gross_exposure", 0.0),
-            usage.get("correlation", 0.0),
-            usage.get("leverage", 0.0),
-        )
+        out["usage"] = current_usage(risk, equity, positions, usage.get("correlation", 0.0))
         out["min_confidence"] = risk.limits.min_confidence
     return out
+
+
+def current_usage(
+    risk: RiskState, equity: float, positions: Sequence[Mapping[str, Any]], correlation: float
+) -> list[LimitUsage]:
+    """Every limit against the CURRENT state: the open positions marked at their latest prices.
+
+    No open position means 0 % position size, exposure and leverage, and no correlation; the
+    stop-loss rows give each open position's distance from its price to its stop (against the
+    configured stop distance), or one row saying there is no position to protect.
+    """
+    values = [float(p["value"]) for p in positions]
+    gross = sum(values) / equity if equity > 0 else 0.0
+    biggest = max(values, default=0.0) / equity if equity > 0 else 0.0
+    rows = risk.usage(equity, biggest, gross, correlation if len(values) >= 2 else 0.0, gross)
+    stop_limit = risk.limits.stop_loss
+    stop_rows = [
+        LimitUsage(
+            f"stop-loss distance {p['symbol']}",
+            100 * abs(float(p["price"]) - float(p["stop"])) / float(p["price"]),
+            100 * stop_limit,
+            "%",
+            "price to stop",
+        )
+        for p in positions
+        if stop_limit is not None and p.get("stop") is not None and float(p["price"]) > 0
+    ]
+    if stop_limit is not None and not stop_rows:
+        stop_rows = [LimitUsage("stop-loss distance", 0.0, 100 * stop_limit, "%", "no open position")]
+    return [r for r in rows if r.name != "stop-loss distance"] + stop_rows
 
 
 def live_results(
@@ -339,9 +362,9 @@ def _bar(ratio: float, width: int = 10) -> str:
 
 
 def render_results(block: Mapping[str, Any], days: int) -> str:
+    window = block.get("window") or f"last {days} days"
     lines = [
-        f"📈 LIVE TRADING RESULTS (last {days} days: {format_ms(block['since_ms'])[:10]} → "
-        f"{format_ms(block['until_ms'])[:10]})"
+        f"📈 LIVE TRADING RESULTS ({window}: {format_ms(block['since_ms'])[:10]} → {format_ms(block['until_ms'])[:10]})"
     ]
     skipped = ", ".join(f"{k} {v}" for k, v in block["skipped"].items()) or "none"
     dead = ", ".join(f"{k} {v}" for k, v in block["dead_lettered"].items()) or "none"
@@ -397,3 +420,14 @@ def render_results(block: Mapping[str, Any], days: int) -> str:
 
 def since_days(now_ms: int, days: int) -> int:
     return now_ms - days * DAY_MS
+
+
+def results_window(until_ms: int, days: int, first_start_ms: int | None) -> tuple[int, str]:
+    """The LIVE TRADING RESULTS window: the last ``days`` days, but never before the robot first started.
+
+    Returns ``(since_ms, label)``; the label says which bound applied, so every figure states its window.
+    """
+    since = since_days(until_ms, days)
+    if first_start_ms is not None and first_start_ms > since:
+        return first_start_ms, f"since the robot's first start, {format_ms(first_start_ms)[:16]}"
+    return since, f"last {days} days"

@@ -7,8 +7,9 @@ only to this ``CandleStore`` protocol and to ``read_aligned``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol, runtime_checkable
@@ -119,3 +120,30 @@ def read_aligned(
             raise DataError(f"no {key.timeframe} candles for {key.symbol} on {key.exchange} in the requested period")
         series[key.symbol] = candles
     return align(series)
+
+
+def missing_series_hint(keys: Iterable[SeriesKey], wanted: SeriesKey) -> str:
+    """Where a series that is not stored may be: ``"; ..."`` to append to the error, or ``""``.
+
+    The same symbol under another exchange comes first, then under another timeframe, then a close
+    symbol name on the same exchange and timeframe, then a close name anywhere in the store.
+    """
+    keys = list(keys)
+    same = [k for k in keys if k.symbol == wanted.symbol]
+    exchanges = sorted({k.exchange for k in same if k.timeframe == wanted.timeframe})
+    if exchanges:
+        return f"; {wanted.symbol} {wanted.timeframe} is stored under --exchange {' or '.join(exchanges)}"
+    if same:
+        where = sorted({f"{k.exchange} {k.timeframe}" for k in same})
+        return f"; {wanted.symbol} is stored as {', '.join(where)} (see --exchange and --timeframe)"
+    here = sorted({k.symbol for k in keys if k.exchange == wanted.exchange and k.timeframe == wanted.timeframe})
+    close = difflib.get_close_matches(wanted.symbol, here, n=1)
+    if close:
+        return f"; did you mean {close[0]}?"
+    anywhere: dict[str, set[str]] = {}
+    for k in keys:
+        anywhere.setdefault(k.symbol, set()).add(f"{k.exchange} {k.timeframe}")
+    close = difflib.get_close_matches(wanted.symbol, sorted(anywhere), n=1)
+    if close:
+        return f"; did you mean {close[0]} ({', '.join(sorted(anywhere[close[0]]))})?"
+    return ""

@@ -24,6 +24,9 @@ kind                   severity  problem
 ``max_per_kind`` findings (the earliest rows); beyond that one summary finding of the same kind
 and severity, with ``row`` and ``ts`` set to ``None``, stands for the rest: its ``count`` says how
 many. ``sum(f.count for f in findings)`` is the total number of problems.
+
+``find_gaps`` and ``find_jumps`` return every gap and jump as numbers (for "largest" and counts),
+and ``describe_gaps_and_jumps`` turns them into the lines ``data import`` prints.
 """
 
 from __future__ import annotations
@@ -259,6 +262,89 @@ def _jumps(candles: Candles, threshold_pct: float) -> _Group:
         )
 
     return _Group("warning", "jump", "price jumps", rows, candles.ts[rows], describe)
+
+
+# --- gaps and jumps as numbers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Missing bars between two consecutive rows: ``row`` is the first row after the hole."""
+
+    row: int
+    after_ts: int
+    before_ts: int
+    missing_bars: int
+
+
+@dataclass(frozen=True, slots=True)
+class Jump:
+    """A close-to-close move beyond the threshold, ending at ``row``."""
+
+    row: int
+    ts: int
+    from_close: float
+    to_close: float
+    change_pct: float
+
+
+def find_gaps(ts: np.ndarray, timeframe_ms: int) -> list[Gap]:
+    """Every gap of a sorted series (none is reported for an unsorted one: its steps mean nothing)."""
+    if len(ts) < 2 or not bool(np.all(np.diff(ts) > 0)):
+        return []
+    steps = np.diff(ts)
+    rows = np.flatnonzero(steps > timeframe_ms) + 1
+    missing = steps[rows - 1] // timeframe_ms - 1
+    return [Gap(int(r), int(ts[r - 1]), int(ts[r]), int(m)) for r, m in zip(rows, missing, strict=True)]
+
+
+def find_jumps(candles: Candles, threshold_pct: float) -> list[Jump]:
+    """Every close-to-close move larger than ``threshold_pct`` between finite, positive closes."""
+    close = candles.close
+    valid = np.flatnonzero(np.isfinite(close) & (close > 0))
+    prev, cur = valid[:-1], valid[1:]
+    change_pct = (close[cur] / close[prev] - 1.0) * 100.0
+    hit = np.flatnonzero(np.abs(change_pct) > threshold_pct)
+    return [
+        Jump(int(cur[k]), int(candles.ts[cur[k]]), float(close[prev[k]]), float(close[cur[k]]), float(change_pct[k]))
+        for k in hit
+    ]
+
+
+def describe_gaps_and_jumps(
+    candles: Candles, timeframe_ms: int, jump_threshold_pct: float = 30.0, first: int = 3
+) -> list[str]:
+    """Two lines: the gaps (count, missing bars, largest, the first few) and the jumps (same)."""
+    gaps = find_gaps(candles.ts, timeframe_ms)
+    jumps = find_jumps(candles, jump_threshold_pct)
+    lines = []
+    if gaps:
+        largest = max(gaps, key=lambda g: g.missing_bars)
+        total = sum(g.missing_bars for g in gaps)
+        listed = "; ".join(_gap_text(g) for g in gaps[:first])
+        more = f"; ... {len(gaps) - first} more" if len(gaps) > first else ""
+        missing = f"{total:,} missing bar{'s' if total != 1 else ''}"
+        lines.append(f"Gaps: {len(gaps):,} ({missing}); largest {_gap_text(largest)}; first: {listed}{more}")
+    else:
+        lines.append("Gaps: none")
+    label = f"Jumps over {jump_threshold_pct:g}%"
+    if jumps:
+        largest_jump = max(jumps, key=lambda j: abs(j.change_pct))
+        listed = "; ".join(_jump_text(j) for j in jumps[:first])
+        more = f"; ... {len(jumps) - first} more" if len(jumps) > first else ""
+        lines.append(f"{label}: {len(jumps):,}; largest {_jump_text(largest_jump)}; first: {listed}{more}")
+    else:
+        lines.append(f"{label}: none")
+    return lines
+
+
+def _gap_text(gap: Gap) -> str:
+    bars = "bar" if gap.missing_bars == 1 else "bars"
+    return f"{gap.missing_bars:,} {bars} after {fmt_ts(gap.after_ts)}"
+
+
+def _jump_text(jump: Jump) -> str:
+    return f"{jump.change_pct:+.1f}% at {fmt_ts(jump.ts)} ({jump.from_close:g} -> {jump.to_close:g})"
 
 
 # --- formatting ----------------------------------------------------------------------------------

@@ -25,7 +25,12 @@ class RiskLimits(BaseModel):
     correlation_window_bars: int = Field(default=168, ge=10)
     max_leverage: float = Field(default=1.0, ge=1, description="cap on linear (perpetual) leverage")
     min_confidence: float = Field(default=0.55, ge=0, le=1, description="signals below it are skipped")
-    risk_per_trade: float = Field(default=0.01, gt=0, le=1, description="equity risked per trade (volatility sizing)")
+    risk_per_trade: float = Field(
+        default=0.00125,
+        gt=0,
+        le=1,
+        description="volatility sizing: each position's expected daily volatility, as a share of equity",
+    )
     kelly_fraction: float = Field(default=0.5, gt=0, le=1, description="share of full Kelly used")
     kelly_min_trades: int = Field(default=20, ge=1, description="closed trades needed before Kelly sizes")
     atr_multiple: float = Field(default=2.0, gt=0, description="stop distance in ATRs for volatility sizing")
@@ -41,7 +46,7 @@ RISK_LEVELS: dict[str, RiskLimits] = {
         correlation=0.7,
         max_leverage=2.0,
         min_confidence=0.60,
-        risk_per_trade=0.005,
+        risk_per_trade=0.0005,  # a full-size position at 2.5 % daily volatility
     ),
     "medium": RiskLimits(
         position_size=0.05,
@@ -51,7 +56,7 @@ RISK_LEVELS: dict[str, RiskLimits] = {
         correlation=0.7,
         max_leverage=3.0,
         min_confidence=0.55,
-        risk_per_trade=0.01,
+        risk_per_trade=0.00125,  # a full-size position at 2.5 % daily volatility
     ),
     "aggressive": RiskLimits(
         position_size=0.10,
@@ -61,7 +66,7 @@ RISK_LEVELS: dict[str, RiskLimits] = {
         correlation=0.7,
         max_leverage=5.0,
         min_confidence=0.52,
-        risk_per_trade=0.02,
+        risk_per_trade=0.0025,  # a full-size position at 2.5 % daily volatility
     ),
 }
 

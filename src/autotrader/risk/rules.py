@@ -80,11 +80,47 @@ def kelly_fraction_nb(
 
 
 @njit(cache=True)
-def volatility_fraction_nb(risk_per_trade: float, atr_pct: float, atr_multiple: float, cap: float) -> float:
-    """Fraction of equity such that a stop ``atr_multiple`` ATRs away risks ``risk_per_trade``."""
-    if not (atr_pct > 0.0) or math.isnan(atr_pct):
+def volatility_fraction_nb(risk_per_trade: float, daily_volatility: float, atr_multiple: float, cap: float) -> float:
+    """Volatility target: the fraction of equity whose expected daily volatility is ``risk_per_trade``.
+
+    ``fraction = risk_per_trade / daily_volatility`` (the symbol's expected daily volatility of
+    returns, :func:`daily_volatility`), capped at ``cap`` (the position limit). A position
+    sized so moves ``fraction × σ_daily = risk_per_trade`` of equity on a one-sigma day.
+    Without a volatility estimate yet (warm-up), the cap. ``atr_multiple`` is not used (kept so
+    the compiled signature stays the same for every caller).
+    """
+    if not (daily_volatility > 0.0) or math.isnan(daily_volatility):
         return cap
-    return min(cap, risk_per_trade / (atr_multiple * atr_pct))
+    return min(cap, risk_per_trade / daily_volatility)
+
+
+def daily_volatility(close: np.ndarray, bar_ms: int, window_days: float = 14.0) -> np.ndarray:
+    """Expected daily volatility per bar and symbol: the standard deviation (``ddof=1``) of the
+    bar log returns over the last ``window_days`` days of bars ending at the bar (causal), times
+    ``sqrt(bars per day)``. NaN until half the window has returns; gaps (NaN closes) are skipped.
+    """
+    c = np.asarray(close, dtype=np.float64)
+    bars_per_day = 86_400_000.0 / float(bar_ms)
+    window = max(2, round(window_days * bars_per_day))
+    r = np.full_like(c, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r[1:] = np.log(c[1:] / c[:-1])
+    ok = np.isfinite(r)
+    x = np.where(ok, r, 0.0)
+    zeros = np.zeros((1, c.shape[1]))
+    n = np.concatenate((zeros, np.cumsum(ok, axis=0)))
+    s1 = np.concatenate((zeros, np.cumsum(x, axis=0)))
+    s2 = np.concatenate((zeros, np.cumsum(x * x, axis=0)))
+    hi = np.arange(1, c.shape[0] + 1)
+    lo = np.maximum(hi - window, 0)
+    cnt = n[hi] - n[lo]
+    m1 = s1[hi] - s1[lo]
+    m2 = s2[hi] - s2[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (m2 - m1 * m1 / cnt) / (cnt - 1)
+    out = np.sqrt(np.maximum(var, 0.0)) * math.sqrt(bars_per_day)
+    out[cnt < max(2, window // 2)] = np.nan
+    return out
 
 
 @njit(cache=True)
@@ -182,6 +218,65 @@ def correlation_exposure_nb(
 
 
 @njit(cache=True)
+def correlation_size_cap_nb(
+    close: np.ndarray,
+    t: int,
+    exposure: np.ndarray,
+    candidate: int,
+    side: float,
+    full_exposure: float,
+    correlation_limit: float,
+    window: int,
+) -> float:
+    """Largest share of a full-size position ``candidate`` may take so the correlation limit holds.
+
+    The measure is the exposure-weighted average pairwise correlation of the book with each
+    position's exposure counted as a share of a full-size position (``full_exposure``: the
+    position limit × equity × leverage; the unused share of a slot is cash, uncorrelated):
+    ``ρ̄ = Σ_{i<j} f_i f_j s_ij c_ij / #pairs``, ``s_ij = -1`` for a long/short pair (a hedge).
+    With every position at full size it is the plain average pairwise correlation, the old
+    rule; a smaller position adds less correlated risk. ``ρ̄`` is linear in the candidate's
+    share ``f``, so ``f ≤ (L · #pairs − Σ_existing) / Σ_j f_j s_j c_j``.
+
+    Returns ``inf`` when any size keeps the limit (no other position, the candidate lowers or
+    keeps ``ρ̄`` within the limit), a share in ``(0, inf)`` when it must be sized down, and
+    ``0.0`` when no size keeps the limit.
+    """
+    n_sym = exposure.shape[0]
+    if not (full_exposure > 0.0):
+        return 0.0
+    existing = 0.0
+    pairs = 0
+    with_candidate = 0.0
+    for i in range(n_sym):
+        if i == candidate or exposure[i] == 0.0:
+            continue
+        fi = abs(exposure[i]) / full_exposure
+        si = 1.0 if exposure[i] > 0.0 else -1.0
+        c = pair_correlation_nb(close, t, i, candidate, window)
+        if not math.isnan(c):
+            with_candidate += fi * si * side * c
+            pairs += 1
+        for j in range(i + 1, n_sym):
+            if j == candidate or exposure[j] == 0.0:
+                continue
+            cij = pair_correlation_nb(close, t, i, j, window)
+            if math.isnan(cij):
+                continue
+            sj = 1.0 if exposure[j] > 0.0 else -1.0
+            existing += fi * (abs(exposure[j]) / full_exposure) * si * sj * cij
+            pairs += 1
+    if pairs == 0:
+        return np.inf
+    room = correlation_limit * pairs - existing
+    if with_candidate <= 0.0:
+        return np.inf if room >= 0.0 else 0.0
+    if room <= 0.0:
+        return 0.0
+    return room / with_candidate
+
+
+@njit(cache=True)
 def entry_denial_nb(
     state: int,
     confidence: float,
@@ -216,6 +311,17 @@ def update_state_nb(
 
 
 @njit(cache=True)
+def halt_cooled_off_nb(state: int, now_ms: int, halted_at_ms: int, resume_after_ms: int) -> bool:
+    """True when a drawdown halt has lasted ``resume_after_ms`` and trading may resume.
+
+    ``resume_after_ms <= 0`` means a halt is for good (``--on-halt stop``, the default, as in
+    live trading). On resuming, the caller re-bases the peak on the current equity, as an
+    operator's reset after a cooling-off period does: the next halt needs a fresh drawdown.
+    """
+    return state == HALTED and resume_after_ms > 0 and now_ms >= halted_at_ms + resume_after_ms
+
+
+@njit(cache=True)
 def decide_entry_nb(
     state: int,
     confidence: float,
@@ -247,21 +353,33 @@ def decide_entry_nb(
     closes up to bar ``t`` (for correlation) and the current signed exposure per symbol, return
     ``(denial_code, equity_fraction)``: ``ALLOWED`` with the fraction of equity to commit, or a
     ``Denial`` code and 0.0.
+
+    Sizing (fixed, Kelly or the volatility target, each capped by ``position_size``) comes
+    first; then correlation is treated as a risk to size, not a wall: the fraction is cut to
+    the largest one that keeps the correlation measure of :func:`correlation_size_cap_nb`
+    within ``correlation_limit``, and the entry is refused (``CORRELATION``) only when no size
+    would. An entry cut so small that the venue's minimum order is not met is refused later by
+    :func:`entry_quantity_nb`. ``atr_pct`` carries the expected daily volatility for the
+    volatility target (:func:`daily_volatility`).
     """
-    corr = 0.0
-    if correlation_limit < 1.0:
-        candidate_exposure = side * position_size * equity * leverage
-        corr = correlation_exposure_nb(close, t, signed_exposure, candidate, candidate_exposure, correlation_window)
-    code = entry_denial_nb(state, confidence, min_confidence, corr, correlation_limit)
+    code = entry_denial_nb(state, confidence, min_confidence, 0.0, 1.0)
     if code != ALLOWED:
         return code, 0.0
     if sizing == SIZING_KELLY:
-        return ALLOWED, kelly_fraction_nb(
-            n_wins, n_losses, sum_win, sum_loss, kelly_share, position_size, kelly_min_trades
+        fraction = kelly_fraction_nb(n_wins, n_losses, sum_win, sum_loss, kelly_share, position_size, kelly_min_trades)
+    elif sizing == SIZING_VOLATILITY:
+        fraction = volatility_fraction_nb(risk_per_trade, atr_pct, atr_multiple, position_size)
+    else:
+        fraction = position_size
+    if correlation_limit < 1.0:
+        full = position_size * equity * leverage
+        share = correlation_size_cap_nb(
+            close, t, signed_exposure, candidate, side, full, correlation_limit, correlation_window
         )
-    if sizing == SIZING_VOLATILITY:
-        return ALLOWED, volatility_fraction_nb(risk_per_trade, atr_pct, atr_multiple, position_size)
-    return ALLOWED, position_size
+        if not (share > 0.0):
+            return DENY_CORRELATION, 0.0
+        fraction = min(fraction, share * position_size)
+    return ALLOWED, fraction
 
 
 @njit(cache=True)

@@ -102,6 +102,16 @@ BAND_PERCENTILES: Final = (5.0, 50.0, 95.0)
 FAN_PERCENTILES: Final = (5.0, 25.0, 50.0, 75.0, 95.0)
 MIN_BLOCK_DAYS: Final = 5
 _CHUNK: Final = 1000  # simulations per random stream
+_INVARIANT: Final = ("total_return", "sharpe_ratio", "win_rate", "prob_loss")
+_SCOPE: Final = {
+    TRADE_PERMUTATION: "the same trades in another order: tells how deep the drawdown and how low the "
+    "equity could have gone with exactly these trades; cannot tell whether the edge is real (return, Sharpe, "
+    "win rate and P(loss) are the backtest's own on every path)",
+    TRADE_BOOTSTRAP: "trades drawn with replacement: tells how the figures vary if the trade distribution is "
+    "right but the sample was lucky; cannot see regime changes or serial dependence between trades",
+    DAILY_BLOCK_BOOTSTRAP: "blocks of consecutive days: keeps volatility clusters; tells how the figures vary "
+    "over other orderings of the same market days, not under markets unlike the backtest's",
+}
 _NAN: Final = float("nan")
 
 FloatArray = NDArray[np.float64]
@@ -179,9 +189,42 @@ class MonteCarloResult:
     observed: Mapping[str, float]
     fan: FanChart
 
+    @property
+    def invariant(self) -> tuple[str, ...]:
+        """Figures equal on every path by construction: not results of the simulation.
+
+        Trade-order permutation reorders the same trades, so total return, Sharpe ratio, win
+        rate and hence P(loss) are the backtest's own on every path.
+        """
+        return _INVARIANT if self.method == TRADE_PERMUTATION else ()
+
+    @property
+    def basis(self) -> str:
+        """The equity the figures are computed on, and how the Sharpe ratio is annualised."""
+        if self.method == DAILY_BLOCK_BOOTSTRAP:
+            return "daily returns of the marked equity curve; Sharpe annualised with 365 days"
+        per = (
+            "per trade"
+            if self.sharpe_periods_per_year == 1.0
+            else f"annualised at {self.sharpe_periods_per_year:.1f} trades a year"
+        )
+        return (
+            "closed-trade equity: net trade returns compounded in closing order, open positions not marked "
+            f"(drawdowns read shallower than on marked bar-close equity); Sharpe {per}"
+        )
+
+    @property
+    def scope(self) -> str:
+        """What the method can and cannot tell."""
+        return _SCOPE[self.method]
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types only (NaN → ``None``)."""
+        """Plain JSON types only (NaN → ``None``); invariant figures are ``None`` and listed."""
+        inv = self.invariant
         return {
+            "basis": self.basis,
+            "scope": self.scope,
+            "invariant_by_construction": list(inv),
             "method": self.method,
             "n_simulations": self.n_simulations,
             "n_steps": self.n_steps,
@@ -189,11 +232,11 @@ class MonteCarloResult:
             "block_length": self.block_length,
             "initial_capital": self.initial_capital,
             "sharpe_periods_per_year": self.sharpe_periods_per_year,
-            "total_return": self.total_return.to_dict(),
+            "total_return": None if "total_return" in inv else self.total_return.to_dict(),
             "max_drawdown": self.max_drawdown.to_dict(),
-            "sharpe_ratio": self.sharpe_ratio.to_dict(),
-            "win_rate": None if self.win_rate is None else self.win_rate.to_dict(),
-            "prob_loss": self.prob_loss,
+            "sharpe_ratio": None if "sharpe_ratio" in inv else self.sharpe_ratio.to_dict(),
+            "win_rate": None if self.win_rate is None or "win_rate" in inv else self.win_rate.to_dict(),
+            "prob_loss": None if "prob_loss" in inv else self.prob_loss,
             "prob_drawdown_breach": self.prob_drawdown_breach,
             "drawdown_limit": self.drawdown_limit,
             "prob_ruin": self.prob_ruin,

@@ -8,7 +8,10 @@ Four tools, pure numpy / scipy / numba:
 * :func:`deflated_sharpe_ratio` — DSR, the PSR against the Sharpe ratio the best of ``N``
   worthless trials would be expected to reach (Bailey & López de Prado 2014). ``N`` must be the
   number of trials actually run (every parameter set an optimiser evaluated, every variant
-  tried), not a guess.
+  tried), not a guess. :func:`deflated_sharpe_of_selection` applies it where the paper does:
+  to the selected trial, on the very returns it was selected on, with that selection's ``N``
+  and trial Sharpe variance. A record that was *not* selected as a best (a walk-forward's
+  stitched out-of-sample days) carries no selection penalty: judge it by its PSR against 0.
 * :func:`probability_of_backtest_overfitting` — PBO by combinatorially symmetric
   cross-validation (CSCV) over a matrix of trial returns (Bailey, Borwein, López de Prado &
   Zhu 2015/2017).
@@ -60,6 +63,7 @@ __all__ = [
     "PBOResult",
     "PermutationTestResult",
     "deflated_sharpe_from_stats",
+    "deflated_sharpe_of_selection",
     "deflated_sharpe_ratio",
     "expected_max_sharpe",
     "permutation_test",
@@ -262,6 +266,41 @@ def deflated_sharpe_ratio(
     )
 
 
+def deflated_sharpe_of_selection(
+    trial_returns: ArrayLike,
+    selected: int,
+    *,
+    n_trials: int | None = None,
+    periods_per_year: float = metrics.DAYS_PER_YEAR,
+) -> DeflatedSharpe:
+    """DSR of the trial an optimiser picked, on the returns it was picked on (one selection).
+
+    ``trial_returns`` is the ``(T, N)`` matrix of the returns every trial earned over the sample
+    the selection was made on (a walk-forward window's in-sample days); ``selected`` the column
+    of the chosen trial. This is the basis of Bailey & López de Prado (2014): ``SR`` is the
+    chosen trial's per-period Sharpe over those ``T`` periods, ``V`` the sample variance
+    (``ddof=1``) of the ``N`` trials' per-period Sharpe ratios (a trial whose returns do not vary
+    scores 0), ``N`` the number of trials (``n_trials`` when more were run than have returns
+    here), and ``DSR = PSR(SR0)``, ``SR0 = expected_max_sharpe(N, V)``.
+    """
+    m = np.asarray(trial_returns, dtype=np.float64)
+    if m.ndim != 2 or m.shape[1] < 1 or m.shape[0] < 2:
+        raise DataError(f"trial_returns must be a (periods >= 2, trials >= 1) matrix, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise DataError("trial_returns contains NaN or infinite values")
+    if isinstance(selected, bool) or not isinstance(selected, int | np.integer) or not 0 <= selected < m.shape[1]:
+        raise ConfigError(f"selected must be a column of the {m.shape[1]} trials, got {selected!r}")
+    sd = m.std(axis=0, ddof=1)
+    flat = m.max(axis=0) == m.min(axis=0)
+    per_period = np.divide(m.mean(axis=0), sd, out=np.zeros(m.shape[1]), where=~flat & (sd > 0.0))
+    return deflated_sharpe_ratio(
+        m[:, int(selected)],
+        per_period * math.sqrt(periods_per_year),
+        n_trials=m.shape[1] if n_trials is None else n_trials,
+        periods_per_year=periods_per_year,
+    )
+
+
 # --------------------------------------------------------------------------- PBO (CSCV)
 
 
@@ -278,6 +317,8 @@ class PBOResult:
     * performance degradation — the least-squares line ``oos = intercept + slope * is`` over the
       splits, its ``r_squared``, and ``prob_oos_loss`` = share of splits where the chosen trial
       lost out of sample (figure < 0).
+    * ``n_flat_scores`` / ``flat_trials`` — how many (split, set, trial) scores were fixed at 0
+      (or ``±inf``) because the trial's returns did not vary in that set, and which trials.
     * ``rows_used`` — the first ``rows_dropped`` (oldest) rows are dropped so that the ``S``
       partitions have equal length.
     """
@@ -298,6 +339,8 @@ class PBOResult:
     prob_oos_loss: float
     mean_is: float
     mean_oos: float
+    n_flat_scores: int = 0
+    flat_trials: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -320,7 +363,9 @@ def probability_of_backtest_overfitting(
     2. For each of the ``C(S, S/2)`` ways to choose ``S/2`` blocks: the chosen blocks (in time
        order) are the in-sample set ``J``, the others the out-of-sample set ``J̄``.
     3. Score every trial on ``J`` and on ``J̄`` (per-period Sharpe ratio ``mean / std(ddof=1)``
-       by default; a flat trial scores 0, ``±inf`` for a constant non-zero return). Take the
+       by default). A trial whose returns do not vary at all in a set (no position there)
+       scores 0 in it, ``±inf`` for a constant non-zero return; ``n_flat_scores`` counts such
+       scores and ``flat_trials`` lists the columns that had one. Take the
        in-sample best ``n*`` (first on ties) and its out-of-sample rank ``r`` among the ``N``
        trials (1 = worst, ties averaged); ``ω = r / (N + 1)``, ``λ = ln(ω / (1 - ω))``.
     4. ``PBO = #(λ ≤ 0) / C(S, S/2)``: how often the in-sample winner is no better than the
@@ -356,11 +401,15 @@ def probability_of_backtest_overfitting(
     chosen = np.zeros((combos.shape[0], s), dtype=bool)
     chosen[np.arange(combos.shape[0])[:, None], combos] = True
     if metric is None:
-        is_perf, oos_perf = _cscv_sharpe(m, s, chosen)
+        is_perf, oos_perf, flat_is, flat_oos = _cscv_sharpe(m, s, chosen)
+        n_flat = int(np.count_nonzero(flat_is) + np.count_nonzero(flat_oos))
+        flat_trials = np.any(flat_is | flat_oos, axis=0)
         name = "sharpe_ratio"
         scale = math.sqrt(periods_per_year)
     else:
         is_perf, oos_perf = _cscv_custom(m, s, chosen, metric)
+        n_flat = 0
+        flat_trials = np.zeros(n_trials, dtype=bool)
         name = getattr(metric, "__name__", "custom")
         scale = 1.0
     best = np.argmax(is_perf, axis=1)
@@ -389,30 +438,51 @@ def probability_of_backtest_overfitting(
         prob_oos_loss=float(np.mean(oos_best < 0.0)),
         mean_is=_finite_mean(x),
         mean_oos=_finite_mean(y),
+        n_flat_scores=n_flat,
+        flat_trials=tuple(int(j) for j in np.flatnonzero(flat_trials)),
     )
 
 
-def _cscv_sharpe(m: FloatArray, s: int, chosen: NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
-    """Per-period Sharpe of every trial on every in-sample and out-of-sample set, from block sums."""
+def _cscv_sharpe(
+    m: FloatArray, s: int, chosen: NDArray[np.bool_]
+) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], NDArray[np.bool_]]:
+    """Per-period Sharpe of every trial on every in-sample and out-of-sample set, from block sums.
+
+    A half in which a trial's returns do not vary at all (decided on the raw values, not on a
+    variance that rounding can leave a hair above or below zero) scores 0 when the constant is
+    0 (no position: no risk taken, no return) and ``±inf`` for a constant non-zero return. The
+    last two values mark those zero-variance scores, ``(splits, trials)`` each.
+    """
+    n_trials = m.shape[1]
+    raw = m.reshape(s, -1, n_trials)
     centre = m.mean(axis=0)
-    blocks = (m - centre).reshape(s, -1, m.shape[1])
+    blocks = raw - centre
     n_half = blocks.shape[1] * (s // 2)
+    raw_sums = raw.sum(axis=1)
     sums, sumsq = blocks.sum(axis=1), (blocks * blocks).sum(axis=1)
+    block_lo, block_hi = raw.min(axis=1), raw.max(axis=1)
     weights = chosen.astype(np.float64)
 
-    def sharpe(w: FloatArray) -> FloatArray:
+    def sharpe(w: FloatArray, mask: NDArray[np.bool_]) -> tuple[FloatArray, NDArray[np.bool_]]:
         total, total_sq = w @ sums, w @ sumsq
-        mean = total / n_half
-        var = np.maximum((total_sq - total * mean) / (n_half - 1), 0.0)
-        mean = mean + centre
+        var = np.maximum((total_sq - total * (total / n_half)) / (n_half - 1), 0.0)
+        mean = (w @ raw_sums) / n_half
+        lo = np.full((w.shape[0], n_trials), np.inf)
+        hi = np.full((w.shape[0], n_trials), -np.inf)
+        for j in range(s):
+            sel = mask[:, j, None]
+            lo = np.where(sel, np.minimum(lo, block_lo[j]), lo)
+            hi = np.where(sel, np.maximum(hi, block_hi[j]), hi)
+        flat = lo == hi
         std = np.sqrt(var)
-        flat = std <= 1e-14 * np.maximum(np.abs(mean), 1e-300)
-        out = np.divide(mean, std, out=np.zeros_like(mean), where=~flat)
-        out[flat & (mean > 0.0)] = np.inf
-        out[flat & (mean < 0.0)] = -np.inf
-        return out
+        out = np.divide(mean, std, out=np.zeros_like(mean), where=~flat & (std > 0.0))
+        out[flat & (lo > 0.0)] = np.inf
+        out[flat & (lo < 0.0)] = -np.inf
+        return out, flat
 
-    return sharpe(weights), sharpe(1.0 - weights)
+    is_perf, is_flat = sharpe(weights, chosen)
+    oos_perf, oos_flat = sharpe(1.0 - weights, ~chosen)
+    return is_perf, oos_perf, is_flat, oos_flat
 
 
 def _cscv_custom(

@@ -14,10 +14,22 @@ max drawdown      ``max_drawdown``: as ``metrics`` gives it   ``|max_drawdown| <
                   (``-0.25`` = 25 %; the sign is ignored)
 Sharpe ratio      ``sharpe_ratio`` (annualised)               ``> 0``
 stress survival   ``stress_survived`` of ``stress_scenarios`` ``k / n ≥ 0.8`` (8/10)
-deflated Sharpe   ``deflated_sharpe``: DSR, a probability     ``> 0.95``
+deflated Sharpe   ``deflated_sharpe``: DSR, a probability,    ``> 0.95``
+                  of the strategy's *selected* parameters
+                  on the data they were selected on (see
+                  below)
+OOS PSR           ``oos_psr``: PSR of the out-of-sample       ``> 0.95``
+                  record against a Sharpe ratio of 0
 PBO               ``pbo``: probability of backtest            ``< 0.5``
                   overfitting
 ================  ==========================================  =========================
+
+The two Sharpe gates ask different questions, each on its own basis. The **deflated Sharpe**
+(Bailey & López de Prado 2014) is applied where a selection happened: the walk-forward's
+in-sample winner of each window, deflated by that window's number of trials and the variance of
+their Sharpe ratios (``analyze`` passes the median over the windows). The **OOS PSR** judges the
+stitched out-of-sample record, which was not selected as the best of anything, against 0: no
+selection penalty is charged twice.
 
 Each gate is ``PASS``, ``FAIL`` or ``N/A``. ``N/A`` means the figure is missing (``None`` or
 absent) or undefined (NaN); the gate says why — the reason given in ``reasons[key]`` if any,
@@ -68,6 +80,7 @@ FIGURE_KEYS: Final = (
     "stress_survived",
     "stress_scenarios",
     "deflated_sharpe",
+    "oos_psr",
     "pbo",
     "sample",
 )
@@ -84,6 +97,7 @@ class Thresholds:
     min_sharpe: float = 0.0
     min_stress_survival: float = 0.8
     min_deflated_sharpe: float = 0.95
+    min_oos_psr: float = 0.95
     max_pbo: float = 0.5
 
 
@@ -180,9 +194,11 @@ def build_scorecard(
         _gate("sharpe_ratio", "Sharpe ratio", values["sharpe_ratio"], lambda v: v > th.min_sharpe,
               _ratio, f"> {_ratio(th.min_sharpe)}", reason),
         _stress_gate(values["stress_survived"], values["stress_scenarios"], th, why),
-        _gate("deflated_sharpe", "Deflated Sharpe ratio", values["deflated_sharpe"],
+        _gate("deflated_sharpe", "Deflated Sharpe ratio (in-sample winners)", values["deflated_sharpe"],
               lambda v: v > th.min_deflated_sharpe, _prob, f"> {_prob(th.min_deflated_sharpe)}", reason,
               fraction=True),
+        _gate("oos_psr", "PSR of the out-of-sample record (vs Sharpe 0)", values["oos_psr"],
+              lambda v: v > th.min_oos_psr, _prob, f"> {_prob(th.min_oos_psr)}", reason, fraction=True),
         _gate("pbo", "Probability of backtest overfitting", values["pbo"], lambda v: v < th.max_pbo,
               _prob, f"< {_prob(th.max_pbo)}", reason, fraction=True),
     )  # fmt: skip

@@ -322,6 +322,7 @@ class WindowResult:
     trial_returns: np.ndarray
     oos_accuracy: tuple[int, int] | None = None  # (correct, evaluated) when signals have a horizon
     notes: tuple[str, ...] = ()
+    best_trial: int = -1  # the number of the trial whose parameters were kept
 
     @property
     def is_total_return(self) -> float:
@@ -346,6 +347,7 @@ class WindowResult:
         out: dict[str, Any] = {
             "window": self.window.to_dict(),
             "best_params": dict(self.best_params),
+            "best_trial": self.best_trial,
             "best_score": _json(self.best_score),
             "is_summary": _json(self.is_summary),
             "oos_summary": _json(self.oos_summary),
@@ -814,6 +816,7 @@ def _finish_window(task: _WindowTask, ev: _Evaluator, trials: Sequence[optuna.tr
         trial_returns=matrix,
         oos_accuracy=_accuracy(oos_run),
         notes=tuple(notes),
+        best_trial=best.number,
     )
 
 

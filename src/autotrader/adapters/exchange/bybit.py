@@ -16,7 +16,7 @@ costs money when wrong:
 * **Clock**: ``10002`` resynchronises with ``/v5/market/time`` and retries once.
 * **Errors**: mapped at this edge to the taxonomy (``errors.py``) with ``raise … from e``; keys
   and secrets never appear in messages or logs (``10004`` echoes the signed string, which holds the
-  key: it is redacted).
+  key: it is redacted, and the ccxt exception chained as ``__cause__`` is a redacted copy).
 * **Rounding**: ``fit_to_instrument`` rounds to the venue's steps and refuses orders below its
   minimums before anything is sent.
 """
@@ -64,6 +64,7 @@ from autotrader.domain.orders import (
     Ticker,
     TimeInForce,
 )
+from autotrader.domain.redact import redact, remember_secret, scrub
 from autotrader.domain.timeframe import Timeframe
 from autotrader.execution.ports import fit_to_instrument
 
@@ -275,6 +276,8 @@ class BybitExchange:
             "timeout": int(config.timeout_s * 1000),
             "options": {"recvWindow": config.recv_window_ms, "adjustForTimeDifference": False, "timeDifference": 0},
         }
+        for value in (options["apiKey"], options["secret"]):
+            remember_secret(value)  # masked in every log line and error text of this process
         self._client = _client_class()(options)
         # ccxt logs every request's headers (the API key among them) at DEBUG: never let it through
         self._client.logger = _QUIET_CCXT
@@ -297,12 +300,20 @@ class BybitExchange:
 
     # ------------------------------------------------------------------------------ requests
 
+    def _secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.config.api_key, self.config.api_secret) if s is not None]
+
     def _redact(self, text: str) -> str:
-        text = _ORIGIN.sub("origin_string[…]", text)
-        for secret in (self.config.api_key, self.config.api_secret):
-            if secret is not None and (value := secret.get_secret_value()):
-                text = text.replace(value, "***")
-        return text
+        return redact(_ORIGIN.sub("origin_string[…]", text), self._secrets())
+
+    def _scrub(self, cause: Exception | None) -> Exception | None:
+        """The ccxt exception, redacted (its text and headers may hold the key): ``raise … from self._scrub(e)``."""
+        if cause is None:
+            return None
+        copy = scrub(cause, self._secrets())
+        if copy is not None:
+            copy.args = (_ORIGIN.sub("origin_string[…]", str(copy)),)
+        return copy
 
     def _classify(self, e: Exception, record: _Record, path: str) -> _Failure:
         import ccxt
@@ -402,7 +413,7 @@ class BybitExchange:
             raise TemporaryExchangeError(
                 f"{failure.error}; still outside the receive window after resynchronising "
                 f"(clock offset {self.clock_offset_ms:+.0f} ms): check the system clock"
-            ) from cause
+            ) from self._scrub(cause)
         elif failure.action is Action.RETRY and retry_temporary and not last:
             delay = self.config.backoff.delay(attempt - 1)
             log.warning(
@@ -410,7 +421,7 @@ class BybitExchange:
             )
             await self._sleep(delay)
             return resynced
-        raise failure.error from cause
+        raise failure.error from self._scrub(cause)
 
     # ------------------------------------------------------------------------------ clock
 

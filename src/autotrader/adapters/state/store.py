@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from autotrader.adapters.state import schema as t
 from autotrader.domain.errors import StorageError
 from autotrader.domain.orders import Fill, Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from autotrader.domain.redact import redact, remember_secret, scrub
 from autotrader.live.records import (
     ClosedTrade,
     DeadLetter,
@@ -79,28 +80,80 @@ def _normalise(url: str) -> str:
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith(("sqlite:", "postgresql+psycopg:")):
         return url
-    if "=" in url and "://" not in url:  # a libpq key=value DSN
-        return "postgresql+psycopg://?" + "&".join(p.replace(" ", "") for p in url.split())
+    if "=" in url and "://" not in url:  # a libpq key=value DSN (quoted values included)
+        return _from_conninfo(url)
     if "://" not in url:  # a path
         return f"sqlite:///{Path(url).expanduser()}"
     raise StorageError(f"state store URL {_redact(url)!r}: expected sqlite:///PATH, a path, or postgresql://...")
 
 
-def _redact(url: str) -> str:
+def _from_conninfo(dsn: str) -> str:
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable URL>"
+        params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    except ProgrammingError as e:
+        raise StorageError(_redact(f"state store DSN {dsn!r}: {_first_line(e)}")) from None
+    for key in ("password", "sslpassword"):
+        remember_secret(params.get(key))
+    url = sa.engine.URL.create("postgresql+psycopg", query=params)
+    return url.render_as_string(hide_password=False)
+
+
+def _redact(url: str) -> str:
+    return redact(url)
+
+
+def _remember_password(url: str) -> None:
+    """Mask the store's password (URL or ``?password=`` form) in every text from now on."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return
+    remember_secret(parsed.password if isinstance(parsed.password, str) else None)
+    for key in ("password", "sslpassword"):
+        value = parsed.query.get(key)
+        for item in (value,) if isinstance(value, str) else value or ():
+            remember_secret(item)
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` (the SQLite file) readable by its owner only; tighten an existing one we own.
+
+    SQLite creates ``-wal`` and ``-shm`` with the database file's permissions, so they follow.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        st = path.stat()
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, 0o600)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.chmod(side, 0o600)
+    else:
+        os.close(fd)
+
+
+def _first_line(error: BaseException | None) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 _WAL_BACKSTOP_PAGES = 20_000  # ~80 MB of WAL before a commit checkpoints by itself
 
 
 def _create_engine(url: str, schema: str | None, sqlite_synchronous: str) -> Engine:
-    parsed = sa.engine.make_url(url)
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise StorageError(f"state store URL {_redact(url)!r}: not a database URL") from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            _private_file(Path(parsed.database))
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -148,15 +201,16 @@ def current_revision(engine: Engine) -> str | None:
 
 def open_state_store(url: str, *, schema: str | None = None, sqlite_synchronous: str = "NORMAL") -> SqlStateStore:
     """Open the store at ``url`` and migrate it. ``StorageError`` (one line, no password) on failure."""
+    _remember_password(url)
     engine = _create_engine(url, schema, sqlite_synchronous)
     try:
         if schema and engine.dialect.name == "postgresql":
             with engine.begin() as conn:
                 conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema.replace(chr(34), chr(34) * 2)}"')
         migrate(engine)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as e:
+    except sa.exc.DBAPIError as e:
         engine.dispose()
-        raise StorageError(f"state store {_redact(url)}: {str(e.orig).strip().splitlines()[0]}") from None
+        raise StorageError(_redact(f"state store {url}: {_first_line(e.orig)}")) from None
     return SqlStateStore(engine, url)
 
 
@@ -178,7 +232,7 @@ class SqlStateStore:
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.OperationalError as e:
-            raise StorageError(f"state store {self.url}: {str(e.orig).strip().splitlines()[0]}") from e
+            raise StorageError(_redact(f"state store {self.url}: {_first_line(e.orig)}")) from scrub(e)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -238,7 +292,7 @@ class SqlStateStore:
         if client_order_id is not None:
             q = q.where(t.signals.c.client_order_id == client_order_id)
         with self._tx() as conn:
-            conn.execute(q.values(outcome=str(outcome), reason=reason, detail=detail))
+            conn.execute(q.values(outcome=str(outcome), reason=reason, detail=redact(detail)))
 
     def signals_to_score(self, until_ms: int, limit: int = 1000) -> list[Decision]:
         q = (
@@ -273,12 +327,16 @@ class SqlStateStore:
         with self._tx() as conn:
             return self._insert_ignore(conn, t.dead_letters, row, ["source"])
 
-    def decisions(self, since_ms: int | None = None) -> list[Decision]:
-        q = sa.select(t.signals).order_by(t.signals.c.id)
+    def decisions(self, since_ms: int | None = None, latest: int | None = None) -> list[Decision]:
+        """Decisions in the order they were made; ``latest``: only the newest that many (one indexed read)."""
+        q = sa.select(t.signals).order_by(t.signals.c.id.desc() if latest is not None else t.signals.c.id)
         if since_ms is not None:
             q = q.where(t.signals.c.decided_ms >= since_ms)
+        if latest is not None:
+            q = q.limit(latest)
         with self._tx() as conn:
-            return [_decision_of(r) for r in conn.execute(q).mappings()]
+            rows = [_decision_of(r) for r in conn.execute(q).mappings()]
+        return rows[::-1] if latest is not None else rows
 
     def dead_letters(self, since_ms: int | None = None) -> list[DeadLetter]:
         q = sa.select(t.dead_letters).order_by(t.dead_letters.c.id)
@@ -331,7 +389,7 @@ class SqlStateStore:
                 "ts_ms": order.updated_ms,
                 "event": event,
                 "status": str(order.status),
-                "detail": detail,
+                "detail": redact(detail),
             },
         )
 
@@ -494,6 +552,46 @@ class SqlStateStore:
                 for r in conn.execute(q).mappings()
             ]
 
+    def equity_thinned(self, max_points: int) -> tuple[list[EquitySnapshot], int]:
+        """At most about ``max_points`` snapshots and the total count, thinned in the database.
+
+        A short series comes back whole. A long one keeps its first and last snapshot and, of each of
+        ``max_points // 2`` equal-count buckets in between, the lowest and the highest equity (in time
+        order), so peaks and drawdowns survive; a year of minute snapshots is never read whole.
+        """
+        e = t.equity
+        with self._tx() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(e)).scalar_one()
+            if total <= max_points:
+                return self.equity_series(), total
+            buckets = max(1, (max_points - 2) // 2)
+            numbered = sa.select(
+                e.c.id,
+                e.c.equity,
+                (sa.func.row_number().over(order_by=(e.c.ts_ms, e.c.id)) - 1).label("n"),
+            ).subquery()
+            bucket = (numbered.c.n * buckets // total).label("bucket")
+            ranked = sa.select(
+                numbered.c.id,
+                sa.func.row_number().over(partition_by=bucket, order_by=(numbered.c.equity, numbered.c.n)).label("lo"),
+                sa.func.row_number()
+                .over(partition_by=bucket, order_by=(numbered.c.equity.desc(), numbered.c.n))
+                .label("hi"),
+                numbered.c.n,
+            ).subquery()
+            keep = sa.select(ranked.c.id).where(
+                sa.or_(ranked.c.lo == 1, ranked.c.hi == 1, ranked.c.n == 0, ranked.c.n == total - 1)
+            )
+            q = sa.select(e).where(e.c.id.in_(keep)).order_by(e.c.ts_ms, e.c.id)
+            rows = conn.execute(q).mappings().all()
+        kept = [
+            EquitySnapshot(
+                r["ts_ms"], r["equity"], r["cash"], r["exposure"], r["peak_equity"], r["day_start_equity"], r["state"]
+            )
+            for r in rows
+        ]
+        return kept, total
+
     def heartbeat(self, beat: Heartbeat) -> None:
         values = {
             "robot": beat.robot,
@@ -521,17 +619,23 @@ class SqlStateStore:
         with self._tx() as conn:
             conn.execute(
                 t.events.insert(),
-                {"ts_ms": event.ts_ms, "kind": event.kind, "symbol": event.symbol, "detail": event.detail},
+                {"ts_ms": event.ts_ms, "kind": event.kind, "symbol": event.symbol, "detail": redact(event.detail)},
             )
 
-    def events(self, since_ms: int | None = None, kinds: Sequence[str] | None = None) -> list[RobotEvent]:
-        q = sa.select(t.events).order_by(t.events.c.id)
+    def events(
+        self, since_ms: int | None = None, kinds: Sequence[str] | None = None, latest: int | None = None
+    ) -> list[RobotEvent]:
+        """Events in the order they happened; ``latest``: only the newest that many (one indexed read)."""
+        q = sa.select(t.events).order_by(t.events.c.id.desc() if latest is not None else t.events.c.id)
         if since_ms is not None:
             q = q.where(t.events.c.ts_ms >= since_ms)
         if kinds:
             q = q.where(t.events.c.kind.in_(list(kinds)))
+        if latest is not None:
+            q = q.limit(latest)
         with self._tx() as conn:
-            return [RobotEvent(r["ts_ms"], r["kind"], r["detail"], r["symbol"]) for r in conn.execute(q).mappings()]
+            rows = [RobotEvent(r["ts_ms"], r["kind"], r["detail"], r["symbol"]) for r in conn.execute(q).mappings()]
+        return rows[::-1] if latest is not None else rows
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._tx() as conn:

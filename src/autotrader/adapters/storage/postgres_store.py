@@ -20,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from autotrader.domain.candles import COLUMNS, Candles, Coverage, Gap, SeriesKey
 from autotrader.domain.errors import StorageError
+from autotrader.domain.redact import redact, remember_secret, scrub
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,13 @@ class PostgresCandleStore:
         try:
             params = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as e:
-            raise StorageError(f"invalid PostgreSQL connection string: {e}") from None
+            raise StorageError(redact(f"invalid PostgreSQL connection string: {e}")) from None
         self._where = (
             f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
             f" (database {params.get('dbname') or params.get('user') or '?'})"
         )
         self._password = str(params.get("password") or "")
+        remember_secret(self._password)
         extra = {
             k: v for k, v in (("connect_timeout", 5), ("application_name", "autotrader")) if k not in params
         }
@@ -263,16 +265,15 @@ class PostgresCandleStore:
                 assert isinstance(raw, psycopg.Connection)
                 yield conn, raw
         except sa.exc.DBAPIError as e:
-            raise self._storage_error(action, e.orig if e.orig is not None else e) from e
+            raise self._storage_error(action, e.orig if e.orig is not None else e) from scrub(e, [self._password])
         except psycopg.Error as e:
-            raise self._storage_error(action, e) from e
+            raise self._storage_error(action, e) from scrub(e, [self._password])
 
     def _storage_error(self, action: str, error: BaseException) -> StorageError:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = lines[0] if lines else type(error).__name__
         reason = reason.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
-        if self._password:
-            reason = reason.replace(self._password, "***")
+        reason = redact(reason, [self._password])
         sqlstate = getattr(error, "sqlstate", None)
         connection_problem = isinstance(error, psycopg.OperationalError) and (
             sqlstate is None or sqlstate.startswith("08") or sqlstate.startswith("57P")

@@ -39,6 +39,7 @@ from autotrader.risk.rules import (
     SIZING_VOLATILITY,
     decide_entry_nb,
     entry_quantity_nb,
+    halt_cooled_off_nb,
     round_to_tick_nb,
     update_state_nb,
 )
@@ -57,6 +58,7 @@ EXIT_END = 6
 # Event codes: 1..99 are entry denials (``Denial``); these are state changes.
 EVENT_DAILY_LOSS_HIT = 101
 EVENT_DRAWDOWN_HALT = 102
+EVENT_HALT_RESUMED = 103
 
 # Trade record columns (float64 matrix)
 T_SYMBOL = 0
@@ -197,8 +199,13 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     stops_on_exchange,
     max_trades,
     max_events,
+    resume_after_ms=0,
 ):  # pragma: no cover - compiled
     """Simulate the portfolio; see the module docstring for the order of operations.
+
+    ``resume_after_ms`` > 0: a drawdown halt lasts that long, then trading resumes with the
+    peak re-based on the equity of that bar (an operator's reset after a cooling-off period;
+    recorded as ``EVENT_HALT_RESUMED``); 0 keeps a halt for good.
 
     ``signal_rows[t]`` is True when any symbol has a signal on bar ``t`` (lets quiet bars skip
     the signal scan). ``max_volume_share`` > 0 caps an entry's quantity at that share of the fill bar's volume.
@@ -250,6 +257,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     equity = initial_cash
     peak = initial_cash
     state = ACTIVE
+    halted_at_ms = 0
     next_day_ms = (ts[0] // DAY_MS + 1) * DAY_MS if n > 0 else 0
     day_start_equity = initial_cash
     n_wins = 0
@@ -509,9 +517,14 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
             else:
                 n_losses += 1
                 sum_loss += -r
+        if halt_cooled_off_nb(state, ts[t], halted_at_ms, resume_after_ms):
+            state = ACTIVE
+            peak = equity  # the operator's reset: a new halt needs a fresh drawdown from here
+            n_events = _record_event_nb(events, n_events, t, -1, EVENT_HALT_RESUMED)
         new_state = update_state_nb(state, equity, peak, day_start_equity, daily_loss, max_drawdown)
         if new_state != state:
             if new_state == HALTED:
+                halted_at_ms = ts[t]
                 n_events = _record_event_nb(events, n_events, t, -1, EVENT_DRAWDOWN_HALT)
             elif new_state == DAILY_BLOCKED:
                 n_events = _record_event_nb(events, n_events, t, -1, EVENT_DAILY_LOSS_HIT)
