@@ -1,4 +1,5 @@
-"""The deployment's services as local processes: Tansu for Kafka, the machine's PostgreSQL (libpq key=value DSN),
+"""The deployment's services, docker-compose.yml's own command lines, as local processes: Tansu for Kafka,
+the machine's PostgreSQL (libpq key=value DSN),
 the signal engine replaying stored candles, the demo robot consuming its predictions, the dashboard reading both.
 
 The robot and the engine are each killed with SIGKILL and started again: every bar the replay closed is
@@ -96,6 +97,22 @@ class Service:
             return self.proc.wait()
 
 
+COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+
+
+def compose_command(service: str, replace: dict[str, str], extra: list[str]) -> list[str]:
+    """The ``autotrader`` arguments of a docker-compose service, with hosts and ports replaced for this machine."""
+    import yaml
+
+    command = yaml.safe_load(COMPOSE.read_text())["services"][service]["command"]
+    out = []
+    for arg in command:
+        for old, new in replace.items():
+            arg = arg.replace(old, new)
+        out.append(arg)
+    return out + extra
+
+
 def _engine_bars(log_file: Path) -> list[int]:
     """Bar closes the engine handled (published, no signal, or warming), from its JSON log file."""
     closes = []
@@ -120,21 +137,25 @@ def test_stack_services_publish_decide_persist_and_survive_sigkill(tmp_path, dat
         **{k: v for k, v in os.environ.items() if not k.startswith(("BYBIT_", "POSTGRES_", "AUTOTRADER_"))},
         "AUTOTRADER_HOME": str(tmp_path / "home"),
         "POSTGRES_DSN": database,
-        "AUTOTRADER_SIGNALS": f"kafka://127.0.0.1:{port}/predictions",
         "PYTHONUNBUFFERED": "1",
     }
     broker = subprocess.run([sys.executable, "-m", "autotrader", "broker", "start", "--port", str(port)],
                             env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert broker.returncode == 0, broker.stderr
     engine_log, robot_log = logs / "engine.jsonl", logs / "robot.jsonl"
-    engine = Service("engine", ["signals", "serve", "--symbols", "BTCUSDT,ETHUSDT", "--brokers", f"127.0.0.1:{port}",
-                                "--topic", "predictions", "--replay", "--speed", "3600", "--log-file", str(engine_log)],
-                     env, logs)  # fmt: skip
-    robot = Service("robot", ["autotrade", "--mode=demo", "--symbols=BTCUSDT,ETHUSDT", "--capital=1000",
-                              "--metrics-port", "0", "--log-file", str(robot_log)], env, logs)  # fmt: skip
+    # the compose file's command lines; kafka:9092 is the local broker, ports are free ones, the replay runs
+    # at 3600x (an hour of market a second) so the test sees many bars, and each service logs to a file
     dash_port = free_port()
-    dashboard = Service("dashboard", ["dashboard", "--port", str(dash_port), "--log-file", str(logs / "dash.jsonl")],
-                        env, logs)  # fmt: skip
+    hosts = {"kafka:9092": f"127.0.0.1:{port}"}
+    engine_args = compose_command("analytics-engine", hosts, ["--speed", "3600", "--log-file", str(engine_log)])
+    robot_args = compose_command("autotrade", {**hosts, "9108": "0"}, ["--log-file", str(robot_log)])
+    dash_args = compose_command("dashboard", {"0.0.0.0": "127.0.0.1", "8050": str(dash_port)},
+                                ["--log-file", str(logs / "dash.jsonl")])  # fmt: skip
+    assert "--replay" in engine_args
+    assert "--mode=demo" in robot_args
+    engine = Service("engine", engine_args, env, logs)
+    robot = Service("robot", robot_args, env, logs)
+    dashboard = Service("dashboard", dash_args, env, logs)
     store = None
     t0 = time.monotonic()
     try:
