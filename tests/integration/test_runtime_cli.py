@@ -79,6 +79,7 @@ def test_broker_start_on_a_taken_port_is_one_clear_line(tmp_path) -> None:
 # ------------------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.slow
 def test_signals_serve_unreachable_broker_is_one_clear_line(tmp_path) -> None:
     port = free_port()
     result = run("signals", "serve", "--brokers", f"127.0.0.1:{port}", "--topic", "predictions", "--replay",

@@ -13,6 +13,20 @@ from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import Signals, Strategy
 
 H = 3_600_000
+
+
+@pytest.fixture(autouse=True)
+def _autotrader_logs_reach_caplog():
+    """Another test may have run ``configure_logging`` (the ``autotrader`` logger then stops propagating)."""
+    logger = logging.getLogger("autotrader")
+    saved = (logger.propagate, logger.level)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.propagate = saved[0]
+    logger.setLevel(saved[1])
+
+
 T0 = 1_600_000_000_000 // H * H
 
 
