@@ -150,6 +150,14 @@ def test_classify_prediction_from_the_future_accepted() -> None:
     assert classify(raw(), T0 - 5_000, never).accepted
 
 
+def test_classify_prediction_beyond_its_horizon_ahead_skipped_as_future() -> None:
+    outcome = classify(raw(horizon="4h"), T0 - 4 * HOUR_MS - 1, never)
+    assert outcome.verdict is Verdict.STALE
+    assert outcome.reason == "future"
+    assert "different clocks" in outcome.detail
+    assert classify(raw(horizon="4h"), T0 - 4 * HOUR_MS, never).accepted
+
+
 def test_seen_ids_capacity_forgets_oldest() -> None:
     seen = SeenIds(["a", "b"], capacity=2)
     seen.add("c")

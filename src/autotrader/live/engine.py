@@ -672,7 +672,7 @@ class Robot:
                 )
                 continue
             if outcome.verdict is Verdict.STALE:
-                self._record_skip(prediction, delivery.position, delivery.received_ms, "stale", outcome.detail)
+                self._record_skip(prediction, delivery.position, delivery.received_ms, outcome.reason, outcome.detail)
                 continue
             await self.on_signal(prediction, delivery.position, delivery.received_ms, perf)
         if self.signals is not None:

@@ -10,8 +10,11 @@ source call ``classify`` on every message, and the robot consumes ``Delivery`` i
    a string where a number belongs, ``ts`` not integer milliseconds, ``confidence`` outside [0, 1] ...);
    ``reason`` is ``"invalid_json"`` or ``"invalid_schema"`` and ``detail`` says what is wrong, in one line;
 2. ``duplicate`` - ``seen(id)`` is true: a decision for this signal id was already persisted;
-3. ``stale``     - the horizon is over when the message is received: ``now_ms >= ts + horizon``;
-4. ``accepted``  - otherwise.
+3. ``stale``     - the horizon is over when the message is received: ``now_ms >= ts + horizon``; or (reason
+   ``"future"``) it was made more than its horizon ahead of the receiver's clock: the sender and the
+   receiver run on different clocks (e.g. a live signal engine beside a replaying demo), so it is not
+   a signal about the receiver's market;
+4. ``accepted``  - otherwise (a little ahead, within the horizon, is clock skew and accepted).
 
 Delivery contract (at-least-once in, exactly-once out)::
 
@@ -93,6 +96,12 @@ def classify(raw: bytes | None, now_ms: int, seen: SeenFn) -> IntakeOutcome:
             f"({(now_ms - expires_ms) / 1000:.0f} s late)"
         )
         return IntakeOutcome(Verdict.STALE, "stale", detail, prediction)
+    if prediction.ts - now_ms > prediction.horizon_ms:
+        detail = (
+            f"made at {format_ms(prediction.ts)} UTC, more than its horizon {prediction.horizon} ahead of the "
+            f"receiver's clock ({format_ms(now_ms)} UTC): sender and receiver are on different clocks"
+        )
+        return IntakeOutcome(Verdict.STALE, "future", detail, prediction)
     return IntakeOutcome(Verdict.ACCEPTED, prediction=prediction)
 
 
