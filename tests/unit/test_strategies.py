@@ -421,14 +421,15 @@ def test_prediction_model_extra_field_or_float_ts_refused():
 
 def test_ml_hold_rule_enters_only_above_threshold_and_edge_holds_horizon_then_exits():
     #             0    1     2     3     4     5     6     7     8     9     10    11
-    p = np.array([0.7, 0.56, 0.70, 0.40, 0.30, 0.58, 0.45, 0.45, 0.45, 0.45, 0.60, 0.6])[:, None]
-    e = np.array([-0.1, 0.01, 0.01, 0.00, 0.00, 0.02, 0.00, 0.00, 0.00, 0.00, -0.01, 0.0])[:, None]
+    p = np.array([0.7, 0.56, 0.70, 0.40, 0.30, 0.58, 0.60, 0.45, 0.45, 0.45, 0.60, 0.6])[:, None]
+    e = np.array([-.1, 0.01, 0.01, 0.00, 0.00, 0.02, 0.01, 0.00, 0.00, 0.00, -.01, 0.0])[:, None]
     out = hold_rule_nb(p, e, 0.55, 0.005, 3)
-    # bar 0: p high but the edge is below min_edge, no entry; bar 1 enters, bar 2 renews (holding until 5);
-    # bar 3-4: p drops, the position is held; bar 5 renews (until 8); bar 8 exits; bar 10: edge too low
-    assert _events(out) == [(1, 1.0), (2, 1.0), (5, 1.0), (8, 0.0)]
-    out = hold_rule_nb(p, e, 0.55, -1.0, 3)  # any edge: bar 0 enters too, bar 10 and 11 re-enter
-    assert _events(out) == [(0, 1.0), (1, 1.0), (2, 1.0), (5, 1.0), (8, 0.0), (10, 1.0), (11, 1.0)]
+    # bar 0: p high but the edge is below min_edge, no entry; bar 1 enters and holds 3 bars whatever p does
+    # (bar 2 does not renew, bars 3-4 do not exit early); bar 4 exits; bar 5 enters again, bar 8 exits;
+    # bar 10: the edge is too low
+    assert _events(out) == [(1, 1.0), (4, 0.0), (5, 1.0), (8, 0.0)]
+    out = hold_rule_nb(p, e, 0.55, -1.0, 3)  # any edge: bar 0 enters, exits at 3; 5 enters, exits at 8; 10 enters
+    assert _events(out) == [(0, 1.0), (3, 0.0), (5, 1.0), (8, 0.0), (10, 1.0)]
 
 
 def test_ml_forward_returns_known_only_at_horizon_bar_skipping_gaps():

@@ -43,13 +43,15 @@ since the start) or, with ``max_train_bars > 0``, the rows ``i >= s - max_train_
 labels overlap by ``h - 1`` bars, so training rows are thinned to every 4th bar (``i % 4 == 0``,
 anchored to the data start so that truncating the data later never changes them).
 
-**Trading rule** (per symbol; long only, on spot and linear markets alike): ``+1`` on every bar where
-``p >= threshold`` and the expected edge is at least ``min_edge`` (an entry, or a renewal of the
-holding); the position is held for ``horizon`` bars after the last such bar, then ``0`` (exit). No
-re-decision in between: a held position is not closed because the probability dipped. The risk
-engine can still stop it out. ``confidence = p`` on entry bars (the risk level's minimum confidence
-filters on a calibrated probability); ``horizon_bars = horizon``; ``meta["p_up"]`` holds every
-probability and ``meta["edge"]`` every expected edge (NaN where none).
+**Trading rule** (per symbol; long only, on spot and linear markets alike): when flat, ``+1`` on a
+bar where ``p >= threshold`` and the expected edge is at least ``min_edge``; the position is held for
+``horizon`` bars, then ``0`` (exit), and the next qualifying bar may enter again. No re-decision in
+between: a held position is neither closed because the probability dipped nor extended because it
+rose (the label, and so the edge, is about one round trip per horizon; a fresh entry is sized
+afresh, so a winner cannot grow into an outsized position). The risk engine can still stop it out;
+the rule then waits out the horizon before it enters again. ``confidence = p`` on entry bars (the
+risk level's minimum confidence filters on a calibrated probability); ``horizon_bars = horizon``;
+``meta["p_up"]`` holds every probability and ``meta["edge"]`` every expected edge (NaN where none).
 
 **Cache.** Set ``strategy.cache`` to a ``PredictionCache`` to reuse the model's output: the key is
 the sha256 of the data (timestamps, symbols, close/high/low/volume bytes), the model parameters (all
@@ -400,17 +402,19 @@ def forward_returns(close: FloatArray, present: np.ndarray, horizon: int) -> tup
 
 @njit(cache=True)
 def hold_rule_nb(p: FloatArray, edge: FloatArray, threshold: float, min_edge: float, hold: int) -> FloatArray:
-    """The trading rule of the module docstring, per column: enter (or renew) on a qualifying bar,
-    exit ``hold`` bars after the last one; stateful only on its own past signals."""
+    """The trading rule of the module docstring, per column: when flat, enter on a qualifying bar;
+    exit ``hold`` bars later; stateful only on its own past signals."""
     out = np.full(p.shape, np.nan)
     for j in range(p.shape[1]):
         until = -1  # row at which the current holding ends; -1 = flat
         for i in range(p.shape[0]):
+            if until >= 0:
+                if i >= until:
+                    out[i, j] = 0.0
+                    until = -1
+                continue
             q = p[i, j]
             if not np.isnan(q) and q >= threshold and edge[i, j] >= min_edge:
                 out[i, j] = 1.0
                 until = i + hold
-            elif until >= 0 and i >= until:
-                out[i, j] = 0.0
-                until = -1
     return out
