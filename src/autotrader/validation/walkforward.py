@@ -873,7 +873,8 @@ def run_walk_forward(
     space = search_space(config.strategy, search_space_overrides)
     tf_ms = Timeframe.parse(config.timeframe).ms
     max_warm = _max_warmup_rows(config, space, tf_ms)
-    data = _load(config, source, max_warm * tf_ms)
+    # a model that learns from history (``ml``) gets all it asks for, as in a backtest: same forecasts
+    data = _load(config, source, max(max_warm, int(_build(config).history_bars)) * tf_ms)
     start_ms = max(int(data.ts[0]), config.start_ms)
     end_ms = min(int(data.ts[-1]) + tf_ms, config.end_ms + 1)
     windows = make_windows(
