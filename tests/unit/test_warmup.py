@@ -89,3 +89,11 @@ def test_report_costs_share_of_gross_profit_counts_fees_and_slippage(store: Parq
     gross = t["pnl"] + t["entry_fee"] + t["exit_fee"] + t["qty"] * (t["entry_price"] + t["exit_price"]) * 2e-4
     assert s["costs_usd"] == pytest.approx(costs)
     assert s["costs_share_of_gross_profit"] == pytest.approx(costs / float(np.sum(gross[gross > 0])))
+
+
+def test_report_leaves_per_bar_signal_arrays_out(store: ParquetCandleStore) -> None:
+    result = run_config(_config("2021-06-01", "2021-12-31"), store)
+    result.signals_meta["p_up"] = np.zeros((result.ts.size, 1))
+    doc = build_report(result)
+    assert "p_up" not in doc["signals"]
+    assert doc["signals"]["n_signals"] == result.signals_meta["n_signals"]

@@ -231,7 +231,8 @@ def build_report(result: BacktestResult) -> dict[str, Any]:
         "risk_limits": result.limits.model_dump(mode="json"),
         "data_fingerprint": result.data_fingerprint,
         "period": _period(ctx),
-        "signals": dict(result.signals_meta),
+        # per-bar arrays (the ml model's probabilities) stay out: megabytes of JSON and HTML
+        "signals": {k: v for k, v in result.signals_meta.items() if not isinstance(v, np.ndarray)},
         "summary": summary,
         "performance": _performance(ctx, summary),
         "conventions": dict(CONVENTIONS),
