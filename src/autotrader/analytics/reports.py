@@ -161,7 +161,7 @@ def render_console(doc: dict[str, Any], console: Console) -> None:
         )
     warm = p.get("warmup")
     if warm and warm.get("note"):
-        line(f"Warm-up: {warm['note']}")
+        line(f"Warm-up: {warm['note'].removeprefix('warm-up ')}")
     per_symbol = "  ".join(
         f"{r['symbol']}: {_fmt_pct_value(r['contribution_pct'], sign=True)} "
         f"(win rate {_fmt_pct(r['win_rate'], 1, sign=False)}, {r['trades']} trades)"
