@@ -97,3 +97,15 @@ def test_report_leaves_per_bar_signal_arrays_out(store: ParquetCandleStore) -> N
     doc = build_report(result)
     assert "p_up" not in doc["signals"]
     assert doc["signals"]["n_signals"] == result.signals_meta["n_signals"]
+
+
+def test_console_summary_shows_costs_share_and_missing_warmup(store: ParquetCandleStore) -> None:
+    from rich.console import Console
+
+    from autotrader.analytics.reports import render_console
+
+    console = Console(record=True, width=300)
+    render_console(build_report(run_config(_config("2020-01-01", "2020-06-30"), store)), console)
+    text = console.export_text()
+    assert "of gross profit" in text
+    assert "Warm-up: 1,500 bars needed; no stored bars before the period; 1,500 bars were missing" in text
