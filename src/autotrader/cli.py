@@ -407,14 +407,12 @@ def backtest(
     The full result is always saved as JSON (default results/backtest_<from>_<to>.json) so
     'autotrader analyze' can read it.
     """
-    import dataclasses
-
     from pydantic import ValidationError
 
     from autotrader.analytics.report_data import build_report
     from autotrader.analytics.reports import render_console
     from autotrader.backtest.runner import BacktestConfig, run_backtest
-    from autotrader.backtest.session import build_strategy, load_backtest_data
+    from autotrader.backtest.session import build_strategy, load_backtest_data, with_notes
     from autotrader.domain.errors import ConfigError
 
     if output_format not in ("tradingview", "json", "csv"):
@@ -451,7 +449,7 @@ def backtest(
     console = _console()
     store = _store(settings)
     try:
-        loaded = load_backtest_data(store, config)
+        loaded = load_backtest_data(store, config, strat.history_bars)
     finally:
         store.close()
     if not quiet:
@@ -471,9 +469,9 @@ def backtest(
                 console.print(f"Lookahead check: {report}")
         sig = strat.generate(loaded.data)
         status.update("Simulating the portfolio...")
-        result = run_backtest(config, loaded.data, strat, signals=sig)
-        if loaded.notes:
-            result = dataclasses.replace(result, period_note="; ".join(loaded.notes))
+        result = with_notes(
+            run_backtest(config, loaded.data, strat, signals=sig, start_row=loaded.start_row), loaded.notes
+        )
         doc = build_report(result)
     written = _write_backtest_outputs(doc, output_format, output, start, end)
     if not quiet:

@@ -234,7 +234,8 @@ def build_report(result: BacktestResult) -> dict[str, Any]:
         "risk_limits": result.limits.model_dump(mode="json"),
         "data_fingerprint": result.data_fingerprint,
         "period": _period(ctx),
-        "signals": dict(result.signals_meta),
+        # per-bar arrays (the ml model's probabilities) stay out: megabytes of JSON and HTML
+        "signals": {k: v for k, v in result.signals_meta.items() if not isinstance(v, np.ndarray)},
         "summary": summary,
         "performance": _performance(ctx, summary),
         "conventions": dict(CONVENTIONS),
@@ -366,6 +367,7 @@ def _period(ctx: _Context) -> dict[str, Any]:
         "requested_start": ctx.config.start,
         "requested_end": ctx.config.end,
         "note": ctx.result.period_note,
+        "warmup": dict(getattr(ctx.result, "warmup", None) or {}) or None,
     }
 
 
@@ -383,6 +385,7 @@ def _summary(ctx: _Context) -> dict[str, Any]:
             "net_profit_usd": float(ctx.equity[-1] - ctx.equity[0]),
             "closed_trades_pnl_usd": float(np.sum(ctx.pnl)),
             "commission_paid_usd": float(np.sum(ctx.fees)),
+            **_costs(ctx),
             "buy_and_hold_return": bench["total_return"],
             "buy_and_hold_end_equity": bench["end_equity"],
             "buy_and_hold_max_drawdown": bench["max_drawdown"],
@@ -401,6 +404,26 @@ def _summary(ctx: _Context) -> dict[str, Any]:
         }
     )
     return out
+
+
+def _costs(ctx: _Context) -> dict[str, float]:
+    """Trading costs against gross profit (TradingView's sense: the winning trades' profit, here before costs).
+
+    Slippage is estimated from each trade's fills: ``qty * (entry + exit price) * slippage``.
+    """
+    t = ctx.trades
+    slip = float(ctx.config.slippage_bps) / 10_000.0
+    slippage = np.asarray(t["qty"] * (t["entry_price"] + t["exit_price"]), dtype=np.float64) * slip
+    costs = ctx.fees + slippage
+    gross = ctx.pnl + costs
+    gross_profit = float(np.sum(gross[gross > 0.0]))
+    return {
+        "slippage_cost_usd": float(np.sum(slippage)),
+        "costs_usd": float(np.sum(costs)),
+        "gross_pnl_before_costs_usd": float(np.sum(gross)),
+        "gross_profit_before_costs_usd": gross_profit,
+        "costs_share_of_gross_profit": float(np.sum(costs)) / gross_profit if gross_profit > 0 else math.nan,
+    }
 
 
 def _signal_accuracy(ctx: _Context) -> dict[str, Any] | None:

@@ -152,6 +152,16 @@ def render_console(doc: dict[str, Any], console: Console) -> None:
         f"{_fmt_count(s['short_trades'])})   Commission paid: {_fmt_usd(s['commission_paid_usd'])}   "
         f"Time in market: {_fmt_pct(s['time_in_market'], 1, sign=False)}"
     )
+    if "costs_usd" in s:
+        line(
+            f"Costs: {_fmt_usd(s['costs_usd'])} (commission {_fmt_usd(s['commission_paid_usd'])} + estimated "
+            f"slippage {_fmt_usd(s['slippage_cost_usd'])}) = "
+            f"{_fmt_pct(s['costs_share_of_gross_profit'], 1, sign=False)} of gross profit "
+            f"({_fmt_usd(s['gross_profit_before_costs_usd'])}, winning trades before costs)"
+        )
+    warm = p.get("warmup")
+    if warm and warm.get("note"):
+        line(f"Warm-up: {warm['note'].removeprefix('warm-up ')}")
     per_symbol = "  ".join(
         f"{r['symbol']}: {_fmt_pct_value(r['contribution_pct'], sign=True)} "
         f"(win rate {_fmt_pct(r['win_rate'], 1, sign=False)}, {r['trades']} trades)"
@@ -504,6 +514,13 @@ def _html_risk(doc: dict[str, Any]) -> str:
         ("Average exposure", _fmt_pct(s["avg_exposure"], 1, sign=False)),
         ("Time in market", _fmt_pct(s["time_in_market"], 1, sign=False)),
     ]
+    if "costs_usd" in s:
+        rows.append(
+            (
+                "Costs (commission + est. slippage) / gross profit",
+                f"{_fmt_usd(s['costs_usd'])} = {_fmt_pct(s['costs_share_of_gross_profit'], 1, sign=False)}",
+            )
+        )
     acc = s.get("signal_accuracy")
     if acc:
         rows.append(
