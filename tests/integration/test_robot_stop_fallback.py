@@ -12,6 +12,7 @@ import time
 from decimal import Decimal
 
 import numpy as np
+import pytest
 from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
 
 from autotrader.adapters.state import open_state_store
@@ -25,11 +26,11 @@ T0 = 1_704_067_200_000
 WARMUP = 400
 
 
-def _falling_btc() -> Candles:
-    """Flat at 40,000 (±0.05 % wiggle) until 10 bars after the start, then -1 % a bar for 12 bars, then flat."""
+def _falling_btc(step: float = 0.99) -> Candles:
+    """Flat at 40,000 (±0.05 % wiggle) until 10 bars after the start, then ×``step`` a bar for 12 bars, then flat."""
     n = WARMUP + 60
     close = np.full(n, 40_000.0)
-    close[WARMUP + 10 : WARMUP + 22] = 40_000.0 * 0.99 ** np.arange(1, 13)
+    close[WARMUP + 10 : WARMUP + 22] = 40_000.0 * step ** np.arange(1, 13)
     close[WARMUP + 22 :] = close[WARMUP + 21]
     open_ = np.concatenate(([40_000.0], close[:-1]))
     ts = T0 + MINUTE * np.arange(n, dtype=np.int64)
@@ -43,8 +44,10 @@ def signal(clock_ms, signal_id: str, direction: str = "long") -> bytes:
     return json.dumps({**body, "horizon": "1h", "model": "m"}).encode()
 
 
-def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp_path) -> None:
-    with sim_server({"BTCUSDT": _falling_btc()}, warmup_bars=WARMUP) as sim:
+@pytest.mark.parametrize(("market", "direction"), [("spot", "long"), ("linear", "short")])
+def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp_path, market, direction) -> None:
+    side = 1 if direction == "long" else -1
+    with sim_server({"BTCUSDT": _falling_btc(1.0 - 0.01 * side)}, warmup_bars=WARMUP) as sim:
         sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
         account = new_account(sim)
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
@@ -60,14 +63,14 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
         exchange.create_order = create_order
         clock = sim.state.clock.now_ms
         source = ListSource(clock, store.seen)
-        config = robot_config(symbols=("BTCUSDT",), risk_overrides={"stop_loss": 0.02})
+        config = robot_config(symbols=("BTCUSDT",), market=market, risk_overrides={"stop_loss": 0.02})
         kill = KillSwitch(tmp_path / "KILL")
         robot = build_robot(sim, exchange, store, config, signals=source, kill_switch=kill)
         seen: dict[str, object] = {}
 
         async def go() -> None:
             await robot.start()
-            source.push(signal(clock, "a"))
+            source.push(signal(clock, "a", direction))
             await robot.step()  # entry, then its stop: refused
             for _ in range(6):  # bar closes and reconciliations try again, up to the limit
                 sim.admin.advance(MINUTE)
@@ -76,7 +79,7 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
             seen["level"] = robot.om.robot_stop("BTCUSDT")
             seen["status"] = render_risk(risk_management(store, int(time.time() * 1000)))
             seen["snapshot"] = build_snapshot(store, int(time.time() * 1000))["positions"]
-            for _ in range(20):  # the price falls 1 % a bar through the stop
+            for _ in range(20):  # the price moves 1 % a bar through the stop
                 sim.admin.advance(MINUTE)
                 await robot.step()
             await exchange.close()
@@ -91,11 +94,16 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
     [trade] = store.load_trades()
     level = seen["level"]
     assert isinstance(level, Decimal)
-    assert level == Decimal(str(round(trade.entry_price * Decimal("0.98"), 2)))
+    assert trade.side == side
+    assert level == Decimal(str(round(trade.entry_price * (1 - Decimal("0.02") * side), 2)))
     assert trade.exit_reason == "stop_loss"
-    # exited at market on the first price at or below the level: within one 1 % bar of it
-    assert level * Decimal("0.985") < trade.exit_price <= level
-    assert store.load_positions()["BTCUSDT"].qty == view["wallet"].get("BTC", Decimal(0))
+    # exited at market on the first price at or past the level: within one 1 % bar of it
+    if side > 0:
+        assert level * Decimal("0.985") < trade.exit_price <= level
+        assert store.load_positions()["BTCUSDT"].qty == view["wallet"].get("BTC", Decimal(0))
+    else:
+        assert level <= trade.exit_price < level * Decimal("1.015")
+        assert view["positions"] == {}
     assert robot.book.open_side("BTCUSDT", float(trade.exit_price)) == 0
     assert "stop: robot-side at" in str(seen["status"])
     [position] = seen["snapshot"]  # type: ignore[misc]
