@@ -150,3 +150,43 @@ def test_robot_side_stop_that_cannot_exit_flattens_and_halts(tmp_path) -> None:
     assert store.load_positions()["BTCUSDT"].qty == 0 or robot.book.open_side("BTCUSDT", 30_000.0) == 0
     decisions = {d.signal_id: d for d in store.decisions()}
     assert (decisions["b"].outcome.value, decisions["b"].reason) == ("skipped", "kill_switch")
+
+
+def test_robot_side_stop_survives_a_restart_and_is_not_sent_again(tmp_path) -> None:
+    with sim_server({"BTCUSDT": _falling_btc()}, warmup_bars=WARMUP) as sim:
+        sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
+        account = new_account(sim)
+        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+        clock = sim.state.clock.now_ms
+        config = robot_config(symbols=("BTCUSDT",), risk_overrides={"stop_loss": 0.02})
+        levels = []
+
+        async def go() -> None:
+            exchange = connect(sim, account)
+            source = ListSource(clock, store.seen)
+            robot = build_robot(sim, exchange, store, config, signals=source)
+            await robot.start()
+            source.push(signal(clock, "a"))
+            await robot.step()
+            for _ in range(6):
+                sim.admin.advance(MINUTE)
+                await robot.step()
+            levels.append(robot.om.robot_stop("BTCUSDT"))
+            await robot.stop()
+            await exchange.close()
+            # a new process: the robot-side stop comes back from the store and still closes the position
+            exchange = connect(sim, account)
+            robot = build_robot(sim, exchange, store, config, signals=ListSource(clock, store.seen))
+            await robot.start()
+            levels.append(robot.om.robot_stop("BTCUSDT"))
+            for _ in range(20):
+                sim.admin.advance(MINUTE)
+                await robot.step()
+            await exchange.close()
+
+        asyncio.run(go())
+        refused = sim.admin.state()["requests"].get("/v5/order/create", 0)
+    assert levels[0] is not None and levels[0] == levels[1]
+    [trade] = store.load_trades()
+    assert trade.exit_reason == "stop_loss"
+    assert refused == STOP_REFUSALS_BEFORE_FALLBACK + 2  # three refused stops, the entry and the exit
