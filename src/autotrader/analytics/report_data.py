@@ -778,8 +778,8 @@ def _assumptions(ctx: _Context) -> list[str]:
         "nothing fills at the signal bar's own close.",
         f"Fees: {_pct(c.fee_rate, 4)} of notional per side (taker){fee_source}, charged on entry and "
         "on exit.",
-        f"Slippage: {c.slippage_bps:g} bps against the order on every fill (market, stop, target, "
-        "liquidation).",
+        f"Slippage: {c.slippage_bps:g} bps against the order on every fill (market, stop, target); "
+        "a liquidation loses the whole margin, which already includes any slippage and fee.",
         "Inside a bar, stop-loss, trailing stop, liquidation and take-profit are checked against the bar's "
         "low and high; when a stop and a target are both inside one bar the stop is assumed to come first "
         "(pessimistic). A trailing stop uses its level from before the bar, then ratchets.",
@@ -843,8 +843,10 @@ def _market_assumption(c: Any) -> str:
         )
     return (
         f"Linear perpetual: long and short, leverage {c.leverage:g}x on isolated margin, maintenance margin "
-        f"{_pct(c.maintenance_margin)}; a position is liquidated at its liquidation price and loses at most "
-        "its margin. Funding payments are not modelled."
+        f"{_pct(c.maintenance_margin)}; a position is liquidated when the price reaches its liquidation "
+        "price and then loses its whole margin (the exchange takes it over at the bankruptcy price, entry "
+        "× (1 ∓ 1/leverage)); any other loss, exit fee included, is capped at the margin, so one position "
+        "never takes equity below zero. Funding payments are not modelled."
     )
 
 
