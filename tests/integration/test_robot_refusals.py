@@ -13,6 +13,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from robot_harness import (
     BTC,
     MINUTE,
@@ -67,7 +68,7 @@ def _decisions(store) -> dict[str, Any]:
     return {d.signal_id: d for d in store.decisions()}
 
 
-def test_robot_refuses_a_correlated_second_entry_end_to_end(tmp_path) -> None:
+def test_robot_sizes_down_a_correlated_second_entry_end_to_end(tmp_path) -> None:
     eth = Candles(BTC.ts, BTC.open / 16, BTC.high / 16, BTC.low / 16, BTC.close / 16, BTC.volume)  # correlation 1
     with sim_server({"BTCUSDT": BTC, "ETHUSDT": eth}) as sim:
         account = new_account(sim)
@@ -90,9 +91,14 @@ def test_robot_refuses_a_correlated_second_entry_end_to_end(tmp_path) -> None:
         view = venue_view(sim, account[0])
     d = _decisions(store)
     assert d["btc"].outcome is Outcome.ENTRY
-    assert (d["eth"].outcome, d["eth"].reason) == (Outcome.SKIPPED, "correlation")
-    assert [store.load_order(c).order.symbol for c in spy.sent] == ["BTCUSDT"]
-    assert "ETH" not in view["wallet"]
+    assert d["eth"].outcome is Outcome.ENTRY  # correlation is risk, not a wall: the entry is sized down
+    entries = {store.load_order(c).order.symbol: c for c in spy.sent}
+    assert set(entries) == {"BTCUSDT", "ETHUSDT"}
+    btc_notional = float(spy.qty[entries["BTCUSDT"]]) * float(BTC.close[-1])
+    eth_notional = float(spy.qty[entries["ETHUSDT"]]) * float(eth.close[-1])
+    # a full BTC position and a perfectly correlated ETH one: the average correlation 1 × f must stay ≤ 0.7
+    assert eth_notional / btc_notional == pytest.approx(0.7, abs=0.03)
+    assert "ETH" in view["wallet"]
     store.close()
 
 

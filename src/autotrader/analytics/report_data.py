@@ -47,7 +47,8 @@ Top-level keys:
                      by name (``event_counts``; split into ``denial_counts`` of denied entries and
                      ``state_event_counts`` of ``STATE_EVENTS``), denied entries counted per episode
                      (``denial_episodes``), every drawdown halt with its time, equity, drawdown and
-                     idle time (``halts``) and the first ``MAX_EVENTS`` events.
+                     idle time (``halts``), the events aggregated by kind, symbol and episode
+                     (``event_episodes``: first, last, count) and every event (``events``).
 ``assumptions``      human-readable statements of how the simulation fills, charges and limits.
 ``verdict``          plain statements of fact about the outcome (lost money, trailed buy & hold …).
 
@@ -540,6 +541,8 @@ def _per_symbol(ctx: _Context) -> list[dict[str, Any]]:
                 "short_trades": int(np.count_nonzero(ctx.side[mask] == -1)),
                 "net_profit_usd": float(np.sum(p)),
                 "contribution_pct": 100.0 * float(np.sum(p)) / ctx.capital,
+                # the symbol's own result: its net P&L on the money its trades used (the mean entry notional)
+                "own_return": _own_return(p, ctx.trades["qty"][mask] * ctx.trades["entry_price"][mask]),
                 "commission_paid_usd": float(np.sum(ctx.fees[mask])),
                 "win_rate": metrics.win_rate(p),
                 "profit_factor": metrics.profit_factor(p),
@@ -547,6 +550,12 @@ def _per_symbol(ctx: _Context) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _own_return(pnl: np.ndarray, notional: np.ndarray) -> float:
+    """Net P&L over the mean entry notional: what the symbol's trades earned on the capital they used."""
+    used = float(np.mean(np.abs(notional))) if notional.size else 0.0
+    return float(np.sum(pnl)) / used if used > 0 else math.nan
 
 
 def _curves(ctx: _Context) -> dict[str, Any]:
@@ -684,8 +693,7 @@ def _risk(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
     counts = Counter(str(e) for e in events["event"])
     denials = {k: v for k, v in counts.most_common() if k not in STATE_EVENTS}
     states = {k: v for k, v in counts.most_common() if k in STATE_EVENTS}
-    shown = events[:MAX_EVENTS]
-    times = _iso_array(shown["ts"]) if len(shown) else []
+    times = _iso_array(events["ts"]) if len(events) else []
     return {
         "value_at_risk_95": summary["value_at_risk_95"],
         "expected_shortfall_95": summary["expected_shortfall_95"],
@@ -697,12 +705,45 @@ def _risk(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
         "halts": _halts(ctx),
         "state_event_counts": states,
         "events_total": len(events),
-        "events_shown": len(shown),
+        "event_episodes": event_episodes(events["ts"], events["symbol"], events["event"]),
         "events": [
-            {"time": times[i], "symbol": str(shown["symbol"][i]), "event": str(shown["event"][i])}
-            for i in range(len(shown))
+            {"time": times[i], "symbol": str(events["symbol"][i]), "event": str(events["event"][i])}
+            for i in range(len(events))
         ],
     }
+
+
+def event_episodes(ts_ms: np.ndarray, symbols: np.ndarray, kinds: np.ndarray) -> list[dict[str, Any]]:
+    """Risk events aggregated by kind, symbol and episode, in order of first occurrence.
+
+    A denial repeated on every bar while a signal persists is one episode: events of one kind and
+    symbol at most ``EPISODE_GAP_MS`` apart. Each episode gives its first and last time and count.
+    """
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    if ts.size == 0:
+        return []
+    keys = [f"{k}\x00{s}" for k, s in zip(kinds, symbols, strict=True)]
+    _, key_ids = np.unique(np.asarray(keys), return_inverse=True)
+    order = np.lexsort((ts, key_ids))
+    k_sorted, t_sorted = key_ids[order], ts[order]
+    new_episode = np.ones(ts.size, dtype=bool)
+    new_episode[1:] = (k_sorted[1:] != k_sorted[:-1]) | (np.diff(t_sorted) > EPISODE_GAP_MS)
+    starts = np.flatnonzero(new_episode)
+    ends = np.append(starts[1:], ts.size) - 1
+    episodes = []
+    for a, b in zip(starts, ends, strict=True):
+        i = order[a]
+        episodes.append(
+            {
+                "event": str(kinds[i]),
+                "symbol": str(symbols[i]),
+                "first": _iso(int(t_sorted[a])),
+                "last": _iso(int(t_sorted[b])),
+                "count": int(b - a + 1),
+            }
+        )
+    episodes.sort(key=lambda e: (e["first"], e["event"], e["symbol"]))
+    return episodes
 
 
 def _denial_episodes(ctx: _Context) -> dict[str, int]:
