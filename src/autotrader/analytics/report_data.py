@@ -81,6 +81,7 @@ __all__ = [
     "TRADE_FIELDS",
     "build_report",
     "downsample_indices",
+    "event_episodes",
     "load_report",
 ]
 
