@@ -539,6 +539,7 @@ def _html_per_symbol(doc: dict[str, Any]) -> str:
             _td(r["symbol"]),
             _td(_fmt_count(r["trades"])),
             _td(_fmt_usd(r["net_profit_usd"], sign=True), r["net_profit_usd"]),
+            _td(_fmt_pct(r.get("own_return")), r.get("own_return")),
             _td(_fmt_pct_value(r["contribution_pct"], sign=True), r["contribution_pct"]),
             _td(_fmt_pct(r["win_rate"], 1, sign=False)),
             _td(_fmt_num(r["profit_factor"], 3)),
@@ -551,13 +552,18 @@ def _html_per_symbol(doc: dict[str, Any]) -> str:
         "Symbol",
         "Trades",
         "Net P&amp;L",
+        "Own return",
         "Contribution",
         "Win rate",
         "Profit factor",
         "Commission",
         "Buy &amp; hold",
     ]
-    return "<h3>Per symbol</h3>" + _table(header, rows)
+    note = (
+        '<p class="muted">Own return: the symbol\'s net P&amp;L over the capital its trades used (mean entry '
+        "notional). Contribution: its net P&amp;L over the portfolio's initial capital.</p>"
+    )
+    return "<h3>Per symbol</h3>" + _table(header, rows) + note
 
 
 def _html_risk(doc: dict[str, Any]) -> str:
