@@ -355,10 +355,13 @@ class _Analysis:
             self.console.print(f"  {path.name}")
 
     def stress_section(self) -> None:
+        from autotrader.cli_progress import progress
         from autotrader.validation.stress import run_stress_tests
 
-        with self.console.status("Re-running the strategy under 10 stress scenarios..."):
-            self.stress = run_stress_tests(self.config, self.store, cache_dir=self.settings.cache_dir)
+        with progress("re-running the strategy under 10 stress scenarios") as advance:
+            self.stress = run_stress_tests(
+                self.config, self.store, cache_dir=self.settings.cache_dir, progress=advance
+            )
         self.saved["stress"] = self.stress.to_dict()
         _render_stress(self.console, self.stress)
 

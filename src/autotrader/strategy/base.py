@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -91,6 +92,8 @@ class Strategy(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Param]] = {}
+    # Set by a caller that shows progress: ``progress(done, total, what)`` for long steps (model training).
+    progress: Callable[[int, int, str], None] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -107,6 +110,11 @@ class Strategy(ABC):
             k: (p.coerce(k, params[k]) if k in params else p.default) for k, p in self.parameters.items()
         }
         self.validate()
+
+    def report_progress(self, done: int, total: int, what: str) -> None:
+        """Tell the caller how far a long step got (no-op unless ``progress`` is set)."""
+        if self.progress is not None:
+            self.progress(done, total, what)
 
     def validate(self) -> None:  # noqa: B027 (an optional hook, not an abstract method)
         """Cross-parameter checks; raise ``ConfigError``. Override when needed."""

@@ -260,7 +260,9 @@ class MlStrategy(Strategy):
         cand_y = label[rows, cols]
         cand_gain = np.expm1(fwd[rows, cols])
         fits = 0
-        for start in range(first, n_bars, every):
+        blocks = range(first, n_bars, every)
+        for block, start in enumerate(blocks):
+            self.report_progress(block, len(blocks), "training ml models (walk-forward)")
             usable = cand_known <= start - 1  # the leak guard: label known before the predicted bar
             if window > 0:
                 usable &= rows >= start - window
@@ -293,6 +295,7 @@ class MlStrategy(Strategy):
                 p = _sigmoid(a * _logit(raw) + b)
                 probs[start + pr, pc] = p
                 edges[start + pr, pc] = p * m1 + (1.0 - p) * m0 - cost
+        self.report_progress(len(blocks), len(blocks), "training ml models (walk-forward)")
         log.info(
             "ml: %d models trained on %d bars x %d symbols in %.1f s",
             fits,
