@@ -400,6 +400,13 @@ def backtest(
     check_lookahead: Annotated[
         bool, typer.Option("--check-lookahead", help="Re-run on truncated data; fail if any past signal changes.")
     ] = False,
+    stress_test: Annotated[
+        bool,
+        typer.Option(
+            "--stress-test/--no-stress-test",
+            help="Also re-run the strategy under the ten stress scenarios of 'analyze' (Stress Test Survival: k/10).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary; only errors.")] = False,
 ) -> None:
     """Backtest a strategy on stored candles with next-bar fills, costs and the live risk engine.
@@ -407,14 +414,12 @@ def backtest(
     The full result is always saved as JSON (default results/backtest_<from>_<to>.json) so
     'autotrader analyze' can read it.
     """
-    import dataclasses
-
     from pydantic import ValidationError
 
     from autotrader.analytics.report_data import build_report
     from autotrader.analytics.reports import render_console
     from autotrader.backtest.runner import BacktestConfig, run_backtest
-    from autotrader.backtest.session import build_strategy, load_backtest_data
+    from autotrader.backtest.session import build_strategy, load_backtest_data, with_notes
     from autotrader.domain.errors import ConfigError
 
     if output_format not in ("tradingview", "json", "csv"):
@@ -451,34 +456,50 @@ def backtest(
     console = _console()
     store = _store(settings)
     try:
-        loaded = load_backtest_data(store, config)
+        loaded = load_backtest_data(store, config, strat.history_bars)
     finally:
         store.close()
     if not quiet:
         for note in loaded.notes:
             console.print(f"[yellow]note:[/yellow] {note}")
-    from rich.status import Status
+    from autotrader.cli_progress import progress
 
-    with Status(f"Computing {config.strategy} signals on {loaded.data.n_bars:,} bars...", console=console) as status:
-        if quiet:
-            status.stop()
+    steps = 4 if check_lookahead else 3
+    computing = f"computing {config.strategy} signals on {loaded.data.n_bars:,} bars"
+    with progress(computing, quiet=quiet) as advance:
+        step = 0
         if check_lookahead:
             from autotrader.validation.lookahead import check_lookahead as run_check
 
-            status.update("Checking for lookahead (re-running on truncated data)...")
+            advance(step, steps, "checking for lookahead (re-running on truncated data)")
             report = run_check(strat, loaded.data)
+            step += 1
             if not quiet:
                 console.print(f"Lookahead check: {report}")
+        advance(step, steps, computing)
+        strat.progress = advance  # a model strategy reports its training in finer steps
         sig = strat.generate(loaded.data)
-        status.update("Simulating the portfolio...")
-        result = run_backtest(config, loaded.data, strat, signals=sig)
-        if loaded.notes:
-            result = dataclasses.replace(result, period_note="; ".join(loaded.notes))
+        strat.progress = None
+        advance(step + 1, steps, "simulating the portfolio")
+        result = with_notes(
+            run_backtest(config, loaded.data, strat, signals=sig, start_row=loaded.start_row), loaded.notes
+        )
+        advance(step + 2, steps, "building the report")
         doc = build_report(result)
+        advance(steps, steps, "backtest done")
+    if stress_test:
+        from autotrader.validation.stress import run_stress_tests
+
+        store = _store(settings)
+        try:
+            with progress("re-running the strategy under 10 stress scenarios", quiet=quiet) as advance:
+                stress = run_stress_tests(config, store, cache_dir=settings.cache_dir, progress=advance)
+        finally:
+            store.close()
+        doc["stress"] = stress.to_dict()
     written = _write_backtest_outputs(doc, output_format, output, start, end)
     if not quiet:
-        if output_format == "tradingview":
-            render_console(doc, console)
+        render_console(doc, console)
         console.print("Wrote: " + ", ".join(str(p) for p in written))
 
 

@@ -23,7 +23,16 @@ ExchangeUrlOption = Annotated[
 TestnetOption = Annotated[bool, typer.Option("--testnet", help="Use Bybit's testnet.")]
 DemoOption = Annotated[bool, typer.Option("--demo", help="Use Bybit demo trading (api-demo.bybit.com, demo keys).")]
 
-_FAULT_KINDS = ("http_error", "timeout", "drop_after_accept", "error_after_accept", "ret_code", "rate_limit", "ip_ban")
+_FAULT_KINDS = (
+    "http_error",
+    "timeout",
+    "drop_after_accept",
+    "error_after_accept",
+    "ret_code",
+    "refuse_conditional",
+    "rate_limit",
+    "ip_ban",
+)
 
 
 def register(app: typer.Typer, data_app: typer.Typer) -> None:
@@ -356,4 +365,8 @@ def _parse_fault(spec: str) -> Any:
         options["delay_s"] = 15.0
     if kind == "ip_ban":
         options["duration_s"] = 60.0
+    if kind == "refuse_conditional":
+        options.update(
+            path=path or "/v5/order/create", ret_code=10001, ret_msg="params error: conditional orders refused"
+        )
     return Fault(kind=kind, **options)  # type: ignore[arg-type]

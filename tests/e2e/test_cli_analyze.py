@@ -197,6 +197,9 @@ def test_optimize_prints_windows_and_saves_json(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Walk-forward efficiency:" in result.stdout
+    for k in (1, 2, 3, 4):  # piped output: one progress line per finished window, with the ETA
+        assert f"walk-forward window {k}/4 done ({k}/4, {100 * k / 4:.0f}%)" in result.stdout
+    assert "ETA 0 s" in result.stdout
     saved = json.loads((tmp_path / "wf.json").read_text())
     assert len(saved["windows"]) == 4
     assert all(len(w["trials"]) == 8 for w in saved["windows"])

@@ -82,3 +82,19 @@ def test_backtest_check_lookahead_reports_pass_for_causal_strategy(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "Lookahead check: passed" in result.stdout
+
+
+def test_backtest_piped_prints_progress_lines_summary_tree_and_stress_survival(tmp_path):
+    result = run_cli(
+        "backtest", "--strategy", "sma_cross", "--symbols", "BTCUSDT", "--period", "2023-01-01:2023-03-31",
+        "--output-format", "json", "--stress-test", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "progress: computing sma_cross signals" in result.stderr  # piped: plain lines, not a bar
+    assert "progress: stress: " in result.stderr
+    out = result.stdout
+    assert out.index("📊 BACKTEST REPORT") < out.index("🎯 SYMBOL PERFORMANCE") < out.index("RISK METRICS")
+    doc = json.loads((tmp_path / "results" / "backtest_20230101_20230331.json").read_text())
+    stress = doc["stress"]
+    assert stress["total"] == 10
+    assert f"Stress Test Survival: {stress['survived']}/10" in out

@@ -37,10 +37,11 @@ def test_data_list_shows_bundled_btc_hourly_with_gaps(backend_env):
     result = run_cli("data", "list", env=backend_env)
     assert result.returncode == 0, result.stderr
     line = next(ln for ln in result.stdout.splitlines() if "BTCUSDT" in ln and " 1h " in ln)
-    assert "2020-01-01 00:00" in line
+    # the bundled 2017-2019 history and the 2020-2024 file make one series
+    assert "2017-08-17 04:00" in line
     assert "2024-12-31 23:00" in line
-    assert "43,816" in line
-    assert "15 (32 bars)" in line
+    assert "64,523" in line
+    assert "28 (129 bars)" in line
 
 
 def test_data_import_foreign_parquet_reads_back_identical(backend_env, tmp_path):
@@ -103,7 +104,7 @@ def test_data_resample_to_4h_stores_aggregated_series():
     assert result.returncode == 0, result.stderr
     listing = run_cli("data", "list").stdout
     line = next(ln for ln in listing.splitlines() if "BTCUSDT" in ln and " 4h " in ln)
-    assert "2020-01-01 00:00" in line
+    assert "2017-08-17 04:00" in line
 
 
 def test_unknown_config_key_is_one_clear_line(tmp_path):

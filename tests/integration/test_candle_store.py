@@ -17,7 +17,7 @@ from autotrader.adapters.storage import parquet_store as parquet_module
 from autotrader.adapters.storage.parquet_store import ParquetCandleStore
 from autotrader.adapters.storage.postgres_store import PostgresCandleStore
 from autotrader.config import load_settings
-from autotrader.domain.candles import COLUMNS, Candles, SeriesKey, format_ms
+from autotrader.domain.candles import COLUMNS, Candles, SeriesKey, format_ms, parse_date_ms
 from autotrader.domain.errors import DataError, StorageError
 from autotrader.marketdata.bundled import bundled_dir, bundled_files, read_parquet_candles
 from autotrader.marketdata.store import CandleStore, read_aligned
@@ -385,9 +385,27 @@ def test_open_store_default_settings_picks_embedded_and_seeds_bundled(tmp_path: 
         assert isinstance(store, ParquetCandleStore)
         assert store.root == home / "data"
         assert store.keys() == sorted(bundled_files(), key=lambda k: (k.exchange, k.symbol, k.tf.ms))
-        assert store.coverage(BTC_1H)[0].rows == 43816
+        (cov,) = store.coverage(BTC_1H)
+        # the 2017-2019 file and the 2020-2024 file join into one series without a seam
+        assert (cov.rows, len(cov.gaps), cov.missing_bars) == (20707 + 43816, 13 + 15, 97 + 32)
+        assert format_ms(cov.first_ts) == "2017-08-17 04:00"
+        assert format_ms(cov.last_ts) == "2024-12-31 23:00"
     finally:
         store.close()
+
+
+def test_open_store_existing_store_without_history_gets_pre2020_history(tmp_path: Path) -> None:
+    settings = load_settings(env={"AUTOTRADER_HOME": str(tmp_path / "home")})
+    first = open_store(settings)
+    first.delete(BTC_1H, end_ms=parse_date_ms("2019-12-31 23:00"))
+    assert format_ms(first.coverage(BTC_1H)[0].first_ts) == "2020-01-01 00:00"
+    first.close()
+
+    second = open_store(settings)
+
+    assert format_ms(second.coverage(BTC_1H)[0].first_ts) == "2017-08-17 04:00"
+    assert second.coverage(BTC_1H)[0].rows == 20707 + 43816
+    second.close()
 
 
 def test_open_store_existing_embedded_store_is_not_seeded_again(tmp_path: Path) -> None:
@@ -429,7 +447,7 @@ def test_open_store_postgres_dsn_picks_postgres_and_seeds_bundled(
         assert isinstance(store, PostgresCandleStore)
         assert set(store.keys()) == set(bundled_files())
         (cov,) = store.coverage(BTC_1H)
-        assert (cov.rows, len(cov.gaps), cov.missing_bars) == (43816, 15, 32)
+        assert (cov.rows, len(cov.gaps), cov.missing_bars) == (20707 + 43816, 13 + 15, 97 + 32)
         assert not (home / "data").exists()
     finally:
         store.close()

@@ -11,11 +11,13 @@ import time
 import uuid
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
 from autotrader.adapters.exchange.errors import RET_CODES, Action, AmbiguousOutcome, ret_code_of
 from autotrader.adapters.exchange.stream import BybitStream, StreamSettings
+from autotrader.domain.candles import Candles
 from autotrader.domain.errors import (
     AuthError,
     ConfigError,
@@ -226,9 +228,75 @@ def test_stop_market_order_waits_for_its_trigger_then_fills(sim, account):
                     return trigger, found
             raise AssertionError("the stop never triggered")
 
+    placed_ms = sim.admin.market_time_ms()
     trigger, filled = run(go())
-    # filled at the trigger plus slippage (2 bps), not at a later, worse bar close
-    assert trigger <= filled.avg_fill_price <= trigger * Decimal("1.0003")
+    # filled at the worse of the trigger and the first traded price past it, plus slippage (2 bps):
+    # the first bar whose high reaches the trigger, at the trigger when it trades through it, at
+    # its open when the open is already past it (recomputed here from the candles)
+    first = None
+    for i in range(int(np.searchsorted(BTC.ts, placed_ms, side="right")), len(BTC)):
+        if BTC.open[i] >= float(trigger):
+            first = Decimal(repr(float(BTC.open[i])))
+            break
+        if BTC.high[i] >= float(trigger):
+            first = trigger
+            break
+    assert first is not None
+    assert filled.avg_fill_price == (first * Decimal("1.0002")).quantize(Decimal("0.1"))
+
+
+def _gap_sim(crash: tuple[float, float, float, float]) -> SimServer:
+    """40 flat bars at 40,000, then ``crash`` (open, high, low, close) at bar 40, then flat at its close."""
+    n = 60
+    o, h, lo, c = (np.full(n, 40_000.0) for _ in range(4))
+    o[40], h[40], lo[40], c[40] = crash
+    o[41:] = h[41:] = lo[41:] = c[41:] = crash[3]
+    ts = BTC.ts[:n]
+    candles = Candles(ts, o, h, lo, c, np.full(n, 100.0))
+    config = SimConfig(candles={"BTCUSDT": candles}, timeframe="1m", speed=0.0, warmup_bars=30, admin=True)
+    return SimServer(config)
+
+
+@pytest.mark.parametrize(
+    ("crash", "expected"),
+    [
+        ((36_000.0, 36_100.0, 35_900.0, 36_000.0), Decimal("35992.8")),  # gap: the open, less 2 bps
+        ((40_000.0, 40_000.0, 38_000.0, 38_500.0), Decimal("38992.2")),  # traded through: the trigger, less 2 bps
+    ],
+    ids=["gap", "through"],
+)
+@pytest.mark.parametrize("kind", ["standalone_linear", "attached_linear", "standalone_spot"])
+def test_triggered_stop_fills_at_the_worse_of_trigger_and_first_price_past_it(crash, expected, kind):
+    with _gap_sim(crash).start() as gap_sim:
+        key, secret = f"key{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+        gap_sim.admin.add_account(key, secret, {"USDT": "100000", "BTC": "1"})
+        market = "spot" if kind == "standalone_spot" else "linear"
+        stop = Decimal("39000")
+
+        async def go():
+            async with connect(gap_sim, (key, secret)) as ex:
+                if kind == "attached_linear":
+                    await ex.create_order(order("gap-entry", stop_loss=stop))
+                else:
+                    if market == "linear":
+                        await ex.create_order(order("gap-entry"))
+                    await ex.create_order(
+                        order(
+                            "gap-stop",
+                            market=market,
+                            side=OrderSide.SELL,
+                            type=OrderType.STOP_MARKET,
+                            trigger_price=stop,
+                            reduce_only=market == "linear",
+                        )
+                    )
+                gap_sim.admin.advance(20 * MINUTE)
+                await asyncio.sleep(0)
+                fills = await ex.fills(market, "BTCUSDT")
+                return [f for f in fills if f.side is OrderSide.SELL]
+
+        [sell] = run(go())
+    assert sell.price == expected
 
 
 def test_stop_loss_and_take_profit_rest_on_the_exchange(sim, account):

@@ -19,6 +19,7 @@ from autotrader.analytics.report_data import (
     TRADE_FIELDS,
     build_report,
     downsample_indices,
+    event_episodes,
     load_report,
 )
 from autotrader.analytics.reports import render_console, write_csv, write_html, write_json
@@ -367,25 +368,71 @@ def test_write_csv_headers_and_trade_count(doc, tmp_path):
 # --------------------------------------------------------------------------- console
 
 
-def test_render_console_prints_headline_figures(doc):
+def test_render_console_prints_the_documented_tree(doc):
     out = io.StringIO()
     render_console(doc, Console(file=out, width=200, color_system=None))
     text = out.getvalue()
-    assert "📊 BACKTEST RESULTS (2024-01-01 → 2024-01-21)" in text
-    assert "Total Return" in text
-    assert f"{doc['summary']['total_return'] * 100:+.2f}%" in text
-    for label in (
-        "Sharpe Ratio",
-        "Max Drawdown",
-        "Win Rate",
-        "Profit Factor",
-        "Per-symbol",
-        "Risk:",
-        "Verdict",
-    ):
+    lines = text.splitlines()
+    assert lines[0] == "📊 BACKTEST REPORT (2024-01-01 → 2024-01-21)"
+    symbols_at = lines.index("🎯 SYMBOL PERFORMANCE")
+    risk_at = next(i for i, line in enumerate(lines) if line.startswith("⚠️") and "RISK METRICS" in line)
+    assert 0 < symbols_at < risk_at
+    assert all(line.startswith(("├── ", "└── ", "│ ", "    ")) for line in lines[1:symbols_at])
+    assert f"Total Return: {doc['summary']['total_return'] * 100:+.2f}%" in text
+    for label in ("Sharpe Ratio", "Win Rate", "Profit Factor", "Max Drawdown", "VaR 95%", "Verdict"):
         assert label in text
-    assert "BTCUSDT" in text
-    assert "ETHUSDT" in text
+    for row in doc["per_symbol"]:
+        symbol_line = next(line for line in lines[symbols_at:risk_at] if row["symbol"] in line)
+        assert f"{100 * row['own_return']:+.2f}% on the capital its trades used" in symbol_line
+        assert f"win rate {100 * row['win_rate']:.1f}%" in symbol_line
+    assert "└── Stress Test Survival: not run" in text
+
+
+def test_render_console_shows_stress_survival_when_stress_tests_ran(doc):
+    out = io.StringIO()
+    stressed = {**doc, "stress": {"survived": 7, "failed": 2, "not_applicable": 1, "total": 10}}
+    render_console(stressed, Console(file=out, width=200, color_system=None))
+    assert "└── Stress Test Survival: 7/10 (2 failed, 1 not applicable)" in out.getvalue()
+
+
+def test_per_symbol_own_return_is_net_pnl_over_the_capital_its_trades_used(doc, result):
+    for row in doc["per_symbol"]:
+        mask = result.trades["symbol"] == row["symbol"]
+        used = np.mean(result.trades["qty"][mask] * result.trades["entry_price"][mask])
+        assert row["own_return"] == pytest.approx(np.sum(result.trades["pnl"][mask]) / used, rel=1e-12)
+
+
+def test_event_episodes_group_repeated_denials_by_kind_symbol_and_gap():
+    hour = 3_600_000
+    ts = np.array([0, hour, 2 * hour, 0, 30 * hour, 31 * hour, 5 * hour], dtype=np.int64)
+    symbols = np.array(["BTC", "BTC", "BTC", "ETH", "ETH", "ETH", "BTC"])
+    kinds = np.array(["correlation"] * 6 + ["daily_loss"])
+    episodes = event_episodes(ts, symbols, kinds)
+    assert [(e["event"], e["symbol"], e["count"]) for e in episodes] == [
+        ("correlation", "BTC", 3),
+        ("correlation", "ETH", 1),
+        ("daily_loss", "BTC", 1),
+        ("correlation", "ETH", 2),  # more than a day after the last one: a new episode
+    ]
+    assert episodes[0]["first"] == "1970-01-01T00:00:00Z"
+    assert episodes[0]["last"] == "1970-01-01T02:00:00Z"
+    assert sum(e["count"] for e in episodes) == ts.size
+
+
+def test_build_report_keeps_every_event_and_its_episodes(doc, result):
+    risk = doc["risk"]
+    assert len(risk["events"]) == risk["events_total"] == len(result.events)
+    assert sum(e["count"] for e in risk["event_episodes"]) == len(result.events)
+
+
+def test_write_html_equity_chart_is_log_scale_by_default_with_linear_and_return_views(doc, tmp_path):
+    page = _html(doc, tmp_path)
+    assert '<input type="radio" name="equity-scale" id="scale-log" checked>' in page
+    for view in ("log", "linear", "indexed"):
+        assert f'class="view view-{view}"><svg' in page
+    log_view = page.split('class="view view-log">')[1].split("</svg>")[0]
+    linear_view = page.split('class="view view-linear">')[1].split("</svg>")[0]
+    assert log_view != linear_view
 
 
 class _Never(Strategy):

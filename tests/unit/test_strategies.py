@@ -19,13 +19,13 @@ from autotrader.signals.files import read_predictions
 from autotrader.signals.prediction import Prediction
 from autotrader.strategy.base import get_strategy, registered_strategies
 from autotrader.strategy.cache import NpzPredictionCache
-from autotrader.strategy.library.ml import directions_nb, labels
+from autotrader.strategy.library.ml import forward_returns, hold_rule_nb, platt_fit
 
 HOUR_MS = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
 # ML settings small enough for unit tests (the defaults need a year of bars before the first model)
-SMALL_ML = {"train_bars": 1503, "retrain_every": 500, "horizon": 6}
+SMALL_ML = {"train_bars": 1503, "retrain_every": 500, "horizon": 6, "calibration_bars": 300}
 
 
 def _bundled(symbol: str, timeframe: str = "1h") -> Candles:
@@ -247,7 +247,7 @@ CAUSAL_CASES = [
     ("donchian_breakout", {}),
     ("buy_and_hold", {}),
     ("signals", None),
-    ("ml", SMALL_ML),
+    ("ml", {**SMALL_ML, "threshold": 0.5}),
 ]
 
 
@@ -419,26 +419,40 @@ def test_prediction_model_extra_field_or_float_ts_refused():
 # ------------------------------------------------------------------------------------------------
 
 
-def test_ml_directions_rule_hysteresis_and_neutral_exit():
-    p = np.array([np.nan, 0.52, 0.56, 0.53, 0.49, 0.48, 0.44, 0.47, 0.51, 0.58])[:, None]
-    out = directions_nb(p, 0.55, True)
-    assert _events(out) == [(2, 1.0), (4, 0.0), (6, -1.0), (8, 0.0), (9, 1.0)]
-    out = directions_nb(p, 0.55, False)
-    assert _events(out) == [(2, 1.0), (6, -1.0), (9, 1.0)]
+def test_ml_hold_rule_enters_only_above_threshold_and_edge_holds_horizon_then_exits():
+    #             0    1     2     3     4     5     6     7     8     9     10    11
+    p = np.array([0.7, 0.56, 0.70, 0.40, 0.30, 0.58, 0.60, 0.45, 0.45, 0.45, 0.60, 0.6])[:, None]
+    e = np.array([-.1, 0.01, 0.01, 0.00, 0.00, 0.02, 0.01, 0.00, 0.00, 0.00, -.01, 0.0])[:, None]
+    out = hold_rule_nb(p, e, 0.55, 0.005, 3)
+    # bar 0: p high but the edge is below min_edge, no entry; bar 1 enters and holds 3 bars whatever p does
+    # (bar 2 does not renew, bars 3-4 do not exit early); bar 4 exits; bar 5 enters again, bar 8 exits;
+    # bar 10: the edge is too low
+    assert _events(out) == [(1, 1.0), (4, 0.0), (5, 1.0), (8, 0.0)]
+    out = hold_rule_nb(p, e, 0.55, -1.0, 3)  # any edge: bar 0 enters, exits at 3; 5 enters, exits at 8; 10 enters
+    assert _events(out) == [(0, 1.0), (3, 0.0), (5, 1.0), (8, 0.0), (10, 1.0)]
 
 
-def test_ml_labels_known_only_at_horizon_bar_skipping_gaps():
+def test_ml_forward_returns_known_only_at_horizon_bar_skipping_gaps():
     close = np.array([1.0, 2, 3, 2, 1, 5])
     present = np.ones(6, bool)
     present[2] = False
-    label, known = labels(np.where(present, close, np.nan)[:, None], present[:, None], 2)
-    # present rows 0,1,3,4,5: row 0 → row 3 (2 > 1), row 1 → row 4 (1 < 2), row 3 → row 5 (5 > 2)
-    assert np.array_equal(label[:, 0], [1.0, 0.0, np.nan, 1.0, np.nan, np.nan], equal_nan=True)
+    fwd, known = forward_returns(np.where(present, close, np.nan)[:, None], present[:, None], 2)
+    # present rows 0,1,3,4,5: row 0 → row 3 (2 / 1), row 1 → row 4 (1 / 2), row 3 → row 5 (5 / 2)
+    np.testing.assert_allclose(fwd[:, 0], np.log([2.0, 0.5, np.nan, 2.5, np.nan, np.nan]))
     assert known[[0, 1, 3], 0].tolist() == [3, 4, 5]
 
 
+def test_ml_platt_fit_recovers_known_calibration():
+    rng = np.random.default_rng(3)
+    score = rng.normal(0.0, 1.5, 40_000)
+    y = (rng.uniform(size=score.size) < 1 / (1 + np.exp(-(0.6 * score - 0.4)))).astype(float)
+    a, b = platt_fit(score, y)
+    assert a == pytest.approx(0.6, abs=0.03)
+    assert b == pytest.approx(-0.4, abs=0.03)
+
+
 class _FakeModel:
-    """Stands in for LGBMClassifier: records what it was trained on, predicts 0.5."""
+    """Stands in for LGBMClassifier: records what it was trained on, scores with the first feature's sign."""
 
     fits: list[tuple[np.ndarray, np.ndarray]]
 
@@ -450,24 +464,39 @@ class _FakeModel:
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return np.full((len(x), 2), 0.5)
+        up = np.where(x[:, 0] > 0, 0.6, 0.4)
+        return np.column_stack((1 - up, up))
 
 
-def _first_training_set(monkeypatch, data: AlignedCandles) -> tuple[np.ndarray, np.ndarray]:
+SMALL_CAL = SMALL_ML
+
+
+def _first_training_set(monkeypatch, data: AlignedCandles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features fitted on, labels fitted on, labels calibrated on) of the first model."""
     import lightgbm
 
+    from autotrader.strategy.library import ml
+
     fits: list[tuple[np.ndarray, np.ndarray]] = []
+    calibrations: list[np.ndarray] = []
+    real_platt = ml.platt_fit
+
+    def recording_platt(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        calibrations.append(y.copy())
+        return real_platt(score, y)
+
     monkeypatch.setattr(_FakeModel, "fits", fits, raising=False)
     monkeypatch.setattr(lightgbm, "LGBMClassifier", _FakeModel)
-    get_strategy("ml", **SMALL_ML).predict_proba(data)
-    return fits[0]
+    monkeypatch.setattr(ml, "platt_fit", recording_platt)
+    get_strategy("ml", **SMALL_CAL).predict(data)
+    return fits[0][0], fits[0][1], calibrations[0]
 
 
 def test_ml_training_set_uses_labels_known_before_prediction_bar_only(monkeypatch, three_symbols):
     data = _truncate(three_symbols, 1800)
-    start, horizon = SMALL_ML["train_bars"], SMALL_ML["horizon"]
+    start, horizon = SMALL_CAL["train_bars"], SMALL_CAL["horizon"]
     last_row = start - horizon - 1  # 1496: the last row whose label is known at bar start-1; a training row (% 4)
-    x0, y0 = _first_training_set(monkeypatch, data)
+    x0, y0, c0 = _first_training_set(monkeypatch, data)
 
     def poisoned(bar: int) -> AlignedCandles:
         """BTC and ETH from ``bar`` on set to a price that flips the label of ``last_row``."""
@@ -479,14 +508,48 @@ def test_ml_training_set_uses_labels_known_before_prediction_bar_only(monkeypatc
             columns[name] = column
         return dataclasses.replace(data, **columns)
 
-    # everything from the prediction bar on changed: the training set is untouched
-    x1, y1 = _first_training_set(monkeypatch, poisoned(start))
+    # everything from the prediction bar on changed: the training and calibration sets are untouched
+    x1, y1, c1 = _first_training_set(monkeypatch, poisoned(start))
     np.testing.assert_array_equal(x1, x0)
     np.testing.assert_array_equal(y1, y0)
-    # one bar earlier changes the label of row start-h-1: the training set does contain it
-    x2, y2 = _first_training_set(monkeypatch, poisoned(start - 1))
+    np.testing.assert_array_equal(c1, c0)
+    # one bar earlier changes the label of row start-h-1, the newest row: calibration does contain it
+    x2, y2, c2 = _first_training_set(monkeypatch, poisoned(start - 1))
     np.testing.assert_array_equal(x2, x0)
-    assert np.count_nonzero(y2 != y0) == 2  # that row, for BTC and ETH
+    np.testing.assert_array_equal(y2, y0)  # the fitted part ends before the calibration part's labels
+    assert np.count_nonzero(c2 != c0) == 2  # that row, for BTC and ETH
+
+
+def test_ml_probe_changing_future_candles_leaves_past_predictions_unchanged(three_symbols):
+    strategy = get_strategy("ml", **SMALL_CAL)
+    p0, e0 = strategy.predict(three_symbols)
+    assert np.isfinite(p0).sum() > 3000
+    for cut in (1510, 2010, 2515):  # a few bars into a model's block: a leak of a few bars shows
+        rng = np.random.default_rng(cut)
+        factor = np.exp(rng.normal(0, 0.05, three_symbols.close[cut:].shape))  # a different future
+        changed = dataclasses.replace(
+            three_symbols,
+            **{n: np.concatenate((getattr(three_symbols, n)[:cut], getattr(three_symbols, n)[cut:] * factor))
+               for n in ("open", "high", "low", "close")},
+        )  # fmt: skip
+        p1, e1 = strategy.predict(changed)
+        np.testing.assert_array_equal(p1[:cut], p0[:cut], err_msg=f"probability before {cut}")
+        np.testing.assert_array_equal(e1[:cut], e0[:cut], err_msg=f"edge before {cut}")
+        assert not np.array_equal(p1[cut:], p0[cut:], equal_nan=True)  # the probe did change something
+
+
+def test_ml_cost_comes_from_the_backtest_and_lowers_the_edge(three_symbols):
+    from autotrader.backtest.runner import BacktestConfig
+    from autotrader.backtest.session import build_strategy
+
+    config = BacktestConfig(strategy="ml", params=SMALL_CAL, fee=0.002, slippage_bps=5)
+    assert build_strategy(config).params["cost"] == pytest.approx(2 * (0.002 + 0.0005))
+    cheap = get_strategy("ml", **SMALL_CAL, cost=0.0).predict(three_symbols)
+    dear = get_strategy("ml", **SMALL_CAL, cost=0.01).predict(three_symbols)
+    both = np.isfinite(cheap[1]) & np.isfinite(dear[1])
+    assert both.sum() > 3000
+    assert np.mean(dear[1][both]) < np.mean(cheap[1][both]) - 0.005
+    assert np.mean(dear[0][both]) < np.mean(cheap[0][both])  # a dearer move is less likely
 
 
 class _DictCache:
@@ -528,18 +591,19 @@ def test_ml_cache_hit_identical_probabilities_and_faster(three_symbols, tmp_path
     assert strategy.cache_key(changed) != strategy.cache_key(three_symbols)
 
 
-def test_ml_signals_follow_threshold_and_confidence_is_max_p(three_symbols):
-    strategy = get_strategy("ml", **SMALL_ML, threshold=0.52)
+def test_ml_signals_enter_above_threshold_and_edge_confidence_is_p(three_symbols):
+    strategy = get_strategy("ml", **SMALL_CAL, threshold=0.52, min_edge=0.001)
     strategy.cache = _DictCache()
     signals = strategy.generate(three_symbols)
-    p = signals.meta["p_up"]
+    p, edge = signals.meta["p_up"], signals.meta["edge"]
     d = signals.direction
+    assert np.count_nonzero(d == 1) > 20
     assert np.all(p[d == 1] >= 0.52)
-    assert np.all(p[d == -1] <= 0.48)
-    given = ~np.isnan(d)
-    np.testing.assert_allclose(signals.confidence[given], np.maximum(p, 1 - p)[given])
-    assert np.isnan(signals.confidence[~given]).all()
-    assert np.isnan(p[: SMALL_ML["train_bars"]]).all()
+    assert np.all(edge[d == 1] >= 0.001)
+    assert not np.any(d == -1)  # long only
+    np.testing.assert_allclose(signals.confidence[d == 1], p[d == 1])
+    assert np.isnan(signals.confidence[d != 1]).all()
+    assert np.isnan(p[: SMALL_CAL["train_bars"]]).all()
 
 
 def test_npz_cache_roundtrip_corrupt_entry_is_a_miss(tmp_path):

@@ -272,6 +272,54 @@ def test_system_failure_with_stops_on_exchange_loses_less_than_without() -> None
     assert report.baseline.total_return == pytest.approx(on.total_return)
 
 
+class _ShortOnce(Strategy):
+    """Goes short on bar 2 and never exits by signal."""
+
+    name = "test_stress_short_once"
+
+    def generate(self, data: AlignedCandles) -> Signals:
+        direction = np.full(data.close.shape, np.nan)
+        direction[2] = -1.0
+        return Signals.from_direction(direction)
+
+
+def _mirrored(data: AlignedCandles) -> AlignedCandles:
+    """The crash turned into a spike: every price p becomes 200 - p."""
+    ts = data.ts
+    cols = {
+        "ts": ts,
+        "open": 200.0 - data.open[:, 0],
+        "high": 200.0 - data.low[:, 0],
+        "low": 200.0 - data.high[:, 0],
+        "close": 200.0 - data.close[:, 0],
+        "volume": data.volume[:, 0],
+    }
+    return align({"CRASHUSDT": Candles.from_columns(cols)})
+
+
+@pytest.mark.parametrize(("strategy", "leverage"), [(_LongOnce, 2.0), (_ShortOnce, 1.0)], ids=["long_2x", "short_1x"])
+def test_system_failure_linear_without_exchange_stops_loses_more(strategy: type[Strategy], leverage: float) -> None:
+    data = _crash_bars() if strategy is _LongOnce else _mirrored(_crash_bars())
+    config = _config(
+        ("CRASHUSDT",),
+        strategy.name,
+        market="linear",
+        leverage=leverage,
+        risk_level="aggressive",
+        risk_overrides={"position_size": 1.0, "stop_loss": 0.02},
+    )
+    report = run_stress_tests(
+        config,
+        data,
+        strategy_factory=lambda _: strategy(),
+        instruments=_loose(config.symbols),
+        scenarios=["system_failure"],
+    )
+    on, off = report.scenario("system_failure").runs
+    assert on.total_return == pytest.approx(-0.02 * leverage, abs=0.01)  # stopped near 2 % of notional
+    assert off.total_return < on.total_return - 0.05  # held through the outage, unguarded
+
+
 def test_historical_window_outside_the_data_is_not_applicable() -> None:
     data = _random_bars()  # January 2024 only
     config = _config(data.symbols, _AlwaysLong.name)

@@ -47,7 +47,8 @@ Top-level keys:
                      by name (``event_counts``; split into ``denial_counts`` of denied entries and
                      ``state_event_counts`` of ``STATE_EVENTS``), denied entries counted per episode
                      (``denial_episodes``), every drawdown halt with its time, equity, drawdown and
-                     idle time (``halts``) and the first ``MAX_EVENTS`` events.
+                     idle time (``halts``), the events aggregated by kind, symbol and episode
+                     (``event_episodes``: first, last, count) and every event (``events``).
 ``assumptions``      human-readable statements of how the simulation fills, charges and limits.
 ``verdict``          plain statements of fact about the outcome (lost money, trailed buy & hold …).
 
@@ -80,6 +81,7 @@ __all__ = [
     "TRADE_FIELDS",
     "build_report",
     "downsample_indices",
+    "event_episodes",
     "load_report",
 ]
 
@@ -234,7 +236,8 @@ def build_report(result: BacktestResult) -> dict[str, Any]:
         "risk_limits": result.limits.model_dump(mode="json"),
         "data_fingerprint": result.data_fingerprint,
         "period": _period(ctx),
-        "signals": dict(result.signals_meta),
+        # per-bar arrays (the ml model's probabilities) stay out: megabytes of JSON and HTML
+        "signals": {k: v for k, v in result.signals_meta.items() if not isinstance(v, np.ndarray)},
         "summary": summary,
         "performance": _performance(ctx, summary),
         "conventions": dict(CONVENTIONS),
@@ -366,6 +369,7 @@ def _period(ctx: _Context) -> dict[str, Any]:
         "requested_start": ctx.config.start,
         "requested_end": ctx.config.end,
         "note": ctx.result.period_note,
+        "warmup": dict(getattr(ctx.result, "warmup", None) or {}) or None,
     }
 
 
@@ -383,6 +387,7 @@ def _summary(ctx: _Context) -> dict[str, Any]:
             "net_profit_usd": float(ctx.equity[-1] - ctx.equity[0]),
             "closed_trades_pnl_usd": float(np.sum(ctx.pnl)),
             "commission_paid_usd": float(np.sum(ctx.fees)),
+            **_costs(ctx),
             "buy_and_hold_return": bench["total_return"],
             "buy_and_hold_end_equity": bench["end_equity"],
             "buy_and_hold_max_drawdown": bench["max_drawdown"],
@@ -401,6 +406,26 @@ def _summary(ctx: _Context) -> dict[str, Any]:
         }
     )
     return out
+
+
+def _costs(ctx: _Context) -> dict[str, float]:
+    """Trading costs against gross profit (TradingView's sense: the winning trades' profit, here before costs).
+
+    Slippage is estimated from each trade's fills: ``qty * (entry + exit price) * slippage``.
+    """
+    t = ctx.trades
+    slip = float(ctx.config.slippage_bps) / 10_000.0
+    slippage = np.asarray(t["qty"] * (t["entry_price"] + t["exit_price"]), dtype=np.float64) * slip
+    costs = ctx.fees + slippage
+    gross = ctx.pnl + costs
+    gross_profit = float(np.sum(gross[gross > 0.0]))
+    return {
+        "slippage_cost_usd": float(np.sum(slippage)),
+        "costs_usd": float(np.sum(costs)),
+        "gross_pnl_before_costs_usd": float(np.sum(gross)),
+        "gross_profit_before_costs_usd": gross_profit,
+        "costs_share_of_gross_profit": float(np.sum(costs)) / gross_profit if gross_profit > 0 else math.nan,
+    }
 
 
 def _signal_accuracy(ctx: _Context) -> dict[str, Any] | None:
@@ -517,6 +542,8 @@ def _per_symbol(ctx: _Context) -> list[dict[str, Any]]:
                 "short_trades": int(np.count_nonzero(ctx.side[mask] == -1)),
                 "net_profit_usd": float(np.sum(p)),
                 "contribution_pct": 100.0 * float(np.sum(p)) / ctx.capital,
+                # the symbol's own result: its net P&L on the money its trades used (the mean entry notional)
+                "own_return": _own_return(p, ctx.trades["qty"][mask] * ctx.trades["entry_price"][mask]),
                 "commission_paid_usd": float(np.sum(ctx.fees[mask])),
                 "win_rate": metrics.win_rate(p),
                 "profit_factor": metrics.profit_factor(p),
@@ -524,6 +551,12 @@ def _per_symbol(ctx: _Context) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _own_return(pnl: np.ndarray, notional: np.ndarray) -> float:
+    """Net P&L over the mean entry notional: what the symbol's trades earned on the capital they used."""
+    used = float(np.mean(np.abs(notional))) if notional.size else 0.0
+    return float(np.sum(pnl)) / used if used > 0 else math.nan
 
 
 def _curves(ctx: _Context) -> dict[str, Any]:
@@ -661,8 +694,7 @@ def _risk(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
     counts = Counter(str(e) for e in events["event"])
     denials = {k: v for k, v in counts.most_common() if k not in STATE_EVENTS}
     states = {k: v for k, v in counts.most_common() if k in STATE_EVENTS}
-    shown = events[:MAX_EVENTS]
-    times = _iso_array(shown["ts"]) if len(shown) else []
+    times = _iso_array(events["ts"]) if len(events) else []
     return {
         "value_at_risk_95": summary["value_at_risk_95"],
         "expected_shortfall_95": summary["expected_shortfall_95"],
@@ -674,12 +706,45 @@ def _risk(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
         "halts": _halts(ctx),
         "state_event_counts": states,
         "events_total": len(events),
-        "events_shown": len(shown),
+        "event_episodes": event_episodes(events["ts"], events["symbol"], events["event"]),
         "events": [
-            {"time": times[i], "symbol": str(shown["symbol"][i]), "event": str(shown["event"][i])}
-            for i in range(len(shown))
+            {"time": times[i], "symbol": str(events["symbol"][i]), "event": str(events["event"][i])}
+            for i in range(len(events))
         ],
     }
+
+
+def event_episodes(ts_ms: np.ndarray, symbols: np.ndarray, kinds: np.ndarray) -> list[dict[str, Any]]:
+    """Risk events aggregated by kind, symbol and episode, in order of first occurrence.
+
+    A denial repeated on every bar while a signal persists is one episode: events of one kind and
+    symbol at most ``EPISODE_GAP_MS`` apart. Each episode gives its first and last time and count.
+    """
+    ts = np.asarray(ts_ms, dtype=np.int64)
+    if ts.size == 0:
+        return []
+    keys = [f"{k}\x00{s}" for k, s in zip(kinds, symbols, strict=True)]
+    _, key_ids = np.unique(np.asarray(keys), return_inverse=True)
+    order = np.lexsort((ts, key_ids))
+    k_sorted, t_sorted = key_ids[order], ts[order]
+    new_episode = np.ones(ts.size, dtype=bool)
+    new_episode[1:] = (k_sorted[1:] != k_sorted[:-1]) | (np.diff(t_sorted) > EPISODE_GAP_MS)
+    starts = np.flatnonzero(new_episode)
+    ends = np.append(starts[1:], ts.size) - 1
+    episodes = []
+    for a, b in zip(starts, ends, strict=True):
+        i = order[a]
+        episodes.append(
+            {
+                "event": str(kinds[i]),
+                "symbol": str(symbols[i]),
+                "first": _iso(int(t_sorted[a])),
+                "last": _iso(int(t_sorted[b])),
+                "count": int(b - a + 1),
+            }
+        )
+    episodes.sort(key=lambda e: (e["first"], e["event"], e["symbol"]))
+    return episodes
 
 
 def _denial_episodes(ctx: _Context) -> dict[str, int]:
@@ -755,8 +820,8 @@ def _assumptions(ctx: _Context) -> list[str]:
         "nothing fills at the signal bar's own close.",
         f"Fees: {_pct(c.fee_rate, 4)} of notional per side (taker){fee_source}, charged on entry and "
         "on exit.",
-        f"Slippage: {c.slippage_bps:g} bps against the order on every fill (market, stop, target, "
-        "liquidation).",
+        f"Slippage: {c.slippage_bps:g} bps against the order on every fill (market, stop, target); "
+        "a liquidation loses the whole margin, which already includes any slippage and fee.",
         "Inside a bar, stop-loss, trailing stop, liquidation and take-profit are checked against the bar's "
         "low and high; when a stop and a target are both inside one bar the stop is assumed to come first "
         "(pessimistic). A trailing stop uses its level from before the bar, then ratchets.",
@@ -820,8 +885,10 @@ def _market_assumption(c: Any) -> str:
         )
     return (
         f"Linear perpetual: long and short, leverage {c.leverage:g}x on isolated margin, maintenance margin "
-        f"{_pct(c.maintenance_margin)}; a position is liquidated at its liquidation price and loses at most "
-        "its margin. Funding payments are not modelled."
+        f"{_pct(c.maintenance_margin)}; a position is liquidated when the price reaches its liquidation "
+        "price and then loses its whole margin (the exchange takes it over at the bankruptcy price, entry "
+        "× (1 ∓ 1/leverage)); any other loss, exit fee included, is capped at the margin, so one position "
+        "never takes equity below zero. Funding payments are not modelled."
     )
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from autotrader.analytics.report_data import TRADE_FIELDS, downsample_indices
+from autotrader.analytics.report_data import MAX_EVENTS, TRADE_FIELDS, downsample_indices
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -116,72 +116,112 @@ def _date(iso: str) -> str:
 
 
 def render_console(doc: dict[str, Any], console: Console) -> None:
-    """Print the headline summary and the verdict of a result document to a rich ``console``."""
+    """Print the summary of a result document to a rich ``console`` as the documented tree.
+
+    📊 BACKTEST REPORT (returns, ratios, trades, costs, warm-up), 🎯 SYMBOL PERFORMANCE (each symbol's
+    own return and win rate beside its contribution to the portfolio) and ⚠️ RISK METRICS (drawdown,
+    VaR, denials, halts and, when stress tests ran, "Stress Test Survival: k/10"), then the verdict.
+    """
     from rich.text import Text
+    from rich.tree import Tree
 
     s, p, risk = doc["summary"], doc["period"], doc["risk"]
     cfg = doc["config"]
 
-    def line(*parts: tuple[str, str] | str) -> None:
-        text = Text()
+    def text(*parts: tuple[str, str] | str) -> Text:
+        out = Text()
         for part in parts:
             if isinstance(part, str):
-                text.append(part)
+                out.append(part)
             else:
-                text.append(part[0], style=part[1])
-        console.print(text, soft_wrap=True)
+                out.append(part[0], style=part[1])
+        return out
 
-    line((f"📊 BACKTEST RESULTS ({_date(p['first_bar'])} → {_date(p['last_bar'])})", "bold"))
-    line(
+    report = Tree(text((f"📊 BACKTEST REPORT ({_date(p['first_bar'])} → {_date(p['last_bar'])})", "bold")))
+    report.add(
         f"Strategy {cfg['strategy']} on {', '.join(cfg['symbols'])} ({cfg['exchange']} {cfg['timeframe']}, "
         f"{p['bars']:,d} bars, {cfg['market']}, initial capital {_fmt_usd(cfg['initial_capital'])})"
     )
-    line(
-        "Total Return: ",
-        (_fmt_pct(s["total_return"]), _tone(s["total_return"])),
-        f" ({_fmt_usd(s['net_profit_usd'], sign=True)}; buy & hold: {_fmt_pct(s['buy_and_hold_return'])})",
+    report.add(
+        text(
+            "Total Return: ",
+            (_fmt_pct(s["total_return"]), _tone(s["total_return"])),
+            f" ({_fmt_usd(s['net_profit_usd'], sign=True)}; buy & hold: {_fmt_pct(s['buy_and_hold_return'])})",
+        )
     )
-    line(
-        f"Sharpe Ratio: {_fmt_num(s['sharpe_ratio'])}   "
-        f"Max Drawdown: {_fmt_pct(s['max_drawdown'], sign=False)}   "
-        f"Win Rate: {_fmt_pct(s['win_rate'], 1, sign=False)}   "
-        f"Profit Factor: {_fmt_num(s['profit_factor'])}"
-    )
-    line(
+    report.add(f"Sharpe Ratio: {_fmt_num(s['sharpe_ratio'])} (daily returns, 365-day year)")
+    report.add(f"Win Rate: {_fmt_pct(s['win_rate'], 1, sign=False)}   Profit Factor: {_fmt_num(s['profit_factor'])}")
+    report.add(
         f"Trades: {_fmt_count(s['trades'])} (long {_fmt_count(s['long_trades'])}, short "
-        f"{_fmt_count(s['short_trades'])})   Commission paid: {_fmt_usd(s['commission_paid_usd'])}   "
-        f"Time in market: {_fmt_pct(s['time_in_market'], 1, sign=False)}"
+        f"{_fmt_count(s['short_trades'])})   Time in market: {_fmt_pct(s['time_in_market'], 1, sign=False)}"
     )
-    per_symbol = "  ".join(
-        f"{r['symbol']}: {_fmt_pct_value(r['contribution_pct'], sign=True)} "
-        f"(win rate {_fmt_pct(r['win_rate'], 1, sign=False)}, {r['trades']} trades)"
-        for r in doc["per_symbol"]
-    )
-    line(f"Per-symbol (contribution to return): {per_symbol}")
+    if "costs_usd" in s:
+        report.add(
+            f"Costs: {_fmt_usd(s['costs_usd'])} (commission {_fmt_usd(s['commission_paid_usd'])} + estimated "
+            f"slippage {_fmt_usd(s['slippage_cost_usd'])}) = "
+            f"{_fmt_pct(s['costs_share_of_gross_profit'], 1, sign=False)} of gross profit "
+            f"({_fmt_usd(s['gross_profit_before_costs_usd'])}, winning trades before costs)"
+        )
+    else:
+        report.add(f"Commission paid: {_fmt_usd(s['commission_paid_usd'])}")
     acc = s.get("signal_accuracy")
     if acc:
-        line(
+        report.add(
             f"Signal accuracy: {_fmt_pct(acc['accuracy'], 1, sign=False)} of {acc['evaluated']} traded "
             f"signals right over {acc['horizon_bars']} bars"
         )
-    line(
-        f"Risk: VaR 95% {_fmt_pct(risk['value_at_risk_95'])} (daily), Expected shortfall "
-        f"{_fmt_pct(risk['expected_shortfall_95'])}, "
-        f"Stability score {_fmt_num(risk['stability_score'], 0)}/100"
+    warm = p.get("warmup")
+    if warm and warm.get("note"):
+        report.add(f"Warm-up: {warm['note'].removeprefix('warm-up ')}")
+    console.print(report, soft_wrap=False)
+
+    symbols = Tree(text(("🎯 SYMBOL PERFORMANCE", "bold")))
+    for r in doc["per_symbol"]:
+        own = r.get("own_return")
+        symbols.add(
+            text(
+                f"{r['symbol']}: ",
+                (_fmt_pct(own), _tone(own)) if own is not None else "n/a",
+                f" on the capital its trades used, win rate {_fmt_pct(r['win_rate'], 1, sign=False)}, "
+                f"{r['trades']} trades; contribution to the portfolio "
+                f"{_fmt_pct_value(r['contribution_pct'], sign=True)}",
+            )
+        )
+    console.print(symbols, soft_wrap=False)
+
+    risks = Tree(text(("⚠️  RISK METRICS", "bold")))
+    risks.add(
+        f"Max Drawdown: {_fmt_pct(s['max_drawdown'], sign=False)} (marked equity, every bar)   "
+        f"VaR 95%: {_fmt_pct(risk['value_at_risk_95'])} daily   Expected shortfall: "
+        f"{_fmt_pct(risk['expected_shortfall_95'])}"
     )
+    risks.add(f"Stability score: {_fmt_num(risk['stability_score'], 0)} / 100 (100 × R² of log daily equity)")
     episodes = risk.get("denial_episodes", {})
     denials = (
         ", ".join(f"{k} {_fmt_count(v)} bars ({_fmt_count(episodes.get(k, 0))} episodes)"
                   for k, v in risk["denial_counts"].items())
         or "none"
     )  # fmt: skip
-    line(f"Risk denials: {denials}")
+    risks.add(f"Risk denials: {denials}")
     for halt in risk.get("halts", []):
-        line(("HALT: ", "bold red"), (halt_text(halt), "red"))
+        risks.add(text(("HALT: ", "bold red"), (halt_text(halt), "red")))
     if risk["state_event_counts"]:
-        line("Risk state changes: " + ", ".join(f"{k} {v}" for k, v in risk["state_event_counts"].items()))
+        risks.add("Risk state changes: " + ", ".join(f"{k} {v}" for k, v in risk["state_event_counts"].items()))
+    stress = doc.get("stress")
+    if stress:
+        risks.add(text(("Stress Test Survival: ", "bold"), stress_survival_text(stress)))
+    else:
+        risks.add("Stress Test Survival: not run (--stress-test runs the ten scenarios)")
+    console.print(risks, soft_wrap=False)
     for fact in doc.get("verdict", []):
-        line(("Verdict: ", "bold"), (fact, _verdict_style(fact)))
+        console.print(text(("Verdict: ", "bold"), (fact, _verdict_style(fact))), soft_wrap=True)
+
+
+def stress_survival_text(stress: dict[str, Any]) -> str:
+    """``k/10`` from a saved stress report (``StressReport.to_dict``), with its failed and N/A counts."""
+    na = stress.get("not_applicable", 0)
+    extra = f" ({stress.get('failed', 0)} failed" + (f", {na} not applicable" if na else "") + ")"
+    return f"{stress['survived']}/{stress['total']}{extra}"
 
 
 def halt_text(halt: dict[str, Any]) -> str:
@@ -363,6 +403,9 @@ _CSS: Final = (
     ".swatch{display:inline-block;width:12px;height:3px;vertical-align:middle;margin-right:4px}"
     ".heat td{min-width:52px}.scroll{overflow-x:auto}ul{padding-left:20px}li{margin:3px 0}"
     "tr.exit td{border-bottom:1px solid #d1d4dc}"
+    ".equity-views label{margin:0 12px 0 4px;cursor:pointer}.equity-views .view{display:none}"
+    "#scale-log:checked~.view-log,#scale-linear:checked~.view-linear,#scale-indexed:checked~.view-indexed"
+    "{display:block}"
 )
 
 
@@ -420,13 +463,7 @@ def _html_overview(doc: dict[str, Any]) -> str:
         parts.append('<div class="verdict">' + "".join(f"<p>{_e(f)}</p>" for f in doc["verdict"]) + "</div>")
     curve = doc["equity_curve"]
     parts.append("<h3>Equity vs buy &amp; hold</h3>")
-    parts.append(
-        _svg_chart(
-            curve["ts_ms"],
-            [("Strategy equity", curve["equity"], "#2962ff"), ("Buy & hold", curve["benchmark"], "#f7a600")],
-            fmt=lambda v: f"{v:,.0f}",
-        )
-    )
+    parts.append(_equity_views(curve))
     parts.append("<h3>Drawdown</h3>")
     dd_pct = [None if v is None else 100.0 * v for v in curve["drawdown"]]
     parts.append(
@@ -445,6 +482,36 @@ def _html_overview(doc: dict[str, Any]) -> str:
         )
     parts += [_html_monthly(doc), _html_per_symbol(doc), _html_risk(doc)]
     return "".join(parts)
+
+
+def _equity_views(curve: dict[str, Any]) -> str:
+    """Equity vs buy & hold three ways, switched without script: log scale (default), linear, return %."""
+    lines = [("Strategy equity", curve["equity"], "#2962ff"), ("Buy & hold", curve["benchmark"], "#f7a600")]
+
+    def indexed(values: Sequence[Any]) -> list[float | None]:
+        first = next((float(v) for v in values if v is not None and float(v) > 0), None)
+        return [None if v is None or first is None else 100.0 * (float(v) / first - 1.0) for v in values]
+
+    views = (
+        ("log", "Log scale", _svg_chart(curve["ts_ms"], lines, fmt=lambda v: f"{v:,.0f}", log=True)),
+        ("linear", "Linear", _svg_chart(curve["ts_ms"], lines, fmt=lambda v: f"{v:,.0f}")),
+        (
+            "indexed",
+            "Return %",
+            _svg_chart(
+                curve["ts_ms"],
+                [(f"{name} return %", indexed(values), color) for name, values, color in lines],
+                fmt=lambda v: f"{v:+,.0f}%",
+            ),
+        ),
+    )
+    radios = "".join(
+        f'<input type="radio" name="equity-scale" id="scale-{key}"{" checked" if i == 0 else ""}>'
+        f'<label for="scale-{key}">{_e(label)}</label>'
+        for i, (key, label, _) in enumerate(views)
+    )
+    charts = "".join(f'<div class="view view-{key}">{svg}</div>' for key, _, svg in views)
+    return f'<div class="equity-views">{radios}{charts}</div>'
 
 
 def _html_monthly(doc: dict[str, Any]) -> str:
@@ -472,6 +539,7 @@ def _html_per_symbol(doc: dict[str, Any]) -> str:
             _td(r["symbol"]),
             _td(_fmt_count(r["trades"])),
             _td(_fmt_usd(r["net_profit_usd"], sign=True), r["net_profit_usd"]),
+            _td(_fmt_pct(r.get("own_return")), r.get("own_return")),
             _td(_fmt_pct_value(r["contribution_pct"], sign=True), r["contribution_pct"]),
             _td(_fmt_pct(r["win_rate"], 1, sign=False)),
             _td(_fmt_num(r["profit_factor"], 3)),
@@ -484,13 +552,18 @@ def _html_per_symbol(doc: dict[str, Any]) -> str:
         "Symbol",
         "Trades",
         "Net P&amp;L",
+        "Own return",
         "Contribution",
         "Win rate",
         "Profit factor",
         "Commission",
         "Buy &amp; hold",
     ]
-    return "<h3>Per symbol</h3>" + _table(header, rows)
+    note = (
+        '<p class="muted">Own return: the symbol\'s net P&amp;L over the capital its trades used (mean entry '
+        "notional). Contribution: its net P&amp;L over the portfolio's initial capital.</p>"
+    )
+    return "<h3>Per symbol</h3>" + _table(header, rows) + note
 
 
 def _html_risk(doc: dict[str, Any]) -> str:
@@ -504,6 +577,13 @@ def _html_risk(doc: dict[str, Any]) -> str:
         ("Average exposure", _fmt_pct(s["avg_exposure"], 1, sign=False)),
         ("Time in market", _fmt_pct(s["time_in_market"], 1, sign=False)),
     ]
+    if "costs_usd" in s:
+        rows.append(
+            (
+                "Costs (commission + est. slippage) / gross profit",
+                f"{_fmt_usd(s['costs_usd'])} = {_fmt_pct(s['costs_share_of_gross_profit'], 1, sign=False)}",
+            )
+        )
     acc = s.get("signal_accuracy")
     if acc:
         rows.append(
@@ -520,11 +600,22 @@ def _html_risk(doc: dict[str, Any]) -> str:
     rows += [(f"Risk state: {k}", _fmt_count(v)) for k, v in risk["state_event_counts"].items()]
     out = "".join(f"<p><strong>HALT:</strong> {_e(halt_text(h))}</p>" for h in risk.get("halts", []))
     out = "<h3>Risk</h3>" + out + _table(["Measure", "Value"], ([_td(k), _td(v)] for k, v in rows))
-    if risk["events"]:
-        shown = f"first {risk['events_shown']:,d} of {risk['events_total']:,d}"
-        out += f"<h3>Risk events ({shown})</h3>" + _table(
-            ["Time (UTC)", "Symbol", "Event"],
-            ([_td(e["time"]), _td(e["symbol"]), _td(e["event"])] for e in risk["events"]),
+    episodes = risk.get("event_episodes") or []
+    if episodes:
+        shown = episodes[:MAX_EVENTS]
+        total = f"{risk['events_total']:,d} events in {len(episodes):,d} episodes"
+        note = f"; the first {len(shown):,d} shown" if len(shown) < len(episodes) else ""
+        out += (
+            f"<h3>Risk events ({total}{note})</h3>"
+            '<p class="muted">An episode: events of one kind and symbol at most a day apart (a denial repeated '
+            "on every bar while a signal persists). Every event is listed in the JSON export.</p>"
+        )
+        out += _table(
+            ["Event", "Symbol", "First (UTC)", "Last (UTC)", "Count"],
+            (
+                [_td(e["event"]), _td(e["symbol"]), _td(e["first"]), _td(e["last"]), _td(_fmt_count(e["count"]))]
+                for e in shown
+            ),
         )
     return out
 
@@ -675,17 +766,42 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks for a log10 axis given in log10 units: 1-2-5 steps of each decade, or linear ones in a short range."""
+    if hi - lo < 0.6:
+        return [math.log10(v) for v in _nice_ticks(10**lo, 10**hi) if v > 0]
+    ticks = [
+        math.log10(m * 10.0**k)
+        for k in range(math.floor(lo), math.ceil(hi) + 1)
+        for m in ((1, 2, 5) if hi - lo < 3 else (1,))
+    ]
+    inside = [t for t in ticks if lo - 1e-9 <= t <= hi + 1e-9]
+    return inside if len(inside) >= 2 else ticks
+
+
 def _svg_chart(
     ts_ms: Sequence[int],
     series: Sequence[tuple[str, Sequence[Any], str]],
     fmt: Callable[[float], str],
     area: bool = False,
     height: int = 300,
+    log: bool = False,
 ) -> str:
-    """Inline SVG line chart (no xmlns needed inside HTML); None values are skipped."""
+    """Inline SVG line chart (no xmlns needed inside HTML); None values are skipped.
+
+    ``log``: a log10 price axis (non-positive values are not drawn), so a curve that grew a
+    hundredfold and one that grew a tenth are both readable.
+    """
     width, left, right, top, bottom = 1000, 70, 10, 10, 24
     ts = np.asarray(ts_ms, dtype=np.float64)
     arrays = [np.array([np.nan if v is None else float(v) for v in values]) for _, values, _ in series]
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            arrays = [np.where(a > 0, np.log10(np.where(a > 0, a, 1.0)), np.nan) for a in arrays]
+        linear_fmt = fmt
+
+        def fmt(v: float) -> str:
+            return linear_fmt(10**v)
     if ts.size < 2 or not any(np.isfinite(a).any() for a in arrays):
         return '<p class="muted">Not enough data to draw.</p>'
     filled = [np.where(np.isfinite(a), a, np.nanmean(a) if np.isfinite(a).any() else 0.0) for a in arrays]
@@ -696,7 +812,7 @@ def _svg_chart(
     lo, hi = float(finite.min()), float(finite.max())
     if area:
         hi = max(hi, 0.0)
-    ticks = _nice_ticks(lo, hi)
+    ticks = _log_ticks(lo, hi) if log else _nice_ticks(lo, hi)
     lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
     t0, t1 = ts[0], ts[-1] if ts[-1] > ts[0] else ts[0] + 1
 

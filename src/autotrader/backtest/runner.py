@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from autotrader.backtest.fast.kernel import (
     signal_rows_nb,
     simulate_portfolio_nb,
 )
-from autotrader.domain.candles import parse_date_ms
+from autotrader.domain.candles import format_ms, parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import InstrumentRules, default_rules
 from autotrader.domain.timeframe import Timeframe
@@ -201,6 +202,7 @@ class BacktestResult:
     signals_meta: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
     period_note: str = ""
+    warmup: dict[str, Any] = field(default_factory=dict)  # see ``run_backtest``'s ``start_row``
     elapsed_s: float = 0.0
     version: str = __version__
 
@@ -264,14 +266,27 @@ def run_backtest(
     *,
     signals: Signals | None = None,
     instruments: dict[str, InstrumentRules] | None = None,
+    start_row: int | None = None,
 ) -> BacktestResult:
-    """Simulate ``strategy`` on ``data`` under ``config``'s costs and risk limits."""
+    """Simulate ``strategy`` on ``data`` under ``config``'s costs and risk limits.
+
+    ``start_row`` (the first row of the requested period; the rows before it are warm-up history,
+    see ``Strategy.history_bars``): the strategy computes its signals on every row, then the run
+    starts flat at ``start_row`` and decides nothing before it. When fewer than the strategy's
+    ``warmup_bars`` rows precede the period, the first rows of the period complete the warm-up:
+    the run, its buy & hold benchmark and its time in market are all measured from the first bar
+    that has the full warm-up behind it. ``BacktestResult.warmup`` records what was used and
+    missing. ``None``: every row of ``data`` is part of the run (no warm-up handling).
+    """
     started = time.perf_counter()
     limits = config.limits()
     if data.n_bars < 2:
         raise DataError("fewer than two bars in the requested period: nothing to backtest")
     if signals is None:
         signals = strategy.generate(data)
+    warmup: dict[str, Any] = {}
+    if start_row is not None:
+        data, signals, warmup = _after_warmup(data, signals, strategy, start_row)
     m = len(data.symbols)
     if signals.direction.shape != (data.n_bars, m):
         raise ConfigError(f"strategy {strategy.name!r} returned signals of shape {signals.direction.shape}")
@@ -358,8 +373,84 @@ def run_backtest(
         close=data.close,
         signals_meta={**signals.meta, "horizon_bars": signals.horizon_bars, "n_signals": n_signals},
         data_fingerprint=fingerprint(data),
+        warmup=warmup,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def _after_warmup(
+    data: AlignedCandles, signals: Signals, strategy: Strategy, start_row: int
+) -> tuple[AlignedCandles, Signals, dict[str, Any]]:
+    """Drop the warm-up rows (and any rows of the period still needed as warm-up) from data and signals."""
+    n = data.n_bars
+    start_row = min(max(int(start_row), 0), n)
+    needed = int(strategy.warmup_bars)
+    missing = max(0, needed - start_row)
+    first = start_row + missing
+    if first > n - 2:
+        raise DataError(
+            f"strategy {strategy.name!r} needs {needed:,} bars of warm-up; the store holds {start_row:,} before the "
+            f"period and the period has {n - start_row:,}: nothing is left to trade (start later, or load earlier "
+            "history with 'autotrader data import')"
+        )
+    if signals.direction.shape != (n, len(data.symbols)):
+        raise ConfigError(f"strategy {strategy.name!r} returned signals of shape {signals.direction.shape}")
+    meta = {
+        k: (v[first:] if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n else v)
+        for k, v in signals.meta.items()
+    }
+    sliced = dataclasses.replace(
+        signals, direction=signals.direction[first:], confidence=signals.confidence[first:], meta=meta
+    )
+    info: dict[str, Any] = {
+        "bars_needed": needed,
+        "bars_wanted": int(strategy.history_bars),
+        "bars_before_period": start_row,
+        "missing_bars": missing,
+        "history_from": format_ms(int(data.ts[0])) if start_row > 0 else None,
+        "history_to": format_ms(int(data.ts[start_row - 1])) if start_row > 0 else None,
+        "period_warmup_from": format_ms(int(data.ts[start_row])) if missing else None,
+        "period_warmup_to": format_ms(int(data.ts[first - 1])) if missing else None,
+        "measured_from": format_ms(int(data.ts[first])),
+    }
+    info["note"] = warmup_note(info)
+    return rows_from(data, first), sliced, info
+
+
+def rows_from(data: AlignedCandles, first: int) -> AlignedCandles:
+    """The rows of ``data`` from ``first`` on (contiguous copies; ``data`` itself when ``first`` is 0)."""
+    if first == 0:
+        return data
+    return AlignedCandles(
+        data.symbols,
+        *(
+            np.ascontiguousarray(getattr(data, n)[first:])
+            for n in ("ts", "open", "high", "low", "close", "volume", "present")
+        ),
+    )
+
+
+def warmup_note(warmup: dict[str, Any]) -> str:
+    """One line about the warm-up a run used ('' when it had none to report)."""
+    if not warmup:
+        return ""
+    text = f"warm-up {warmup['bars_needed']:,} bars needed"
+    if warmup["bars_wanted"] > warmup["bars_needed"]:
+        text += f" (up to {warmup['bars_wanted']:,} used as history)"
+    if warmup["bars_before_period"]:
+        text += (
+            f"; {warmup['bars_before_period']:,} stored bars before the period used "
+            f"({warmup['history_from']} .. {warmup['history_to']} UTC)"
+        )
+    else:
+        text += "; no stored bars before the period"
+    if warmup["missing_bars"]:
+        text += (
+            f"; {warmup['missing_bars']:,} bars were missing, so {warmup['period_warmup_from']} .. "
+            f"{warmup['period_warmup_to']} UTC inside the period were warm-up (not traded): return, buy & hold, "
+            f"time in market and exposure are measured from {warmup['measured_from']} UTC"
+        )
+    return text
 
 
 def _trade_records(raw: np.ndarray, data: AlignedCandles) -> np.ndarray:

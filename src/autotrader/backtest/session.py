@@ -7,7 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
+import numpy as np
+
+from autotrader.backtest.runner import BacktestConfig, BacktestResult, rows_from, run_backtest, warmup_note
 from autotrader.domain.candles import SeriesKey, format_ms
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.marketdata.store import AlignedCandles, CandleStore, missing_series_hint, read_aligned
@@ -16,14 +18,23 @@ from autotrader.strategy.base import Strategy, get_strategy
 
 @dataclass(frozen=True)
 class LoadedData:
-    """Aligned candles for a run plus human-readable notes (clipped periods, gaps)."""
+    """Aligned candles for a run plus human-readable notes (clipped periods, gaps).
+
+    ``data`` starts with up to ``history_bars`` stored bars before the period (warm-up history);
+    ``start_row`` is the row of the period's first bar (0 without history).
+    """
 
     data: AlignedCandles
     notes: tuple[str, ...]
+    start_row: int = 0
 
 
-def load_backtest_data(store: CandleStore, config: BacktestConfig) -> LoadedData:
-    """Read ``config``'s symbols and period; clip to what exists and say so; fail clearly otherwise."""
+def load_backtest_data(store: CandleStore, config: BacktestConfig, history_bars: int = 0) -> LoadedData:
+    """Read ``config``'s symbols and period; clip to what exists and say so; fail clearly otherwise.
+
+    ``history_bars``: also read up to this many stored bars before the period (the strategy's
+    warm-up, see ``Strategy.history_bars``); fewer when the store holds fewer.
+    """
     start_ms, end_ms = config.start_ms, config.end_ms
     if start_ms > end_ms:
         raise ConfigError(f"period start {config.start} is after its end {config.end}")
@@ -52,8 +63,16 @@ def load_backtest_data(store: CandleStore, config: BacktestConfig) -> LoadedData
                 f"{symbol}: data only covers {format_ms(lo)} .. {format_ms(hi)} UTC of the requested period; "
                 "it trades only there"
             )
-    data = read_aligned(store, config.exchange, config.symbols, config.timeframe, start_ms, end_ms)
-    return LoadedData(data, tuple(notes))
+    if history_bars <= 0:
+        data = read_aligned(store, config.exchange, config.symbols, config.timeframe, start_ms, end_ms)
+        return LoadedData(data, tuple(notes))
+    tf_ms = SeriesKey.of(config.exchange, config.symbols[0], config.timeframe).tf.ms
+    slack = history_bars // 20 + 48  # gaps: read a little more, then keep exactly ``history_bars`` rows
+    early_ms = max(start_ms - (history_bars + slack) * tf_ms, 0)
+    data = read_aligned(store, config.exchange, config.symbols, config.timeframe, early_ms, end_ms)
+    start_row = int(np.searchsorted(data.ts, start_ms))
+    lo = max(0, start_row - history_bars)
+    return LoadedData(rows_from(data, lo), tuple(notes), start_row - lo)
 
 
 def build_strategy(config: BacktestConfig, cache_dir: Path | None = None) -> Strategy:
@@ -61,6 +80,8 @@ def build_strategy(config: BacktestConfig, cache_dir: Path | None = None) -> Str
     strategy = get_strategy(config.strategy, **config.params)
     if "threshold" in strategy.parameters and "threshold" not in config.params:
         strategy.params["threshold"] = config.limits().min_confidence
+    if "cost" in strategy.parameters and "cost" not in config.params:  # the model learns net of these costs
+        strategy.params["cost"] = 2.0 * (config.fee_rate + config.slippage_bps / 10_000.0)
     if cache_dir is not None and hasattr(strategy, "cache"):
         from autotrader.strategy.cache import NpzPredictionCache
 
@@ -79,10 +100,15 @@ def run_config(
 
     ``transform`` changes the candles before the run (stress scenarios use it).
     """
-    loaded = load_backtest_data(store, config)
-    data = transform(loaded.data) if transform is not None else loaded.data
     strategy = build_strategy(config, cache_dir)
-    result = run_backtest(config, data, strategy)
-    if loaded.notes:
-        result = dataclasses.replace(result, period_note="; ".join(loaded.notes))
-    return result
+    loaded = load_backtest_data(store, config, strategy.history_bars)
+    data = transform(loaded.data) if transform is not None else loaded.data
+    result = run_backtest(config, data, strategy, start_row=loaded.start_row)
+    return with_notes(result, loaded.notes)
+
+
+def with_notes(result: BacktestResult, notes: tuple[str, ...]) -> BacktestResult:
+    """``result`` with the data notes and the warm-up note in ``period_note``."""
+    parts = [*notes, warmup_note(result.warmup)]
+    text = "; ".join(p for p in parts if p)
+    return dataclasses.replace(result, period_note=text) if text else result

@@ -200,6 +200,7 @@ def _position(p: dict[str, Any]) -> dict[str, Any]:
         "value": _num(p["value"]),
         "unrealised": _num(p["unrealised"]),
         "stop": _num(p["stop"]),
+        "stop_where": p.get("stop_where"),  # "exchange", "robot-side" (the exchange refused it) or None
         "since_ms": p["since"] or None,
         "since_at": iso_ms(p["since"]) if p["since"] else None,
     }

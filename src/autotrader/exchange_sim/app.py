@@ -48,6 +48,7 @@ FaultKind = Literal[
     "drop_after_accept",  # process the request, then hold the answer ``delay_s`` (the client times out)
     "error_after_accept",  # process the request, then answer HTTP ``status`` instead of the result
     "ret_code",  # answer ``ret_code``/``ret_msg`` without processing
+    "refuse_conditional",  # answer ``ret_code``/``ret_msg`` to order creates with a trigger price (stops) only
     "rate_limit",  # answer 10006 with a reset ``duration_s`` ahead, without processing
     "ip_ban",  # answer HTTP 403 to everything for ``duration_s``
 ]
@@ -342,6 +343,8 @@ def _limits_and_faults(
         if limited:
             return headers, _envelope(state, 10006, _TOO_MANY, {}, headers, time_ms=state.market_now_ms())
     fault = state.take_fault(path, ("ret_code", "rate_limit"))
+    if fault is None and params.get("triggerPrice") not in (None, "", "0"):
+        fault = state.take_fault(path, ("refuse_conditional",))
     if fault is None:
         return headers, None
     if fault.kind == "rate_limit":

@@ -7,7 +7,9 @@ Modelled: spot and USDT-linear one-way accounts; market, limit (GTC/IOC/FOK/Post
 conditional (stop-market/stop-limit) orders; reduce-only; TP/SL attached to an order (linear: on
 the position; spot: two conditional child orders, one cancels the other); spot fees in the coin
 received; linear margin, fees and realised P&L. Market orders fill at once at the ask/bid plus
-slippage; resting orders fill when the replayed price path touches them. Not modelled: partial
+slippage; resting orders fill when the replayed price path touches them; a triggered stop-market
+(standalone or a position's stop-loss) fills at the worse of its trigger and the first traded price
+past it (the next bar's open when the price gaps through), plus slippage. Not modelled: partial
 fills, order book depth, funding, liquidation, hedge mode.
 """
 
@@ -923,7 +925,8 @@ class SimEngine:
             if not hit:
                 return
             if order.order_type == "Market":
-                self._fill(acct, inst, order, self._slipped(inst, order.trigger_price, order.side), False, b_ms)
+                first = self._first_through(order.symbol, a_ms, b_ms, order.trigger_price, order.trigger_direction == 2)
+                self._fill(acct, inst, order, self._slipped(inst, first, order.side), False, b_ms)
                 return
             order.status = "New"
             order.armed_ms = b_ms
@@ -976,7 +979,17 @@ class SimEngine:
             close_on_trigger=True,
         )
         acct.add_order(order)
-        self._fill(acct, inst, order, self._slipped(inst, trigger, side), False, b_ms)
+        first = self._first_through(pos.symbol, a_ms, b_ms, trigger, falling=long == (kind == "StopLoss"))
+        self._fill(acct, inst, order, self._slipped(inst, first, side), False, b_ms)
+
+    def _first_through(self, symbol: str, a_ms: int, b_ms: int, trigger: Decimal, falling: bool) -> Decimal:
+        """Where a triggered market order fills before slippage: the worse of its trigger and the first
+        traded price past it (a gap through the trigger fills at the gap's first price, the open)."""
+        first = self.replay.tapes[symbol].first_through(a_ms, b_ms, float(trigger), falling)
+        if first is None:
+            return trigger
+        price = _dec_float(first)
+        return min(price, trigger) if falling else max(price, trigger)
 
     # ------------------------------------------------------------------------------ cancel/query
 

@@ -14,6 +14,7 @@ backtest assumes and a partial bar's high/low/close are what had traded so far.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Mapping
@@ -142,6 +143,41 @@ class SymbolTape:
         if not prices:
             return None
         return min(prices), max(prices)
+
+    def first_through(self, a_ms: int, b_ms: int, level: float, falling: bool) -> float | None:
+        """The first traded price at or past ``level`` in ``[a_ms, b_ms]`` (``None``: never reached).
+
+        Inside a bar the path is continuous, so crossing ``level`` there trades at ``level``; from one
+        bar to the next the price jumps (close to the next open), so a gap past ``level`` first trades
+        at the new bar's open. A path already past ``level`` at ``a_ms`` gives its price there.
+        """
+        if b_ms < a_ms or self.index_at(b_ms) < 0:
+            return None
+        points: list[tuple[int, int, float]] = []  # (time, bar, price), sorted below
+        for t in (a_ms, b_ms):
+            p = self.price_at(t)
+            if p is not None:
+                points.append((t, max(self.index_at(t), 0), p))
+        for i in range(max(self.index_at(a_ms), 0), self.index_at(b_ms) + 1):
+            start = int(self.ts[i])
+            xs, ys = self._vertices(i)
+            for x, y in zip(xs, ys, strict=True):
+                t = start + round(x * self.tf_ms)
+                if a_ms <= t <= b_ms:
+                    points.append((t, i, y))
+        points.sort(key=lambda p: (p[0], p[1]))
+
+        def past(price: float) -> bool:
+            return price <= level if falling else price >= level
+
+        if not points:
+            return None
+        if past(points[0][2]):
+            return points[0][2]
+        for (_, bar_a, _), (_, bar_b, price) in itertools.pairwise(points):
+            if past(price):
+                return level if bar_a == bar_b else price
+        return None
 
     def bar_at(self, i: int) -> Bar:
         c = self.c

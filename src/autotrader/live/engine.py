@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autotrader.domain.candles import COLUMNS, Candles
 from autotrader.domain.errors import ConfigError, OrderRejected, TemporaryExchangeError
-from autotrader.domain.orders import Instrument, OrderSide, OrderSubmitted, OrderType, SubmitOrder
+from autotrader.domain.orders import Instrument, OrderSide, OrderStatus, OrderSubmitted, OrderType, SubmitOrder
 from autotrader.domain.timeframe import Timeframe
 from autotrader.execution.ports import ExchangePort
 from autotrader.live.metrics import RobotMetrics
@@ -364,6 +364,10 @@ class Robot:
             if deliveries:
                 await self.handle(deliveries)
                 handled = len(deliveries)
+        try:
+            await self.check_robot_stops()
+        except TemporaryExchangeError as e:
+            self._exchange_fault("robot-side stop", e)
         if time.monotonic() - self._last_reconcile >= self.config.reconcile_interval_s:
             await self.reconcile()
         self._heartbeat()
@@ -613,33 +617,80 @@ class Robot:
 
     async def flatten(self, reason: str) -> int:
         """Exit every open position (reason recorded); returns how many exits were sent."""
-        assert self.om is not None
-        assert self.book is not None
         sent = 0
         for symbol in self.symbols:
             price = await self.price(symbol)
-            side = self.book.open_side(symbol, price)
-            if side == 0 or self.om.pending_exit(symbol):
+            if await self._exit_now(symbol, price, reason) is not None:
+                sent += 1
+        return sent
+
+    async def _exit_now(self, symbol: str, price: float, reason: str) -> StoredOrder | None:
+        """Send a market exit for ``symbol``'s position (``None``: flat, an exit pending, or not placeable)."""
+        assert self.om is not None
+        assert self.book is not None
+        side = self.book.open_side(symbol, price)
+        if side == 0 or self.om.pending_exit(symbol):
+            return None
+        now = self.clock.now_ms()
+        cid = self.om.client_id(symbol, f"{reason}-{self.book.position(symbol).entry_client_order_id}", "exit")
+        intent = Intent(
+            cid,
+            IntentKind.EXIT,
+            symbol,
+            OrderSide.SELL if side > 0 else OrderSide.BUY,
+            now,
+            reason=reason,
+            reference_price=price,
+        )
+        stored = self._exit_order(intent, symbol, price)
+        if stored is None:
+            return None
+        self.store.save_intent(intent, stored.order)
+        self.om.track(intent, stored)
+        return await self.om.run_exit(stored, price)
+
+    async def check_robot_stops(self) -> int:
+        """Robot-side stops (the venue refused the conditional order): exit at market at the level.
+
+        Checked on every loop iteration with a fresh price. If that exit cannot be placed or is
+        refused too, every position is flattened and the kill switch engaged (entries halt);
+        returns how many stop exits were sent.
+        """
+        om, book = self.om, self.book
+        if om is None or book is None or not om.robot_stops:
+            return 0
+        sent = 0
+        for symbol in list(om.robot_stops):
+            level = om.robot_stop(symbol)
+            if level is None or symbol not in self.instruments:
                 continue
-            now = self.clock.now_ms()
-            cid = self.om.client_id(symbol, f"{reason}-{self.book.position(symbol).entry_client_order_id}", "exit")
-            intent = Intent(
-                cid,
-                IntentKind.EXIT,
-                symbol,
-                OrderSide.SELL if side > 0 else OrderSide.BUY,
-                now,
-                reason=reason,
-                reference_price=price,
-            )
-            stored = self._exit_order(intent, symbol, price)
-            if stored is None:
+            try:
+                price = await self.price(symbol)
+            except TemporaryExchangeError as e:
+                self._exchange_fault("robot-side stop", e)
                 continue
-            self.store.save_intent(intent, stored.order)
-            self.om.track(intent, stored)
-            await self.om.run_exit(stored, price)
+            side = book.open_side(symbol, price)
+            if side == 0:
+                om.clear_robot_stop(symbol)
+                continue
+            if om.pending(symbol) or (price > float(level) if side > 0 else price < float(level)):
+                continue
+            log.warning("robot-side stop of %s hit at %s (level %s): exit at market", symbol, price, level)
+            stored = await self._exit_now(symbol, price, "stop_loss")
+            if stored is None or stored.order.status is OrderStatus.REJECTED:
+                await self._stops_impossible(symbol, stored)
+                return sent
             sent += 1
         return sent
+
+    async def _stops_impossible(self, symbol: str, stored: StoredOrder | None) -> None:
+        why = "could not be placed" if stored is None else f"was refused ({stored.order.reason})"
+        detail = f"{symbol}: the robot-side stop's market exit {why}: flattening everything and halting"
+        log.error(detail)
+        event = RobotEvent(self.clock.now_ms(), "fault", f"StopFallbackFailed: {detail}"[:1000], symbol)
+        self.store.record_event(event)
+        self.kill_switch.engage(f"robot-side stop of {symbol} failed")
+        await self.flatten("stop_failed")
 
     # ---------------------------------------------------------------------------------- signals
 

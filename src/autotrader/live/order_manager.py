@@ -9,7 +9,12 @@ makes that safe) or one the venue has (found by its id and adopted). See ``recon
 
 The stop-loss of every position rests on the exchange as a conditional order with its own
 client id (``<tag>-<symbol>-sl-…``); it is cancelled before an exit is sent and placed again
-(next attempt id) whenever it is found missing.
+(next attempt id) whenever it is found missing. A refusal by the venue (``OrderRejected``, e.g.
+Bybit 10001 on a conditional order) is permanent: the same stop is not worth sending again. After
+``STOP_REFUSALS_BEFORE_FALLBACK`` refusals for one position the stop is no longer sent; it becomes a
+*robot-side* stop (persisted under the ``robot_side_stops`` meta key, shown by ``status`` and the
+dashboard, recorded as a ``StopRefused`` fault) that the robot checks on every price update and
+exits at market (``Robot.check_robot_stops``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ from autotrader.risk.rules import round_to_tick_nb
 log = logging.getLogger(__name__)
 
 _VENUE_LAG_MS = 60_000
+STOP_REFUSALS_BEFORE_FALLBACK = 3
+ROBOT_STOPS_META = "robot_side_stops"
 _EVENT_NAMES = {
     OrderSubmitted: "submitted",
     OrderAccepted: "accepted",
@@ -119,6 +126,9 @@ class OrderManager:
         self.orders: dict[str, StoredOrder] = {}
         self.intents: dict[str, Intent] = {}
         self.faults: list[str] = []
+        # symbol -> {"price", "entry" (the position's entry id), "since_ms", "refusals", "last"}
+        self.robot_stops: dict[str, dict[str, object]] = {}
+        self._stop_refusals: dict[str, tuple[str, int]] = {}  # symbol -> (position's entry id, refusals)
 
     # ------------------------------------------------------------------------------------- state
 
@@ -131,6 +141,7 @@ class OrderManager:
         """Open orders and intents from the store (after a start or a crash)."""
         self.intents = {i.intent_id: i for i in self.store.load_intents(open_only=True)}
         self.orders = {o.client_order_id: o for o in self.store.load_orders(open_only=True)}
+        self.robot_stops = dict(self.store.get_meta(ROBOT_STOPS_META) or {})
 
     def client_id(self, symbol: str, decision_id: str | int, intent: str, attempt: int = 0) -> str:
         return derive_client_order_id(self.tag, symbol, decision_id, intent, attempt)
@@ -475,7 +486,10 @@ class OrderManager:
             return None
         side = self.book.open_side(symbol, price)
         if side == 0:
+            self.clear_robot_stop(symbol)
             return None
+        if self.robot_stop(symbol) is not None:
+            return None  # the venue refused it: the robot watches this stop itself
         current = self.stop_order(symbol)
         if current is not None and not current.order.is_terminal:
             return None
@@ -520,7 +534,63 @@ class OrderManager:
                 extra={"symbol": symbol, "client_order_id": cid, "signal_id": pos.signal_id},
             )
             self.store.record_event(RobotEvent(now, "stop_replaced", f"{current.client_order_id} -> {cid}", symbol))
-        return await self.execute(stored)
+        stored = await self.execute(stored)
+        self._count_stop_refusal(symbol, stored)
+        return stored
+
+    def _position_key(self, symbol: str) -> str:
+        pos = self.book.position(symbol)
+        return pos.entry_client_order_id or f"pos{pos.entry_ms}"
+
+    def _count_stop_refusal(self, symbol: str, stored: StoredOrder) -> None:
+        """After a stop's send: count a refusal; at the limit, hand the stop to the robot."""
+        order = stored.order
+        key = self._position_key(symbol)
+        if order.status is not OrderStatus.REJECTED:
+            if order.status is not OrderStatus.SUBMITTED:  # accepted (an unknown outcome counts as nothing)
+                self._stop_refusals.pop(symbol, None)
+            return
+        seen_key, n = self._stop_refusals.get(symbol, (key, 0))
+        n = n + 1 if seen_key == key else 1
+        self._stop_refusals[symbol] = (key, n)
+        if n < STOP_REFUSALS_BEFORE_FALLBACK:
+            return
+        level = order.trigger_price
+        last = (order.reason or "refused")[:300]
+        self.robot_stops[symbol] = {
+            "price": str(level),
+            "entry": key,
+            "since_ms": self.clock.now_ms(),
+            "refusals": n,
+            "last": last,
+        }
+        self.store.set_meta(ROBOT_STOPS_META, self.robot_stops)
+        log.error(
+            "the exchange refused the stop-loss of %s %d times (%s): robot-side stop at %s from now on, "
+            "exit at market when the price reaches it",
+            symbol,
+            n,
+            last,
+            level,
+            extra={"symbol": symbol, "client_order_id": order.client_order_id, "signal_id": stored.signal_id},
+        )
+        detail = f"{symbol}: stop-loss refused {n} times ({last}); robot-side stop at {level}"
+        self._fault("StopRefused", detail, symbol)
+
+    def robot_stop(self, symbol: str) -> Decimal | None:
+        """The robot-side stop level of ``symbol``'s current position (``None``: none, or on the venue)."""
+        record = self.robot_stops.get(symbol)
+        if record is None:
+            return None
+        if record.get("entry") != self._position_key(symbol):  # a later position: the venue gets its stop again
+            self.clear_robot_stop(symbol)
+            return None
+        return Decimal(str(record["price"]))
+
+    def clear_robot_stop(self, symbol: str) -> None:
+        self._stop_refusals.pop(symbol, None)
+        if self.robot_stops.pop(symbol, None) is not None:
+            self.store.set_meta(ROBOT_STOPS_META, self.robot_stops)
 
     async def cancel_stop(self, symbol: str, reason: str) -> None:
         stop = self.stop_order(symbol)

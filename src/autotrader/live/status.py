@@ -97,12 +97,16 @@ def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
     ledger = store.load_ledger()
     beat = store.last_heartbeat()
     prices: dict[str, float] = usage.get("prices") or {}
+    robot_stops = store.get_meta("robot_side_stops") or {}
     positions = []
     for symbol, pos in sorted(store.load_positions().items()):
         if pos.qty == 0 or pos.entry_qty == 0:
             continue
         price = prices.get(symbol, float(pos.avg_price))
         entry = float(pos.entry_value / pos.entry_qty)
+        robot_stop = robot_stops.get(symbol)
+        if robot_stop is not None and robot_stop.get("entry") != (pos.entry_client_order_id or f"pos{pos.entry_ms}"):
+            robot_stop = None  # left from an earlier position
         positions.append(
             {
                 "symbol": symbol,
@@ -111,7 +115,13 @@ def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
                 "price": price,
                 "value": abs(float(pos.qty)) * price,
                 "unrealised": float(pos.qty) * (price - float(pos.avg_price)),
-                "stop": float(pos.stop_price) if pos.stop_price is not None else None,
+                "stop": float(robot_stop["price"])
+                if robot_stop is not None
+                else float(pos.stop_price)
+                if pos.stop_price is not None
+                else None,
+                # where the stop lives: on the exchange, or checked by the robot (the exchange refused it)
+                "stop_where": "robot-side" if robot_stop is not None else "exchange" if pos.stop_price else None,
                 "since": pos.entry_ms,
             }
         )
@@ -333,6 +343,8 @@ def render_risk(block: Mapping[str, Any]) -> str:
         lines.append(f"Positions ({len(positions)}), exposure {_usd(block['exposure'])}:")
         for p in positions:
             stop = f", stop {p['stop']:,.4f}" if p["stop"] else ", NO STOP"
+            if p.get("stop_where") == "robot-side":
+                stop = f", stop: robot-side at {p['stop']:,.4f} (the exchange refused it)"
             lines.append(
                 f"  {p['symbol']}: {p['qty']:.8g} @ {p['entry_price']:,.4f} now {p['price']:,.4f} "
                 f"({_usd(p['unrealised'], sign=True)}{stop})"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,12 +31,17 @@ from autotrader.marketdata.store import AlignedCandles
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A tunable strategy parameter with its default and (for optimisation) a search range."""
+    """A tunable strategy parameter with its default and (for optimisation) a search range.
+
+    ``low``/``high`` bound the value; walk-forward searches the range unless ``search`` is false
+    (a model's settings, say, that a trading-rule search should leave alone).
+    """
 
     default: float | int | str | bool
     low: float | None = None
     high: float | None = None
     help: str = ""
+    search: bool = True
 
     def coerce(self, name: str, value: Any) -> float | int | str | bool:
         """Convert ``value`` (often a string from ``--param k=v``) to the default's type."""
@@ -86,6 +92,8 @@ class Strategy(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Param]] = {}
+    # Set by a caller that shows progress: ``progress(done, total, what)`` for long steps (model training).
+    progress: Callable[[int, int, str], None] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -103,13 +111,31 @@ class Strategy(ABC):
         }
         self.validate()
 
+    def report_progress(self, done: int, total: int, what: str) -> None:
+        """Tell the caller how far a long step got (no-op unless ``progress`` is set)."""
+        if self.progress is not None:
+            self.progress(done, total, what)
+
     def validate(self) -> None:  # noqa: B027 (an optional hook, not an abstract method)
         """Cross-parameter checks; raise ``ConfigError``. Override when needed."""
 
     @property
     def warmup_bars(self) -> int:
-        """Bars needed before the first meaningful signal (used by the lookahead check)."""
+        """Bars needed before the first meaningful signal.
+
+        A backtest loads this many stored bars before its period (when the store has them) so that
+        the strategy can decide from the period's first bar; the lookahead check starts after them.
+        """
         return 0
+
+    @property
+    def history_bars(self) -> int:
+        """Bars of history the strategy can use before the period (at least ``warmup_bars``).
+
+        A model that learns from the past (``ml``) asks for more than its minimum; the backtest loads
+        up to this many stored bars before the period. Defaults to ``warmup_bars``.
+        """
+        return self.warmup_bars
 
     @abstractmethod
     def generate(self, data: AlignedCandles) -> Signals:

@@ -599,8 +599,11 @@ def run_stress_tests(
     instruments: dict[str, InstrumentRules] | None = None,
     warmup_days: float | None = None,
     scenarios: Sequence[str] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> StressReport:
     """Run the stress scenarios (all ten by default, or those named in ``scenarios``) for ``config``.
+
+    ``progress(done, total, what)`` is told before the baseline and after each scenario.
 
     ``source`` is a ``CandleStore`` (the run's period is loaded as a backtest would; historical
     windows are read from the store) or ``AlignedCandles`` (used as the run's period; windows are
@@ -619,6 +622,8 @@ def run_stress_tests(
         _CandleSource(source) if isinstance(source, AlignedCandles) else _StoreSource(config, source)
     )
     runner = _Runner(factory, instruments, limit)
+    tell = progress or (lambda done, total, what: None)
+    tell(0, len(names) + 1, "stress: baseline run")
     base = src.base()
     baseline_result = runner.run(config, base)
     baseline = runner.measure("baseline", baseline_result)
@@ -636,6 +641,7 @@ def run_stress_tests(
             row = _guarded(name, _SYNTHETIC[name], "synthetic", period, limit, body)
         log.info("stress scenario %s: %s (%s)", row.name, row.status, row.reason)
         results.append(row)
+        tell(len(results) + 1, len(names) + 1, f"stress: {row.name} {row.status}")
     notes = (f"baseline (no stress): {baseline.reason}, return {baseline.total_return * 100:+.2f}%",)
     return StressReport(tuple(results), limit, config.risk_level, baseline, notes)
 

@@ -259,7 +259,7 @@ def search_space(
             low, high = (float(v) for v in overrides[name])
             if (p.low is not None and low < p.low) or (p.high is not None and high > p.high):
                 raise ConfigError(f"range {low:g}..{high:g} of {name!r} is outside its limits {p.low}..{p.high}")
-        elif p.low is None or p.high is None:
+        elif p.low is None or p.high is None or not p.search:
             continue
         else:
             low, high = float(p.low), float(p.high)
@@ -634,6 +634,7 @@ class _WindowTask:
     seed: int
     storage: str | None
     study_name: str
+    forecast: np.ndarray | None = None  # the model's output for ``data``'s rows, fitted once (see _prefit)
 
 
 @dataclass
@@ -659,6 +660,8 @@ class _Evaluator:
     def run(self, params: Mapping[str, Any], rows: tuple[int, int]) -> tuple[BacktestConfig, _Run]:
         cfg = _derive(self.task.config, params)
         strategy = _build(cfg)
+        if self.task.forecast is not None:
+            strategy.use_forecast(self.task.data.ts, self.task.forecast)  # type: ignore[attr-defined]
         return cfg, _run_span(cfg, strategy, self.task.data, rows[0], rows[1], self.task.tf_ms)
 
     def evaluate(self, params: Mapping[str, Any]) -> _Eval:
@@ -844,6 +847,7 @@ def run_walk_forward(
     storage: str | None = None,
     study_prefix: str | None = None,
     progress: ProgressCallback | None = None,
+    status: Callable[[str], None] | None = None,
 ) -> WalkForwardResult:
     """Walk-forward optimisation of ``config``'s strategy (see the module docstring).
 
@@ -852,7 +856,12 @@ def run_walk_forward(
     pool (default ``os.cpu_count()``, ``1`` = this process). ``scheduler``: a Dask scheduler
     address (``tcp://HOST:8786``) or a ``distributed.Client``; it replaces the local pool.
     ``storage``: an Optuna storage URL shared by several machines. ``progress(window_result,
-    done, total)`` is called in this process as each window finishes.
+    done, total)`` is called in this process as each window finishes; ``status(text)`` with a line
+    about a long step before the windows (fitting a model once).
+
+    A strategy whose model output does not depend on the searched parameters (``ml`` searching only
+    its trading rule, ``threshold`` and ``min_edge``) fits its walk-forward models **once** on all the
+    loaded bars; every trial of every window reuses that output (:func:`_prefit`).
     """
     started = time.perf_counter()
     if objective not in OBJECTIVES:
@@ -867,20 +876,23 @@ def run_walk_forward(
     space = search_space(config.strategy, search_space_overrides)
     tf_ms = Timeframe.parse(config.timeframe).ms
     max_warm = _max_warmup_rows(config, space, tf_ms)
-    data = _load(config, source, max_warm * tf_ms)
+    # a model that learns from history (``ml``) gets all it asks for, as in a backtest: same forecasts
+    data = _load(config, source, max(max_warm, int(_build(config).history_bars)) * tf_ms)
     start_ms = max(int(data.ts[0]), config.start_ms)
     end_ms = min(int(data.ts[-1]) + tf_ms, config.end_ms + 1)
     windows = make_windows(
         start_ms, end_ms, is_days=is_days, oos_days=oos_days, anchored=anchored, min_oos_days=min_oos_days
     )
     prefix = study_prefix or _study_prefix(config, windows, objective, space, seed, min_trades)
+    forecast = _prefit(config, space, data, status)
     tasks = []
     for w in windows:
         lo = max(0, int(np.searchsorted(data.ts, w.is_start_ms)) - max_warm)
         hi = int(np.searchsorted(data.ts, w.oos_end_ms))
         tasks.append(
             _WindowTask(w, config, _copy_rows(data, lo, hi), tf_ms, space, objective, n_trials, min_trades,
-                        seed, storage, f"{prefix}-w{w.index:03d}")
+                        seed, storage, f"{prefix}-w{w.index:03d}",
+                        None if forecast is None else np.ascontiguousarray(forecast[lo:hi]))
         )  # fmt: skip
     results, execution = _execute(tasks, workers, scheduler, progress)
     notes = []
@@ -904,6 +916,34 @@ def _load(config: BacktestConfig, source: CandleStore | AlignedCandles, warmup_m
     if data.n_bars < 2:
         raise DataError("fewer than two bars: nothing to walk forward over")
     return data
+
+
+def _prefit(
+    config: BacktestConfig,
+    space: Sequence[ParamSpec],
+    data: AlignedCandles,
+    status: Callable[[str], None] | None,
+) -> np.ndarray | None:
+    """The strategy's model output on every loaded bar, when no searched parameter changes it; else None.
+
+    Honest because the model is itself walk-forward: its output at a bar uses only labels known
+    before that bar, and equals what a run on the data up to any later bar would give (the ``ml``
+    probe test), so a window's trials see exactly what a run ending at the window's end would see.
+    """
+    strategy = _build(config)
+    rule_params = getattr(strategy, "rule_params", None)
+    if rule_params is None or any(spec.name not in rule_params for spec in space):
+        return None
+    if status is not None:
+        status(
+            f"{config.strategy}: fitting the walk-forward models once on {data.n_bars:,} bars x "
+            f"{len(data.symbols)} symbols; the trials search the trading rule over their output"
+        )
+    started = time.perf_counter()
+    out = np.asarray(strategy.prefit(data))  # type: ignore[attr-defined]
+    if status is not None:
+        status(f"{config.strategy}: models fitted in {time.perf_counter() - started:.0f} s")
+    return out
 
 
 def _copy_rows(data: AlignedCandles, lo: int, hi: int) -> AlignedCandles:

@@ -20,7 +20,14 @@ One pass over the bars; per bar and symbol, in this order:
 Accounting: ``wallet`` holds realised cash; a position is a signed quantity and an entry
 price; equity = wallet + sum(qty * (price - entry)). Spot is long-only with leverage 1 and
 entries are limited by free cash; linear (USDT perpetual) positions use isolated margin
-(notional / leverage) and are liquidated when the price reaches the liquidation price.
+(notional / leverage) and are liquidated when the price reaches the liquidation price. A
+position's price loss plus its exit fee never exceeds its margin (a gap past the bankruptcy
+price loses the margin, no more); a liquidation loses the whole margin (the exchange takes the
+position over at its bankruptcy price, so fee and slippage cannot add to that loss).
+
+When the robot is offline (``offline``) and stops do not rest on the exchange, no stop, trailing
+stop or target fires, at the open or inside the bar; liquidation, which the exchange does, still
+fires on every market and at every leverage.
 """
 
 from __future__ import annotations
@@ -100,12 +107,22 @@ def _close_position_nb(
     n_trades,
     linear,
 ):  # pragma: no cover - compiled
-    """Realise a position at ``price`` (slippage already applied); return (wallet, n_trades)."""
+    """Realise a position at ``price`` (slippage already applied); return (wallet, n_trades).
+
+    Linear positions are on isolated margin: the price loss and the exit fee together never
+    take more than the position's margin (the entry fee was paid when it opened), so one
+    position cannot push equity below zero. A liquidation loses the whole margin: the exchange
+    takes the position over at its bankruptcy price (where the loss equals the margin), and
+    the recorded exit price is that price whatever ``price`` was passed.
+    """
     q = qty[j]
+    if linear and reason == EXIT_LIQUIDATION:
+        price = entry_price[j] - margin[j] / q  # bankruptcy price: entry -/+ entry / leverage
     fee = abs(q) * price * fee_rate
     pnl = q * (price - entry_price[j])
-    if linear and pnl < -margin[j]:
-        pnl = -margin[j]  # isolated margin: the loss stops at the position's margin
+    if linear:
+        pnl = max(pnl, -margin[j])  # isolated margin: the loss stops at the position's margin
+        fee = min(fee, margin[j] + pnl)  # the exit fee only from what the margin still covers
     wallet += pnl - fee
     k = n_trades
     trades[k, T_SYMBOL] = j
@@ -286,7 +303,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 # a robot that is down has no stops resting unless the exchange holds them
                 gap_live = stops_on_exchange or not (has_offline and offline[t])
                 if q > 0:
-                    if liq[j] > 0.0 and o <= liq[j] and liq[j] >= stop[j]:
+                    if liq[j] > 0.0 and o <= liq[j] and (liq[j] >= stop[j] or not gap_live):
                         reason = EXIT_LIQUIDATION
                     elif gap_live and stop[j] > 0.0 and o <= stop[j]:
                         reason = EXIT_TRAILING if stop[j] != init_stop[j] else EXIT_STOP
@@ -294,7 +311,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                         reason = EXIT_TARGET
                     fill = o * slip_dn
                 else:
-                    if liq[j] > 0.0 and o >= liq[j] and (stop[j] == 0.0 or liq[j] <= stop[j]):
+                    if liq[j] > 0.0 and o >= liq[j] and (stop[j] == 0.0 or liq[j] <= stop[j] or not gap_live):
                         reason = EXIT_LIQUIDATION
                     elif gap_live and stop[j] > 0.0 and o >= stop[j]:
                         reason = EXIT_TRAILING if stop[j] != init_stop[j] else EXIT_STOP
@@ -398,9 +415,11 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 continue  # robot down, no stops resting, no liquidation price: nothing fires
             h = high[t, j]
             lo = low[t, j]
+            # robot down and no stops resting: only the exchange's liquidation can fire
+            tgt = target[j] if stops_live else 0.0
             if q > 0:
-                eff_stop = stop[j]
-                if trailing_stop > 0.0:
+                eff_stop = stop[j] if stops_live else 0.0
+                if trailing_stop > 0.0 and stops_live:
                     eff_stop = max(eff_stop, trail_ref[j] * (1.0 - trailing_stop))
                 reason = -1
                 price = 0.0
@@ -410,7 +429,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 elif eff_stop > 0.0 and lo <= eff_stop:
                     reason = EXIT_TRAILING if eff_stop != init_stop[j] else EXIT_STOP
                     price = min(eff_stop, open_[t, j]) * slip_dn
-                elif target[j] > 0.0 and h >= target[j]:
+                elif tgt > 0.0 and h >= tgt:
                     reason = EXIT_TARGET
                     price = target[j] * slip_dn
                 if reason < 0 or reason == EXIT_TARGET:
@@ -440,13 +459,13 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                         linear,
                     )
                     n_open -= 1
-                else:
+                elif stops_live:
                     trail_ref[j] = max(trail_ref[j], h)
                     if trailing_stop > 0.0:
                         stop[j] = max(stop[j], round_to_tick_nb(trail_ref[j] * (1.0 - trailing_stop), tick[j]))
             else:
-                eff_stop = stop[j]
-                if trailing_stop > 0.0:
+                eff_stop = stop[j] if stops_live else 0.0
+                if trailing_stop > 0.0 and stops_live:
                     ts_level = trail_ref[j] * (1.0 + trailing_stop)
                     eff_stop = ts_level if eff_stop == 0.0 else min(eff_stop, ts_level)
                 reason = -1
@@ -457,7 +476,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 elif eff_stop > 0.0 and h >= eff_stop:
                     reason = EXIT_TRAILING if eff_stop != init_stop[j] else EXIT_STOP
                     price = max(eff_stop, open_[t, j]) * slip_up
-                elif target[j] > 0.0 and lo <= target[j]:
+                elif tgt > 0.0 and lo <= tgt:
                     reason = EXIT_TARGET
                     price = target[j] * slip_up
                 if reason < 0 or reason == EXIT_TARGET:
@@ -487,7 +506,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                         linear,
                     )
                     n_open -= 1
-                else:
+                elif stops_live:
                     trail_ref[j] = min(trail_ref[j], lo)
                     if trailing_stop > 0.0:
                         level = round_to_tick_nb(trail_ref[j] * (1.0 + trailing_stop), tick[j])

@@ -1,11 +1,17 @@
-"""The default strategy: a gradient-boosted classifier of the forward return's sign, trained walk-forward.
+"""The default strategy: a cost-aware, calibrated gradient-boosted classifier, trained walk-forward.
+
+**Question asked.** Will the close ``horizon`` bars from now be above today's close by more than the
+round-trip cost (``cost``: fees and slippage of both fills)? Only a move that clears the cost is
+worth a trade, so that is the label, and the model's calibrated answer is the trade's confidence.
 
 **Model.** LightGBM (``LGBMClassifier``: 50 trees of at most 7 leaves, learning rate 0.05, 63 bins,
-80 % of the features per tree, ``deterministic=True``, one thread, fixed ``seed``). On this data it
-matched HistGradientBoosting's quality (walk-forward AUC 0.533 vs 0.530 with the same settings on
-BTC+ETH 1h 2020-2024) in about half the time; one thread beat two (trees this small spend their time synchronising).
-One model is **pooled** over all symbols (more rows, one set of scale-free features; a symbol
-listed later benefits from the others' history).
+80 % of the features per tree, ``deterministic=True``, one thread, fixed ``seed``). One model is
+**pooled** over all symbols (more rows, one set of scale-free features; a symbol listed later
+benefits from the others' history). **Calibration**: the model is fitted on the older part of its
+training window and its raw scores are mapped to probabilities by Platt scaling (a logistic fit of
+the label on the score's log-odds) on the most recent ``calibration_bars`` of the window, whose labels
+the fitted part never saw. A probability of 0.6 then means that about 60 % of such moves cleared
+the cost in the recent past.
 
 **Features** at bar ``t`` (each from bars ``<= t`` only, per symbol over its present bars):
 log returns over 1, 3, 6, 12, 24, 72 and 168 bars divided by ``vol168 * sqrt(k)``; volatility
@@ -15,28 +21,42 @@ range/ATR; volume z-score (log volume against its 168-bar mean and deviation); p
 in the 72-bar high-low range; hour of day and day of week of the bar's open. A row with any
 non-finite feature is neither trained on nor predicted (the first ~720 bars of every symbol).
 
-**Label** of bar ``i``: ``close[i+h] > close[i]`` with ``h = horizon`` (the symbol's ``h``-th next
-present bar). It becomes known only at bar ``i+h``'s close.
+**Horizon** (default 72 bars = 3 days of 1h): chosen on 2019-2020 predictions only, before any
+out-of-sample year the benchmark reports. There, entries at ``p >= 0.55`` with a positive edge beat
+the average bar net of costs in both years at 72 bars, but not at 24 (worse in both) or 168 (mixed).
+
+**Label** of bar ``i``: ``log(close[i+h] / close[i]) > log(1 + cost)`` with ``h = horizon`` (the
+symbol's ``h``-th next present bar). It becomes known only at bar ``i+h``'s close.
+
+**Expected edge.** With ``p`` the calibrated probability, the expected net return of a long trade
+held ``h`` bars is ``p * m1 + (1 - p) * m0 - cost``, where ``m1`` and ``m0`` are the mean simple
+``h``-bar returns of the training rows labelled 1 and 0.
 
 **Walk-forward schedule and leak guard.** The first model predicts bar ``train_bars`` (bars count
-from the start of the data); a new model is trained every ``retrain_every`` bars after that. The
-model that predicts bars ``[s, s + retrain_every)`` is trained before bar ``s`` with data strictly
-before ``s``: only rows whose label was known by bar ``s - 1``'s close, i.e. ``i + h <= s - 1``, so the
-last usable training row is ``s - h - 1``. The training window is expanding (every usable row since
-the start) or, with ``max_train_bars > 0``, the rows ``i >= s - max_train_bars``. Adjacent labels
-overlap by ``h - 1`` bars, so the training rows are thinned to every 4th bar (``i % 4 == 0``, anchored
-to the data start so that truncating the data later never changes them): 4x faster, same quality.
+from the start of the data, which includes any stored history before a backtest's period: see
+``history_bars``); a new model is trained every ``retrain_every`` bars after that. The model that
+predicts bars ``[s, s + retrain_every)`` uses only rows whose label was known by bar ``s - 1``'s
+close, i.e. ``i + h <= s - 1``: the training window ends at least one horizon before the first
+prediction it serves. Inside it, the fitted part ends where its labels are known before the
+calibration part starts (no overlap between the two). The window is expanding (every usable row
+since the start) or, with ``max_train_bars > 0``, the rows ``i >= s - max_train_bars``. Adjacent
+labels overlap by ``h - 1`` bars, so training rows are thinned to every 4th bar (``i % 4 == 0``,
+anchored to the data start so that truncating the data later never changes them).
 
-**Signal rule** (``p`` = predicted P(up), per symbol and bar): ``+1`` when ``p >= threshold``;
-``-1`` when ``p <= 1 - threshold`` (spot treats it as exit); with ``neutral_exit`` (default), ``0``
-on the bars where ``p`` is back on the other side of 0.5 while the last signal was ``+1``
-(``p < 0.5``) or ``-1`` (``p > 0.5``), once; NaN otherwise. ``confidence = max(p, 1 - p)`` on signal
-bars; ``horizon_bars = horizon``; ``meta["p_up"]`` holds every probability (NaN where none).
+**Trading rule** (per symbol; long only, on spot and linear markets alike): when flat, ``+1`` on a
+bar where ``p >= threshold`` and the expected edge is at least ``min_edge``; the position is held for
+``horizon`` bars, then ``0`` (exit), and the next qualifying bar may enter again. No re-decision in
+between: a held position is neither closed because the probability dipped nor extended because it
+rose (the label, and so the edge, is about one round trip per horizon; a fresh entry is sized
+afresh, so a winner cannot grow into an outsized position). The risk engine can still stop it out;
+the rule then waits out the horizon before it enters again. ``confidence = p`` on entry bars (the
+risk level's minimum confidence filters on a calibrated probability); ``horizon_bars = horizon``;
+``meta["p_up"]`` holds every probability and ``meta["edge"]`` every expected edge (NaN where none).
 
-**Cache.** Set ``strategy.cache`` to a ``PredictionCache`` to reuse probabilities: the key is the
-sha256 of the data (timestamps, symbols, close/high/low/volume bytes), the model parameters (all but
-``threshold`` and ``neutral_exit``, which only act on the cached probabilities) and the code/model
-version. Changing the threshold reuses the cache.
+**Cache.** Set ``strategy.cache`` to a ``PredictionCache`` to reuse the model's output: the key is
+the sha256 of the data (timestamps, symbols, close/high/low/volume bytes), the model parameters (all
+but ``threshold`` and ``min_edge``, which only act on the cached output) and the code/model version.
+A walk-forward search of ``threshold`` and ``min_edge`` therefore fits the models once.
 """
 
 from __future__ import annotations
@@ -67,8 +87,10 @@ from autotrader.strategy.indicators import (
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "ml-1"  # bump when features, labels or the model change: it is part of the cache key
+MODEL_VERSION = "ml-2"  # bump when features, labels or the model change: it is part of the cache key
 TRAIN_STRIDE = 4
+MIN_FIT_ROWS = 200
+MIN_CALIBRATION_ROWS = 100
 FEATURE_NAMES = (
     *(f"ret_{k}_z" for k in (1, 3, 6, 12, 24, 72, 168)),
     "vol_24",
@@ -98,24 +120,32 @@ _MODEL_PARAMS: dict[str, Any] = {
     "force_col_wise": True,
     "verbose": -1,
 }
-_CACHE_FREE_PARAMS = ("threshold", "neutral_exit")
+_CACHE_FREE_PARAMS = ("threshold", "min_edge")
+DEFAULT_COST = 2 * (0.001 + 0.0002)  # Bybit spot taker fee and 2 bps slippage, both fills
 
 
 class MlStrategy(Strategy):
-    """Walk-forward LightGBM classifier of the ``horizon``-bar return sign (module docstring: the design)."""
+    """Walk-forward, cost-aware LightGBM classifier (module docstring: the design)."""
 
     name = "ml"
-    description = "gradient-boosted forecast of the forward return's sign, retrained walk-forward"
+    description = "calibrated gradient-boosted forecast that the move over the horizon beats the costs"
     parameters = {
-        "horizon": Param(24, 1, 10_000, "forecast horizon in bars (24 = one day on 1h)"),
-        "threshold": Param(0.55, 0.5, 1.0, "P(up) needed to go long; 1 - threshold to go short/exit"),
-        "neutral_exit": Param(True, help="exit (0) when P(up) is back across 0.5 against the last signal"),
-        "train_bars": Param(8760, 50, 10_000_000, "bars before the first prediction (8760 = 365 days of 1h)"),
-        "retrain_every": Param(720, 1, 10_000_000, "bars between retrains (720 = 30 days of 1h)"),
-        "max_train_bars": Param(0, 0, 10_000_000, "rolling training window in bars; 0 = expanding"),
-        "seed": Param(7, 0, 2**31 - 1, "random seed of the model"),
-    }
+        "horizon": Param(72, 1, 10_000, "forecast horizon = holding period in bars (72 = 3 days of 1h)", search=False),
+        "threshold": Param(0.55, 0.5, 0.8, "calibrated P(move > cost) needed to enter"),
+        "min_edge": Param(0.0, 0.0, 0.02, "expected net return over the horizon needed to enter (fraction)"),
+        "cost": Param(DEFAULT_COST, 0.0, 0.1, "round-trip cost as a fraction; the backtest sets it", search=False),
+        "train_bars": Param(8760, 50, 10_000_000, "bars before the first prediction (1 year of 1h)", search=False),
+        "history_bars": Param(
+            87_600, 0, 10_000_000, "stored bars before the period to learn from (default: all bundled)", search=False
+        ),
+        "calibration_bars": Param(2160, 10, 1_000_000, "most recent training bars used to calibrate", search=False),
+        "retrain_every": Param(720, 1, 10_000_000, "bars between retrains (720 = 30 days of 1h)", search=False),
+        "max_train_bars": Param(0, 0, 10_000_000, "rolling training window in bars; 0 = expanding", search=False),
+        "seed": Param(7, 0, 2**31 - 1, "random seed of the model", search=False),
+    }  # fmt: skip
     cache: PredictionCache | None = None
+    rule_params = _CACHE_FREE_PARAMS  # parameters of the trading rule only: changing them reuses the model output
+    _table: tuple[np.ndarray, FloatArray] | None = None
 
     def validate(self) -> None:
         if self.params["train_bars"] <= self.params["horizon"] + 1:
@@ -127,6 +157,10 @@ class MlStrategy(Strategy):
     @property
     def warmup_bars(self) -> int:
         return int(self.params["train_bars"])
+
+    @property
+    def history_bars(self) -> int:
+        return max(int(self.params["history_bars"]), self.warmup_bars)
 
     def cache_key(self, data: AlignedCandles) -> str:
         """sha256 of the data, the model parameters and the code version (see the module docstring)."""
@@ -146,67 +180,122 @@ class MlStrategy(Strategy):
             h.update(np.ascontiguousarray(column, dtype=np.float64).tobytes())
         return h.hexdigest()
 
-    def generate(self, data: AlignedCandles) -> Signals:
+    def prefit(self, data: AlignedCandles) -> FloatArray:
+        """The model output on ``data``, shape ``(bars, symbols, 2)`` (``p``, ``edge``), for ``use_forecast``."""
+        p, edge, _ = self.forecast(data)
+        return np.stack((p, edge), axis=2)
+
+    def use_forecast(self, ts: np.ndarray, table: FloatArray) -> None:
+        """Answer later calls on any contiguous run of the rows ``ts`` from ``table`` (see ``prefit``).
+
+        The output of a walk-forward model at a bar does not depend on later bars, so the rows of a
+        longer run are exactly what a run on the shorter data gives when both start on the same bar
+        (and, for a later start, what the model fitted with the longer history predicts).
+        """
+        self._table = (np.asarray(ts), table)
+
+    def _from_table(self, data: AlignedCandles) -> FloatArray | None:
+        if self._table is None:
+            return None
+        ts, table = self._table
+        lo = int(np.searchsorted(ts, data.ts[0])) if data.n_bars else 0
+        hi = lo + data.n_bars
+        if hi > len(ts) or table.shape[1] != len(data.symbols) or not np.array_equal(ts[lo:hi], data.ts):
+            return None
+        return table[lo:hi]
+
+    def forecast(self, data: AlignedCandles) -> tuple[FloatArray, FloatArray, str]:
+        """``(p, edge, cache status)``: calibrated P(move > cost) and expected net edge per bar and symbol."""
         status = "off"
-        probs: FloatArray | None = None
+        out: FloatArray | None = self._from_table(data)
         key = ""
+        if out is not None:
+            return out[:, :, 0], out[:, :, 1], "prefit"
         if self.cache is not None:
             key = self.cache_key(data)
-            probs = self.cache.get(key)
-            if probs is not None and probs.shape != data.close.shape:
-                probs = None
-            status = "hit" if probs is not None else "miss"
-        if probs is None:
-            probs = self.predict_proba(data)
+            out = self.cache.get(key)
+            if out is not None and out.shape != (*data.close.shape, 2):
+                out = None
+            status = "hit" if out is not None else "miss"
+        if out is None:
+            out = np.stack(self.predict(data), axis=2)
             if self.cache is not None:
-                self.cache.put(key, probs)
-        direction = directions_nb(probs, float(self.params["threshold"]), bool(self.params["neutral_exit"]))
-        confidence = np.where(np.isnan(direction), np.nan, np.maximum(probs, 1.0 - probs))
+                self.cache.put(key, out)
+        return out[:, :, 0], out[:, :, 1], status
+
+    def generate(self, data: AlignedCandles) -> Signals:
+        p, edge, status = self.forecast(data)
+        direction = hold_rule_nb(
+            p, edge, float(self.params["threshold"]), float(self.params["min_edge"]), int(self.params["horizon"])
+        )
+        confidence = np.where(direction == 1.0, p, np.nan)
         return Signals(
             direction=direction,
             confidence=confidence,
             horizon_bars=int(self.params["horizon"]),
-            meta={"p_up": probs, "cache": status},
+            meta={"p_up": p, "edge": edge, "cache": status},
         )
 
-    def predict_proba(self, data: AlignedCandles) -> FloatArray:
-        """Walk-forward P(up) per bar and symbol, NaN where no model or no complete features."""
+    def predict(self, data: AlignedCandles) -> tuple[FloatArray, FloatArray]:
+        """Walk-forward ``(p, edge)`` per bar and symbol, NaN where no model or no complete features."""
         lightgbm = _lightgbm()
         started = time.perf_counter()
         horizon = int(self.params["horizon"])
         first = int(self.params["train_bars"])
         every = int(self.params["retrain_every"])
         window = int(self.params["max_train_bars"])
+        calib = int(self.params["calibration_bars"])
+        cost = float(self.params["cost"])
         n_bars, n_symbols = data.close.shape
         probs = np.full((n_bars, n_symbols), np.nan)
+        edges = np.full((n_bars, n_symbols), np.nan)
         if n_bars <= first:
-            return probs
+            return probs, edges
         x = features(data)
         finite = np.isfinite(x).all(axis=2)
-        label, known_at = labels(data.close, data.present, horizon)
-        rows, cols = np.nonzero(finite & ~np.isnan(label) & (np.arange(n_bars)[:, None] % TRAIN_STRIDE == 0))
+        fwd, known_at = forward_returns(data.close, data.present, horizon)
+        label = np.where(np.isnan(fwd), np.nan, (fwd > np.log1p(cost)).astype(np.float64))
+        rows, cols = np.nonzero(finite & ~np.isnan(fwd) & (np.arange(n_bars)[:, None] % TRAIN_STRIDE == 0))
         cand_known = known_at[rows, cols]
+        cand_y = label[rows, cols]
+        cand_gain = np.expm1(fwd[rows, cols])
         fits = 0
-        for start in range(first, n_bars, every):
-            stop = min(n_bars, start + every)
+        blocks = range(first, n_bars, every)
+        for block, start in enumerate(blocks):
+            self.report_progress(block, len(blocks), "training ml models (walk-forward)")
             usable = cand_known <= start - 1  # the leak guard: label known before the predicted bar
             if window > 0:
                 usable &= rows >= start - window
-            tr, tc = rows[usable], cols[usable]
-            y = label[tr, tc]
-            if len(y) < 50 or y.min() == y.max():
+            calib_lo = start - calib
+            in_calib = usable & (rows >= calib_lo)
+            in_fit = usable & (cand_known < calib_lo)  # labels known before the calibration rows begin
+            y_fit, y_cal = cand_y[in_fit], cand_y[in_calib]
+            if (
+                len(y_fit) < MIN_FIT_ROWS
+                or len(y_cal) < MIN_CALIBRATION_ROWS
+                or y_fit.min() == y_fit.max()
+                or y_cal.min() == y_cal.max()
+            ):
                 continue  # not enough to learn from yet: no predictions in this block
             model = lightgbm.LGBMClassifier(
                 **_MODEL_PARAMS,
-                min_child_samples=int(np.clip(len(y) // 40, 20, 300)),
+                min_child_samples=int(np.clip(len(y_fit) // 40, 20, 300)),
                 random_state=int(self.params["seed"]),
             )
-            model.fit(x[tr, tc], y)
+            model.fit(x[rows[in_fit], cols[in_fit]], y_fit)
             fits += 1
-            block = finite[start:stop]
-            pr, pc = np.nonzero(block)
+            raw_cal = model.predict_proba(x[rows[in_calib], cols[in_calib]])[:, 1]
+            a, b = platt_fit(_logit(raw_cal), y_cal)
+            y_all, gain_all = cand_y[usable], cand_gain[usable]
+            m1, m0 = float(np.mean(gain_all[y_all == 1.0])), float(np.mean(gain_all[y_all == 0.0]))
+            stop = min(n_bars, start + every)
+            pr, pc = np.nonzero(finite[start:stop])
             if len(pr):
-                probs[start + pr, pc] = model.predict_proba(x[start + pr, pc])[:, 1]
+                raw = model.predict_proba(x[start + pr, pc])[:, 1]
+                p = _sigmoid(a * _logit(raw) + b)
+                probs[start + pr, pc] = p
+                edges[start + pr, pc] = p * m1 + (1.0 - p) * m0 - cost
+        self.report_progress(len(blocks), len(blocks), "training ml models (walk-forward)")
         log.info(
             "ml: %d models trained on %d bars x %d symbols in %.1f s",
             fits,
@@ -214,7 +303,7 @@ class MlStrategy(Strategy):
             n_symbols,
             time.perf_counter() - started,
         )
-        return probs
+        return probs, edges
 
 
 def _lightgbm_version() -> str:
@@ -233,6 +322,35 @@ def _lightgbm() -> Any:
     except ImportError:
         raise ConfigError("strategy 'ml' needs LightGBM: pip install lightgbm") from None
     return lightgbm
+
+
+def _logit(p: FloatArray) -> FloatArray:
+    q = np.clip(p, 1e-6, 1.0 - 1e-6)
+    return np.log(q / (1.0 - q))
+
+
+def _sigmoid(z: FloatArray) -> FloatArray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def platt_fit(score: FloatArray, y: FloatArray, iterations: int = 50) -> tuple[float, float]:
+    """``(a, b)`` maximising the likelihood of ``y ~ sigmoid(a * score + b)`` (Newton steps, tiny ridge)."""
+    a, b = 1.0, 0.0
+    s = np.asarray(score, dtype=np.float64)
+    t = np.asarray(y, dtype=np.float64)
+    for _ in range(iterations):
+        p = _sigmoid(a * s + b)
+        w = p * (1.0 - p) + 1e-12
+        g = np.array([np.sum((p - t) * s) + 1e-3 * (a - 1.0), np.sum(p - t)])
+        h = np.array([[np.sum(w * s * s) + 1e-3, np.sum(w * s)], [np.sum(w * s), np.sum(w)]])
+        try:
+            step = np.linalg.solve(h, g)
+        except np.linalg.LinAlgError:
+            break
+        a, b = a - float(step[0]), b - float(step[1])
+        if abs(step[0]) + abs(step[1]) < 1e-10:
+            break
+    return a, b
 
 
 def features(data: AlignedCandles) -> FloatArray:
@@ -269,39 +387,37 @@ def features(data: AlignedCandles) -> FloatArray:
     return np.stack(columns, axis=2)
 
 
-def labels(close: FloatArray, present: np.ndarray, horizon: int) -> tuple[FloatArray, np.ndarray]:
-    """``(label, known_at)``: ``label[i]`` = 1.0 if the close ``horizon`` present bars later is higher,
-    else 0.0, NaN when that bar is not in the data; ``known_at[i]`` = the row of that later bar (the
-    first bar at whose close the label is known), ``int64`` max where unknown."""
-    label = np.full(close.shape, np.nan)
+def forward_returns(close: FloatArray, present: np.ndarray, horizon: int) -> tuple[FloatArray, np.ndarray]:
+    """``(fwd, known_at)``: ``fwd[i]`` = log(close ``horizon`` present bars later / close[i]), NaN when
+    that bar is not in the data; ``known_at[i]`` = the row of that later bar (the first bar at whose
+    close the value is known), ``int64`` max where unknown."""
+    fwd = np.full(close.shape, np.nan)
     known_at = np.full(close.shape, np.iinfo(np.int64).max, dtype=np.int64)
     for j in range(close.shape[1]):
         rows = np.flatnonzero(present[:, j] & ~np.isnan(close[:, j]))
         if len(rows) <= horizon:
             continue
         now, later = rows[:-horizon], rows[horizon:]
-        label[now, j] = (close[later, j] > close[now, j]).astype(np.float64)
+        fwd[now, j] = np.log(close[later, j] / close[now, j])
         known_at[now, j] = later
-    return label, known_at
+    return fwd, known_at
 
 
 @njit(cache=True)
-def directions_nb(p: FloatArray, threshold: float, neutral_exit: bool) -> FloatArray:
-    """The signal rule of the module docstring, per column; stateful only on its own past signals."""
+def hold_rule_nb(p: FloatArray, edge: FloatArray, threshold: float, min_edge: float, hold: int) -> FloatArray:
+    """The trading rule of the module docstring, per column: when flat, enter on a qualifying bar;
+    exit ``hold`` bars later; stateful only on its own past signals."""
     out = np.full(p.shape, np.nan)
     for j in range(p.shape[1]):
-        state = 0
+        until = -1  # row at which the current holding ends; -1 = flat
         for i in range(p.shape[0]):
-            q = p[i, j]
-            if np.isnan(q):
+            if until >= 0:
+                if i >= until:
+                    out[i, j] = 0.0
+                    until = -1
                 continue
-            if q >= threshold:
+            q = p[i, j]
+            if not np.isnan(q) and q >= threshold and edge[i, j] >= min_edge:
                 out[i, j] = 1.0
-                state = 1
-            elif q <= 1.0 - threshold:
-                out[i, j] = -1.0
-                state = -1
-            elif neutral_exit and ((state == 1 and q < 0.5) or (state == -1 and q > 0.5)):
-                out[i, j] = 0.0
-                state = 0
+                until = i + hold
     return out
