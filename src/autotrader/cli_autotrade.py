@@ -270,7 +270,9 @@ def strategy_warmup_bars(strategy: str, params: list[str], risk: str) -> int:
         bt = BacktestConfig(symbols=("BTCUSDT",), strategy=strategy, params=_parse_params(params), risk_level=risk)  # type: ignore[arg-type]
     except ValueError:
         return 0  # build_config reports the bad value in its own words
-    return int(build_strategy(bt, None).warmup_bars)
+    from autotrader.live.signal_engine import window_bars_for
+
+    return window_bars_for(build_strategy(bt, None)) - 1
 
 
 # ------------------------------------------------------------------------------------------- running

@@ -257,11 +257,11 @@ def _replay_source(
         store, default_start_ms=default_replay_start(data.ts, tf_ms, model.window_bars), speed=speed, start=start
     )
 
-    def candles(bar_ms: int, n_bars: int) -> AlignedCandles | None:
+    def candles(first_ms: int, bar_ms: int) -> AlignedCandles | None:
         i = int(np.searchsorted(data.ts, bar_ms))
         if i >= data.n_bars or int(data.ts[i]) != bar_ms:
             return None
-        a = max(0, i - n_bars + 1)
+        a = int(np.searchsorted(data.ts, first_ms))
         cols = ("ts", "open", "high", "low", "close", "volume", "present")
         return AlignedCandles(data.symbols, *(getattr(data, c)[a : i + 1] for c in cols))
 
@@ -285,9 +285,9 @@ def _exchange_source(settings: Settings, config: Any, market: str, url: str | No
     exchange = BybitExchange(exchange_config)
     tf_ms = Timeframe.parse(config.timeframe).ms
 
-    async def fetch(symbol: str, bar_ms: int, n_bars: int) -> Any:
+    async def fetch(symbol: str, first_ms: int, bar_ms: int) -> Any:
         parts = []
-        start = bar_ms - (n_bars + n_bars // 20 + 48) * tf_ms  # a margin for gaps in the venue's data
+        start = first_ms
         while start <= bar_ms:
             end = min(bar_ms, start + 999 * tf_ms)
             page = await exchange.candles(market, symbol, config.timeframe, start_ms=start, end_ms=end, limit=1000)  # type: ignore[arg-type]
@@ -299,13 +299,12 @@ def _exchange_source(settings: Settings, config: Any, market: str, url: str | No
         merged = Candles(*(np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS))
         keep = np.flatnonzero(merged.ts <= bar_ms)
         _, first = np.unique(merged.ts[keep], return_index=True)
-        rows = keep[first]
-        return merged.take(rows[max(0, len(rows) - n_bars) :])
+        return merged.take(keep[first])
 
-    def candles(bar_ms: int, n_bars: int) -> AlignedCandles | None:
+    def candles(first_ms: int, bar_ms: int) -> AlignedCandles | None:
         series = {}
         for symbol in config.symbols:
-            got = loop.run_until_complete(fetch(symbol, bar_ms, n_bars))
+            got = loop.run_until_complete(fetch(symbol, first_ms, bar_ms))
             if got is None or not len(got):
                 return None
             series[symbol] = got

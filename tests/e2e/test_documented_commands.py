@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import shlex
 import signal
 import subprocess
@@ -109,7 +110,8 @@ def test_documented_commands_run_as_written_in_order(tmp_path) -> None:
         (work / "results" / "backtest_2020_2024_analysis").rglob("charts.html")
     )
 
-    # 3. the demo: paper wallet, built-in ml model on closed candles; it decides on its first bar
+    # 3. the demo: paper wallet, built-in ml model on closed candles, asked at every bar close (at 60x a bar
+    # closes every minute; the calibrated model enters only when confident, days apart)
     demo_log = tmp_path / "demo.log"
     with demo_log.open("w") as out:
         demo = subprocess.Popen(_argv(DEMO), env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT)
@@ -117,9 +119,11 @@ def test_documented_commands_run_as_written_in_order(tmp_path) -> None:
         _wait(lambda: "robot atrobot started (demo" in demo_log.read_text(), 120, demo, "demo start", demo_log)
         store = open_state_store(f"sqlite:///{home / 'state.db'}")
         try:
-            _wait(lambda: len(store.decisions()) >= 2, 90, demo, "demo decisions", demo_log)
+            asked = re.compile(r"strategy ml: no signal at the bar close|signal ml-[A-Z]+-1h-\d+")
+            _wait(lambda: asked.search(demo_log.read_text()) or store.decisions(), 120, demo, "the model", demo_log)
             decisions = store.decisions()
             wallet = store.load_paper_wallet("paper:atrobot")
+            beat = store.last_heartbeat()
         finally:
             store.close()
         code = _stop(demo)
@@ -129,10 +133,12 @@ def test_documented_commands_run_as_written_in_order(tmp_path) -> None:
             demo.wait()
     assert code == 0, demo_log.read_text()[-3000:]
     report.append((DEMO, code, _first_line(demo_log.read_text())))
-    assert {d.model for d in decisions} == {"ml"}
+    assert {d.model for d in decisions} <= {"ml"}
     assert {d.symbol for d in decisions} <= {"BTCUSDT", "ETHUSDT"}
     assert wallet is not None
     assert Decimal(wallet["wallet"]["USDT"]) <= Decimal(1000)
+    assert beat is not None
+    assert beat.mode == "demo"
 
     # 4. live, against a local Bybit-compatible exchange-sim; the confirmation answered at a terminal
     report.append(_live(tmp_path, work))
@@ -143,7 +149,7 @@ def test_documented_commands_run_as_written_in_order(tmp_path) -> None:
     report.append((STATUS, status.returncode, _first_line(status.stdout)))
     assert "RISK MANAGEMENT" in status.stdout
     assert "Robot: atrobot (demo" in status.stdout
-    assert f"Signals: {len(decisions)}" in status.stdout or "Signals:" in status.stdout
+    assert "Signals:" in status.stdout
     print("\n" + "\n".join(f"{code}  {cmd}\n     -> {line}" for cmd, code, line in report))
 
 

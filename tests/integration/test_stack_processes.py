@@ -147,7 +147,11 @@ def test_stack_services_publish_decide_persist_and_survive_sigkill(tmp_path, dat
     # at 3600x (an hour of market a second) so the test sees many bars, and each service logs to a file
     dash_port = free_port()
     hosts = {"kafka:9092": f"127.0.0.1:{port}"}
-    engine_args = compose_command("analytics-engine", hosts, ["--speed", "3600", "--log-file", str(engine_log)])
+    # the model: a fast SMA cross instead of the default ml, whose calibrated entries come days apart
+    fast_model = ["--strategy", "sma_cross", "--param", "fast=3", "--param", "slow=8"]
+    engine_args = compose_command(
+        "analytics-engine", hosts, ["--speed", "3600", "--log-file", str(engine_log), *fast_model]
+    )
     robot_args = compose_command("autotrade", {**hosts, "9108": "0"}, ["--log-file", str(robot_log)])
     dash_args = compose_command("dashboard", {"0.0.0.0": "127.0.0.1", "8050": str(dash_port)},
                                 ["--log-file", str(logs / "dash.jsonl")])  # fmt: skip
@@ -170,7 +174,7 @@ def test_stack_services_publish_decide_persist_and_survive_sigkill(tmp_path, dat
         snapshot = dashboard.wait_for(lambda: _snapshot(dash_port), 60, "/api/snapshot")
         assert snapshot["robot"]["mode"] == "demo"
         assert snapshot["robot"]["status"] == "alive"
-        assert {s["model"] for s in snapshot["signals"]} == {"ml"}
+        assert {s["model"] for s in snapshot["signals"]} == {"sma_cross"}
         entries = {d.signal_id for d in store.decisions() if d.outcome.value == "entry"}
         assert entries & {s["signal_id"] for s in snapshot["signals"] if s["outcome"] == "entry"}
         assert snapshot["positions"] or snapshot["orders"]  # the entry's position and its resting stop

@@ -75,11 +75,11 @@ class _Harness:
             max_catch_up_bars=5,
         )
 
-    def candles(self, bar: int, n: int) -> AlignedCandles | None:
+    def candles(self, first: int, bar: int) -> AlignedCandles | None:
         i = int(np.searchsorted(self.data.ts, bar))
         if i >= self.data.n_bars or self.data.ts[i] != bar:
             return None
-        a = max(0, i - n + 1)
+        a = int(np.searchsorted(self.data.ts, first))
         d = self.data
         return AlignedCandles(d.symbols, d.ts[a : i + 1], d.open[a : i + 1], d.high[a : i + 1], d.low[a : i + 1],
                               d.close[a : i + 1], d.volume[a : i + 1], d.present[a : i + 1])  # fmt: skip
@@ -134,7 +134,7 @@ def test_signal_engine_says_when_the_model_is_warming_up(caplog) -> None:
     with caplog.at_level(logging.INFO):
         assert h.engine.run_once() == 0
     assert "warming up" in caplog.text
-    assert "BTCUSDT (6 of 300 bars)" in caplog.text
+    assert "BTCUSDT (6 of 11 bars)" in caplog.text
 
 
 def test_replay_clock_is_a_function_of_the_wall_clock() -> None:
@@ -147,3 +147,25 @@ def test_replay_clock_is_a_function_of_the_wall_clock() -> None:
 @pytest.mark.parametrize(("ms", "text"), [(H, "1h"), (24 * H, "1d"), (90_000, "1m"), (7 * 24 * H, "1w")])
 def test_duration_text_uses_the_largest_exact_unit(ms: int, text: str) -> None:
     assert duration_text(ms) == text
+
+
+def test_window_of_a_retrained_model_is_anchored_for_a_whole_retraining_period() -> None:
+    from autotrader.live.signal_engine import window_bars_for, window_start_ms
+
+    class _Retrained(_Alternate):
+        name = "retrained_test"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.params = {"horizon": 5, "retrain_every": 20}
+
+    strategy = _Retrained()
+    starts = [window_start_ms(strategy, H, T0 + b * H) for b in range(100, 160)]
+    runs = [len(list(g)) for _, g in __import__("itertools").groupby(starts)]
+    assert all(n == 20 for n in runs[1:-1])  # one start through each 20-bar retraining period
+    assert len(runs) >= 3
+    for b, start in zip(range(100, 160), starts, strict=True):
+        bars = (T0 + b * H - start) // H + 1
+        assert 10 + 5 + 1 <= bars <= window_bars_for(strategy)  # warm-up + horizon + the bar, at most a period more
+        assert start % (20 * H) == 0
+    assert window_start_ms(_Alternate(), H, T0 + 400 * H) == T0 + (400 - 299) * H  # no retraining: a sliding window

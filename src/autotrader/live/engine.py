@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from autotrader.domain.candles import COLUMNS, Candles
+from autotrader.domain.candles import COLUMNS, Candles, format_ms
 from autotrader.domain.errors import ConfigError, OrderRejected, TemporaryExchangeError
 from autotrader.domain.orders import Instrument, OrderSide, OrderStatus, OrderSubmitted, OrderType, SubmitOrder
 from autotrader.domain.timeframe import Timeframe
@@ -83,6 +83,7 @@ _SIZING = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VO
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 MINUTE_MS = 60_000
 _PAGE_BARS = 1000  # Bybit serves at most 1000 klines per request
+_ALIGNED = ("ts", "open", "high", "low", "close", "volume", "present")
 DAY_MS = 86_400_000
 
 
@@ -575,10 +576,22 @@ class Robot:
 
     async def _strategy_signals(self, data: AlignedCandles, bar_ts: int) -> None:
         assert self.strategy is not None
+        from autotrader.live.signal_engine import window_start_ms
+
+        first = int(np.searchsorted(data.ts, window_start_ms(self.strategy, self.tf_ms, bar_ts)))
+        if first > 0:  # the strategy's window (anchored for a retrained model: the same model all period)
+            data = dataclasses.replace(data, **{c: getattr(data, c)[first:] for c in _ALIGNED})
         signals = await asyncio.to_thread(self.strategy.generate, data)  # a model may train: off the loop
         t = data.n_bars - 1
         now = self.clock.now_ms()
         perf = time.perf_counter()
+        if all(math.isnan(float(signals.direction[t, j])) for j in range(len(data.symbols))):
+            log.info(
+                "strategy %s: no signal at the bar close %s UTC (%d bars seen)",
+                self.strategy.name,
+                format_ms(bar_ts + self.tf_ms),
+                data.n_bars,
+            )
         for j, symbol in enumerate(data.symbols):
             d = float(signals.direction[t, j])
             if math.isnan(d) or not data.present[t, j]:

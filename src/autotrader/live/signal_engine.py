@@ -39,7 +39,7 @@ _UNITS_MS = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_0
 MIN_WINDOW_BARS = 300
 
 CandleSource = Callable[[int, int], AlignedCandles | None]
-"""``candles(last_bar_open_ms, n_bars)``: up to ``n_bars`` closed bars ending with that bar (``None``: none)."""
+"""``candles(first_bar_open_ms, last_bar_open_ms)``: the closed bars from the first to the last (``None``: none)."""
 
 
 def duration_text(ms: int) -> str:
@@ -50,19 +50,48 @@ def duration_text(ms: int) -> str:
     return f"{max(1, ms // 60_000)}m"
 
 
+def _ints(strategy: Strategy) -> tuple[int, int, int]:
+    params = getattr(strategy, "params", {}) or {}
+    horizon = int(params.get("horizon", 0) or 0)
+    every = int(params.get("retrain_every", 0) or 0)
+    return int(strategy.warmup_bars), horizon, every
+
+
+def window_start_ms(strategy: Strategy, tf_ms: int, bar_open_ms: int) -> int:
+    """Open time of the first bar a strategy is shown at the close of the bar opened at ``bar_open_ms``.
+
+    The window holds the strategy's warm-up plus its holding horizon (a rule that holds a position for
+    ``horizon`` bars must see when it entered). For a model retrained every ``retrain_every`` bars the
+    start is anchored on a grid of that many bars, so through one retraining period every bar close
+    sees the same model and the same past predictions, and the holding rule's state carries from bar
+    to bar as in a backtest; a new model takes over when the grid moves on.
+    """
+    warmup, horizon, every = _ints(strategy)
+    reach = (warmup + horizon) * tf_ms
+    if every <= 0:
+        return bar_open_ms - max(warmup + horizon, MIN_WINDOW_BARS - 1) * tf_ms
+    span = every * tf_ms
+    return ((bar_open_ms - reach) // span) * span
+
+
+def window_bars_for(strategy: Strategy) -> int:
+    """The most closed bars ``window_start_ms`` can ask for (what the robot keeps as history)."""
+    warmup, horizon, every = _ints(strategy)
+    return max(warmup + horizon + max(every, 0) + 1, MIN_WINDOW_BARS)
+
+
 class BarModel:
     """A strategy applied at one bar's close to the closed bars that end with it.
 
-    ``window_bars`` is what the strategy needs to give a signal (its ``warmup_bars`` plus the bar
-    itself, at least ``MIN_WINDOW_BARS``). The prediction's ``ts`` is the bar's close and its
-    horizon the strategy's ``horizon_bars`` (else one bar).
+    ``window_bars`` is what the strategy needs to give a signal (``window_bars_for``). The
+    prediction's ``ts`` is the bar's close and its horizon the strategy's ``horizon_bars`` (else one bar).
     """
 
     def __init__(self, strategy: Strategy, timeframe: str, *, model: str | None = None) -> None:
         self.strategy = strategy
         self.tf = Timeframe.parse(timeframe)
         self.model = model or strategy.name
-        self.window_bars = max(int(strategy.warmup_bars) + 1, MIN_WINDOW_BARS)
+        self.window_bars = window_bars_for(strategy)
 
     def signal_id(self, symbol: str, bar_open_ms: int) -> str:
         return f"{self.model}-{symbol}-{self.tf.name}-{bar_open_ms}"
@@ -75,8 +104,9 @@ class BarModel:
         if data.n_bars == 0 or int(data.ts[-1]) != bar_open_ms:
             raise ValueError(f"the data must end with the bar opened at {format_ms(bar_open_ms)}")
         warming = []
-        if data.n_bars < self.window_bars:
-            warming = [f"{s} ({data.n_bars} of {self.window_bars} bars)" for s in data.symbols]
+        need = int(self.strategy.warmup_bars) + 1
+        if data.n_bars < need:
+            warming = [f"{s} ({data.n_bars} of {need} bars)" for s in data.symbols]
         signals = self.strategy.generate(data)
         horizon = duration_text(self.tf.ms * (signals.horizon_bars or 1))
         t = data.n_bars - 1
@@ -151,7 +181,7 @@ class SignalEngine:
         """Publish every due bar; returns how many predictions went out."""
         sent = 0
         for bar in self.due_bars(self._now_ms()):
-            data = self._candles(bar, self.model.window_bars)
+            data = self._candles(window_start_ms(self.model.strategy, self.tf_ms, bar), bar)
             if data is None or data.n_bars == 0 or int(data.ts[-1]) != bar:
                 self._say_once(
                     f"nobar:{bar}",
