@@ -41,7 +41,7 @@ def test_data_list_shows_bundled_btc_hourly_with_gaps(backend_env):
     assert "2017-08-17 04:00" in line
     assert "2024-12-31 23:00" in line
     assert "64,523" in line
-    assert "28 (129 bars)" in line
+    assert "28 (129)" in line  # gaps (missing bars)
 
 
 def test_data_import_foreign_parquet_reads_back_identical(backend_env, tmp_path):
