@@ -92,7 +92,7 @@ def publish(
     settings = _settings(ctx)
     strat = build_strategy(config, settings.cache_dir)
     published: set[str] = set()
-    with KafkaSignalPublisher(str(address)) as publisher:
+    with KafkaSignalPublisher(str(address), config=settings.kafka.client_config()) as publisher:
         while True:
             data = _latest_candles(settings, config.exchange, config.symbols, tf.name, lookback_bars)
             now_ms = time.time_ns() // 1_000_000
@@ -214,6 +214,7 @@ def _report(predictions: list[Prediction], topic: str, now_ms: int, once: bool) 
 
 
 def tail(
+    ctx: typer.Context,
     url: Annotated[str, typer.Argument(help="Topic to read, kafka://HOST:PORT/TOPIC (e.g. predictions.dlq).")],
     from_beginning: Annotated[
         bool,
@@ -238,6 +239,7 @@ def tail(
         from_beginning=from_beginning,
         idle_timeout_s=None if follow else idle_timeout,
         max_messages=max_messages,
+        config=_settings(ctx).kafka.client_config(),
     ):
         count += 1
         when = format_ms(m.timestamp_ms) if m.timestamp_ms is not None else "-"
