@@ -165,7 +165,9 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def bounded(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     """``text`` on one line, without control characters, cut to ``limit`` characters (``...`` marks a cut)."""
-    line = "".join(c if c.isprintable() else " " for c in text[: limit + 1])
+    line = text[: limit + 1]
+    if not line.isprintable():
+        line = "".join(c if c.isprintable() else " " for c in line)
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
