@@ -41,6 +41,9 @@ json_values = st.recursive(
 )
 
 
+READ_BY_ANALYZE = ["total_return", "trades", "signal_accuracy", "first_bar", "last_bar", "bars", "strategy", "symbols"]
+
+
 def opened(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     target.open(tmp_path_factory.mktemp(target.name))
     yield target
@@ -141,7 +144,10 @@ def test_fuzz_analyze_mutated_backtest_json_read_or_data_error(analyze: Target, 
 
 
 @SHORT
-@given(key=st.sampled_from(["config", "period", "summary", "trades"]), value=json_values)
+@given(
+    key=st.sampled_from(["config", "period", "summary", "trades"]),
+    value=json_values | st.dictionaries(st.sampled_from(READ_BY_ANALYZE), json_values, max_size=4),
+)
 def test_fuzz_analyze_any_section_value_read_or_data_error(analyze: Target, key: str, value: Any) -> None:
     doc = {**analyze.seed, key: value}  # type: ignore[attr-defined]
     run_one(analyze, json.dumps(doc).encode())
