@@ -76,6 +76,10 @@ def publish(
         raise ConfigError(f"--stamp {stamp!r}: choose 'bar' or 'now'")
     tf = Timeframe.parse(timeframe)
     if horizon is not None:
+        from autotrader.signals.prediction import MAX_HORIZON_MS
+
+        if Timeframe.parse(horizon).ms > MAX_HORIZON_MS:
+            raise ConfigError(f"--horizon {horizon}: a prediction's horizon is at most 30 days")
         horizon = Timeframe.parse(horizon).name
     try:
         config = BacktestConfig(
@@ -129,10 +133,10 @@ def latest_predictions(
     """
     import numpy as np
 
-    from autotrader.signals.prediction import Prediction
+    from autotrader.signals.prediction import MAX_HORIZON_MS, Prediction
 
     if horizon is None:
-        horizon = _duration(bar_ms * (signals.horizon_bars or 1))
+        horizon = _duration(min(bar_ms * (signals.horizon_bars or 1), MAX_HORIZON_MS))
     closed = data.ts + bar_ms <= now_ms
     out: list[Prediction] = []
     for j, symbol in enumerate(data.symbols):

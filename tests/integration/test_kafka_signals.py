@@ -250,6 +250,21 @@ def test_kafka_source_600kb_invalid_message_bounded_dead_letter_next_valid_deliv
     assert sum(len(v) for v in dead.headers.values()) + len(dead.value or b"") < 6_000
 
 
+def test_kafka_source_dead_letter_of_poison_message_bounded_on_dlq(kafka_url: str) -> None:
+    publish_raw(kafka_url, encode(prediction("p-1")))
+    with source(kafka_url, f"robot-{uuid.uuid4().hex[:8]}") as src:
+        [delivery] = drain(src, 1)
+        assert src.dead_letter(delivery, "poison", "OverflowError: " + "9" * 10_000)
+        stats = src.stats
+    [dead] = list(tail_messages(kafka_url + ".dlq", idle_timeout_s=2.0, max_messages=1))
+    assert dead.value == encode(prediction("p-1"))
+    assert dead.headers["x-dlq-reason"] == b"poison"
+    assert dead.headers["x-dlq-detail"].startswith(b"OverflowError: 999")
+    assert len(dead.headers["x-dlq-detail"]) <= 300
+    assert dead.headers["x-dlq-offset"] == b"0"
+    assert stats["dead_lettered"] == 1
+
+
 def test_kafka_source_state_store_failure_rewinds_batch(kafka_url: str) -> None:
     publish_raw(kafka_url, encode(prediction("p-1")), encode(prediction("p-2")))
     down = True
