@@ -141,6 +141,30 @@ def test_robot_decision_that_raises_dead_lettered_bounded_next_signal_decided(
     store.close()
 
 
+def test_robot_poison_whose_dead_letter_cannot_be_stored_still_skipped(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+    real = store.record_decision
+
+    def record_decision(decision: Any, actions: Any = ()) -> bool:
+        if decision.signal_id == "poison":
+            raise ValueError("A string literal cannot contain NUL (0x00) characters.")
+        return real(decision, actions)
+
+    def record_dead_letter(_letter: Any) -> bool:
+        raise RuntimeError("dead letters refused too")
+
+    monkeypatch.setattr(store, "record_decision", record_decision)
+    monkeypatch.setattr(store, "record_dead_letter", record_dead_letter)
+    source = run_with_list_source(store, lambda clock: [signal(clock, "poison"), signal(clock, "ok")])
+    assert [d.signal_id for d in store.decisions()] == ["ok"]
+    [fault] = [e for e in store.events() if e.kind == "fault"]
+    assert "ValueError: A string literal cannot contain NUL" in fault.detail
+    assert source.committed == 2
+    store.close()
+
+
 # ------------------------------------------------------------------------- hostile traffic
 
 

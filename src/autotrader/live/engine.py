@@ -676,8 +676,10 @@ class Robot:
         log.debug("signal at %s: traceback", delivery.position, exc_info=error)
         self.metrics.decisions.inc(outcome="dead_lettered", reason="poison")
         self._fault("signal", f"{delivery.position}: {detail}")
-        with contextlib.suppress(StorageError):  # already recorded as a fault; the store may be why
+        try:
             self.store.record_dead_letter(dead_letter(delivery, "poison", detail))
+        except Exception as e:  # the store may be why it failed: the log line and the fault keep the record
+            log.error("could not store the dead letter of %s: %s", delivery.position, failure_detail(e))
         forward = getattr(self.signals, "dead_letter", None)  # the Kafka source copies it to its DLQ topic
         if forward is not None:
             try:
@@ -686,8 +688,10 @@ class Robot:
                 log.warning("could not copy the signal at %s to the dead-letter topic: %s", delivery.position, e)
 
     def _fault(self, where: str, detail: str) -> None:
-        with contextlib.suppress(StorageError):
+        try:
             self.store.record_event(RobotEvent(self.clock.now_ms(), "fault", f"{where}: {detail}"[:1000]))
+        except Exception as e:  # a fault about a fault: the log line is the record
+            log.error("could not record the fault (%s: %s): %s", where, detail, failure_detail(e))
 
     def _decision(
         self,
