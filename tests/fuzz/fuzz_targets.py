@@ -548,7 +548,8 @@ class ImportTarget(Target):
             frame = frame.rename(columns={column: rng.choice(["", "Open", "x", "date", "TS"])})
         elif roll < 0.6:
             frame[column] = frame[column].astype(str)
-            frame.loc[rng.randrange(len(frame)), column] = str(rng.choice(INTERESTING_VALUES))
+            text = str(rng.choice(INTERESTING_VALUES)).encode("utf-8", "replace").decode()
+            frame.loc[rng.randrange(len(frame)), column] = text
         elif roll < 0.8:
             frame[column] = rng.choice([float("nan"), -1.0, 1e308, 0.0, 10**18])
         else:
