@@ -311,6 +311,16 @@ def execute(target: Target, inp: Any, tally: Tally) -> None:
         tally.accepted += 1
 
 
+def _generate(target: Target, rng: random.Random) -> Any:
+    """The next input; a generator that trips over its own mutation just draws again."""
+    for _ in range(100):
+        try:
+            return target.generate(rng)
+        except Exception:  # a bad draw of the generator, not a finding
+            continue
+    raise RuntimeError(f"the {target.name} generator failed 100 times in a row")
+
+
 def check(target: Target, tally: Tally) -> None:
     try:
         target.check()
@@ -330,7 +340,7 @@ def fuzz(target: Target, n: int, seed: int = 0, workdir: Path | None = None, eve
     target.open(work)
     try:
         for i in range(n):
-            execute(target, target.generate(rng), tally)
+            execute(target, _generate(target, rng), tally)
             if (i + 1) % every == 0:
                 check(target, tally)
         check(target, tally)
@@ -684,7 +694,7 @@ class ExchangeTarget(Target):
             return i, mutate_tree(payload, rng)
         try:
             return i, json.loads(mutate_bytes(dumps(payload), rng))
-        except ValueError:
+        except (ValueError, RecursionError):
             return i, random_value(rng)
 
     def run(self, inp: tuple[int, Any]) -> None:

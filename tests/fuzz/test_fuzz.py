@@ -249,3 +249,13 @@ def test_load_settings_not_utf8_config_error(tmp_path: Any) -> None:
     path.write_bytes(b'log_level = "\xff"\n')
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         load_settings(path, env={"AUTOTRADER_HOME": str(tmp_path)})
+
+
+def test_load_report_deeply_nested_json_data_error(tmp_path: Any) -> None:
+    from autotrader.analytics.report_data import load_report
+    from autotrader.domain.errors import DataError
+
+    path = tmp_path / "b.json"
+    path.write_text('{"schema": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(DataError, match="nests too deeply"):
+        load_report(path)

@@ -268,6 +268,8 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise DataError(
             f"{p} is not valid JSON (truncated or corrupt?): {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
+    except RecursionError:
+        raise DataError(f"{p} is not a backtest report: its JSON nests too deeply") from None
     schema = doc.get("schema") if isinstance(doc, dict) else None
     if not isinstance(schema, str) or not schema.startswith(f"{SCHEMA_NAME}/"):
         found = "no 'schema' key" if schema is None else f"schema {schema!r}"
