@@ -127,3 +127,10 @@ def test_kafka_source_sasl_failures_never_log_the_password(tmp_path: Path, caplo
         source.close()
     assert caplog.records  # the unreachable broker was reported
     assert all(PASSWORD not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("location", ["x" * 5000, "ca-\ud800.pem"])
+def test_kafka_settings_unusable_ca_path_config_error(tmp_path: Path, location: str) -> None:
+    env = sasl_env(tmp_path, AUTOTRADER_KAFKA_SSL_CA_LOCATION=location)
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_settings(env=env)

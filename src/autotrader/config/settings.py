@@ -54,6 +54,13 @@ class ExchangeSettings(_Frozen):
     base_url: str | None = None
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, or not encodable for the file system
+        return False
+
+
 class KafkaSettings(_Frozen):
     """How to reach a secured Kafka cluster (TLS and/or SASL); the default is plaintext without auth."""
 
@@ -85,8 +92,8 @@ class KafkaSettings(_Frozen):
         if self.ssl_ca_location is not None:
             if not self.security_protocol.endswith("ssl"):
                 raise ValueError("ssl_ca_location needs security_protocol ssl or sasl_ssl")
-            if not self.ssl_ca_location.is_file():
-                raise ValueError(f"ssl_ca_location {self.ssl_ca_location} is not a file")
+            if not _is_file(self.ssl_ca_location):
+                raise ValueError(f"ssl_ca_location {str(self.ssl_ca_location)[:200]!r} is not a file")
         return self
 
     def client_config(self) -> dict[str, str]:
