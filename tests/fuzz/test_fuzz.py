@@ -119,9 +119,6 @@ def test_fuzz_signals_raw_bytes_dead_lettered(signals: Target, raw: bytes | None
 # ------------------------------------------------------------------------------------------- import
 
 
-@pytest.mark.xfail(
-    strict=False, reason="truncated .gz raises EOFError/zlib.error until the importer's DataError fix (deploy) lands"
-)
 @SHORT
 @given(rng=st.randoms(use_true_random=False))
 def test_fuzz_import_mutated_candle_files_imported_or_data_error(imports: Target, rng: random.Random) -> None:
