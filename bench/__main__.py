@@ -8,6 +8,9 @@ Each ``bench/bench_*.py`` runs as its own script in a fresh process (so one modu
 imports cannot skew another's figures), in name order; ``--repeats N`` goes to the modules that
 take it and ``--quick`` to those with a quick mode (the backtest bench). A module that fails is reported and the
 others still run. Exit status 1 if any module misses a goal or fails.
+
+``python -m bench fuzz [--inputs N] [--seed S] [--target NAME]`` runs ``bench/fuzz.py`` instead: at least
+100,000 inputs per fuzz target, with tried / accepted / rejected / unhandled per target.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ ON_DEMAND = ("strategies",)  # run only when named
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fuzz"]:
+        return subprocess.run([sys.executable, str(HERE / "fuzz.py"), *argv[1:]], check=False).returncode
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads where a module supports it")
     parser.add_argument("--repeats", type=int, default=3, help="warm runs per figure (median reported)")

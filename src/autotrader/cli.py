@@ -86,17 +86,25 @@ def data_list() -> None:
         coverage = store.coverage()
     finally:
         store.close()
-    table = Table(title=f"Market data ({settings.storage.backend} store)")
-    for col in ("exchange", "symbol", "timeframe", "first bar (UTC)", "last bar (UTC)", "rows", "gaps"):
-        table.add_column(col, justify="right" if col in ("rows", "gaps") else "left")
+    # fits 80 columns without cutting a date: compact box, short headers, dates never wrapped or cut
+    table = Table(
+        title=f"Market data ({settings.storage.backend} store, times UTC)",
+        box=None,
+        pad_edge=False,
+        padding=(0, 1),
+        header_style="bold underline",
+    )
+    for col in ("exchange", "symbol", "tf", "first bar", "last bar", "rows", "gaps (bars)"):
+        right = col in ("rows", "gaps (bars)")
+        table.add_column(col, justify="right" if right else "left", no_wrap=col != "gaps (bars)")
     for cov in coverage:
-        gaps = f"{len(cov.gaps)} ({cov.missing_bars} bars)" if cov.gaps else "0"
+        gaps = f"{len(cov.gaps)} ({cov.missing_bars})" if cov.gaps else "0"
         table.add_row(
             cov.key.exchange,
             cov.key.symbol,
             cov.key.timeframe,
-            format_ms(cov.first_ts),
-            format_ms(cov.last_ts),
+            format_ms(cov.first_ts)[:16],
+            format_ms(cov.last_ts)[:16],
             f"{cov.rows:,}",
             gaps,
         )

@@ -887,13 +887,22 @@ def _num(v: Any, digits: int = 2) -> str:
     return f"{float(v):,.{digits}f}"
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = (1,)) -> Any:
-    from rich import box
+def _table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    numeric: Sequence[int] = (1,),
+    whole: Sequence[int] = (),
+) -> Any:
+    """A compact rich table; ``numeric`` columns are right-aligned and, with ``whole``, never wrapped."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, title_style="bold", min_width=len(title) + 2)
+    table = Table(
+        title=title, title_justify="left", box=None, title_style="bold", min_width=len(title) + 2,
+        pad_edge=False, padding=(0, 1), header_style="bold underline",
+    )  # fmt: skip
     for i, col in enumerate(columns):
-        table.add_column(col, justify="right" if i in numeric else "left")
+        table.add_column(col, justify="right" if i in numeric else "left", no_wrap=i in numeric or i in whole)
     for row in rows:
         table.add_row(*row)
     return table
@@ -958,20 +967,32 @@ def _fan_input(report: MonteCarloReport | None) -> dict[str, Any] | None:
     }
 
 
+def _compact_window(window: str) -> str:
+    """``2022-05-01 .. 2022-05-31`` → ``2022-05-01→05-31`` (the year once when both dates share it)."""
+    first, sep, last = window.partition(" .. ")
+    if not sep:
+        return window
+    return f"{first}→{last[5:]}" if first[:4] == last[:4] else f"{first}→{last}"
+
+
 def _render_stress(console: Console, report: StressReport) -> None:
     console.print(f"[bold]{report.summary_line}[/bold] (drawdown limit {report.drawdown_limit * 100:g}%)")
     style = {"survived": "green", "failed": "red", "n/a": "yellow"}
     rows = [
         (
-            s.title, s.window, _pct(s.total_return), _pct(s.max_drawdown), "n/a" if s.trades is None else str(s.trades),
-            f"[{style[s.status]}]{s.status.upper()}[/{style[s.status]}]", "" if s.survived else s.reason,
+            f"{i}. {s.title}", _compact_window(s.window), _pct(s.total_return), _pct(s.max_drawdown),
+            "n/a" if s.trades is None else str(s.trades), f"[{style[s.status]}]{s.status.upper()}[/{style[s.status]}]",
         )
-        for s in report.scenarios
+        for i, s in enumerate(report.scenarios, 1)
     ]  # fmt: skip
-    columns = ("scenario", "window", "return", "max DD", "trades", "status", "reason")
-    console.print(_table("Stress scenarios", columns, rows, numeric=(2, 3, 4)))
+    columns = ("scenario", "window", "return", "max DD", "trades", "status")
+    console.print(_table("Stress scenarios", columns, rows, numeric=(2, 3, 4), whole=(1, 5)))
+    # reasons below the table, one line each, so the table itself stays one line per scenario
+    for i, s in enumerate(report.scenarios, 1):
+        if not s.survived:
+            console.print(f"  {i}. {s.status}: {s.reason}", soft_wrap=True, highlight=False)
     for note in report.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", soft_wrap=True)
 
 
 def _render_monte_carlo(console: Console, report: MonteCarloReport) -> None:

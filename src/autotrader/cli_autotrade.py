@@ -423,6 +423,7 @@ async def _run(  # noqa: C901 - wiring, in order
                 seen=store.seen,
                 clock_ms=clock.now_ms,
                 session_timeout_ms=options.kafka_session_timeout_ms,
+                config=settings.kafka.client_config(),
             )
         robot = Robot(cfg, exchange, store, clock, signals=source, strategy=strategy, kill_switch=kill, metrics=metrics)
         if options.metrics_port is not None:

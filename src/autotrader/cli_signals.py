@@ -367,6 +367,10 @@ def publish(
         raise ConfigError(f"--stamp {stamp!r}: choose 'bar' or 'now'")
     tf = Timeframe.parse(timeframe)
     if horizon is not None:
+        from autotrader.signals.prediction import MAX_HORIZON_MS
+
+        if Timeframe.parse(horizon).ms > MAX_HORIZON_MS:
+            raise ConfigError(f"--horizon {horizon}: a prediction's horizon is at most 30 days")
         horizon = Timeframe.parse(horizon).name
     try:
         config = BacktestConfig(
@@ -385,7 +389,7 @@ def publish(
     if lookback_bars is None:  # the ml model needs a year of bars before its first prediction
         lookback_bars = max(5000, int(getattr(strat, "warmup_bars", 0)) + 48)
     published: set[str] = set()
-    with KafkaSignalPublisher(str(address)) as publisher:
+    with KafkaSignalPublisher(str(address), config=settings.kafka.client_config()) as publisher:
         while True:
             data = _latest_candles(settings, config.exchange, config.symbols, tf.name, lookback_bars)
             now_ms = time.time_ns() // 1_000_000
@@ -422,10 +426,10 @@ def latest_predictions(
     """
     import numpy as np
 
-    from autotrader.signals.prediction import Prediction
+    from autotrader.signals.prediction import MAX_HORIZON_MS, Prediction
 
     if horizon is None:
-        horizon = _duration(bar_ms * (signals.horizon_bars or 1))
+        horizon = _duration(min(bar_ms * (signals.horizon_bars or 1), MAX_HORIZON_MS))
     closed = data.ts + bar_ms <= now_ms
     out: list[Prediction] = []
     for j, symbol in enumerate(data.symbols):
@@ -507,6 +511,7 @@ def _report(predictions: list[Prediction], topic: str, now_ms: int, once: bool) 
 
 
 def tail(
+    ctx: typer.Context,
     url: Annotated[str, typer.Argument(help="Topic to read, kafka://HOST:PORT/TOPIC (e.g. predictions.dlq).")],
     from_beginning: Annotated[
         bool,
@@ -531,6 +536,7 @@ def tail(
         from_beginning=from_beginning,
         idle_timeout_s=None if follow else idle_timeout,
         max_messages=max_messages,
+        config=_settings(ctx).kafka.client_config(),
     ):
         count += 1
         when = format_ms(m.timestamp_ms) if m.timestamp_ms is not None else "-"

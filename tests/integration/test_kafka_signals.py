@@ -9,6 +9,7 @@ from __future__ import annotations
 
 pytest_plugins = ["conftest_kafka"]
 
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -19,6 +20,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import typer  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from autotrader.adapters.broker import tansu  # noqa: E402
@@ -189,9 +191,12 @@ def test_kafka_source_dead_letter_failure_rewinds_and_retries_batch(
         real = src._dead_letter
         calls: list[int] = []
 
-        def failing_once(deliveries: Any) -> bool:
+        def failing_once(deliveries: Any) -> dict[tuple[str, int, int], str]:
             calls.append(len(deliveries))
-            return False if len(calls) == 1 else real(deliveries)
+            if len(calls) > 1:
+                return real(deliveries)
+            src._count_tries(deliveries, {(d.topic, d.partition, d.offset): "refused" for d in deliveries})
+            return {(d.topic, d.partition, d.offset): "refused" for d in deliveries}
 
         monkeypatch.setattr(src, "_dead_letter", failing_once)
         deliveries = drain(src, 2)
@@ -203,6 +208,60 @@ def test_kafka_source_dead_letter_failure_rewinds_and_retries_batch(
         (1, Verdict.INVALID),
     ]
     assert stats["accepted"] == 1
+    assert stats["dead_lettered"] == 1
+
+
+def test_kafka_source_dead_letter_failing_for_good_skipped_after_attempts_next_valid_delivered(
+    kafka_url: str,
+) -> None:
+    publish_raw(kafka_url, b"garbage", encode(prediction("p-1")))
+    with source(kafka_url, f"robot-{uuid.uuid4().hex[:8]}") as src:
+        # the dead-letter producer cannot reach its broker: every write times out
+        src._producer = Producer({"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 300})
+        started = time.monotonic()
+        deliveries = drain(src, 2, timeout_s=40.0)
+        took_s = time.monotonic() - started
+        stats = src.stats
+
+    assert [(d.offset, d.outcome.verdict) for d in deliveries] == [(0, Verdict.INVALID), (1, Verdict.ACCEPTED)]
+    assert "not written to " in deliveries[0].dead_letter_error
+    assert deliveries[1].dead_letter_error == ""
+    assert stats["dlq_skipped"] == 1
+    assert stats["dlq_failures"] == src.dlq_attempts  # tried that many times, then skipped: never looped on
+    assert took_s < 35.0
+
+
+def test_kafka_source_600kb_invalid_message_bounded_dead_letter_next_valid_delivered(kafka_url: str) -> None:
+    huge = encode(prediction("p-big", horizon="4h" * 300_000))  # 600 KB: under the broker's 1 MB limit
+    assert 600_000 < len(huge) < 1_000_000
+    publish_raw(kafka_url, huge, encode(prediction("p-1")))
+    with source(kafka_url, f"robot-{uuid.uuid4().hex[:8]}") as src:
+        deliveries = drain(src, 2, timeout_s=15.0)
+        stats = src.stats
+
+    assert [(d.offset, d.outcome.verdict) for d in deliveries] == [(0, Verdict.INVALID), (1, Verdict.ACCEPTED)]
+    assert stats.get("dlq_failures", 0) == 0
+    [dead] = list(tail_messages(kafka_url + ".dlq", idle_timeout_s=2.0, max_messages=1))
+    assert dead.value == huge[:4096]
+    assert dead.headers["x-dlq-sha256"] == hashlib.sha256(huge).hexdigest().encode()
+    assert dead.headers["x-dlq-length"] == str(len(huge)).encode()
+    assert dead.headers["x-dlq-truncated"] == b"true"
+    assert len(dead.headers["x-dlq-detail"]) <= 300
+    assert sum(len(v) for v in dead.headers.values()) + len(dead.value or b"") < 6_000
+
+
+def test_kafka_source_dead_letter_of_poison_message_bounded_on_dlq(kafka_url: str) -> None:
+    publish_raw(kafka_url, encode(prediction("p-1")))
+    with source(kafka_url, f"robot-{uuid.uuid4().hex[:8]}") as src:
+        [delivery] = drain(src, 1)
+        assert src.dead_letter(delivery, "poison", "OverflowError: " + "9" * 10_000)
+        stats = src.stats
+    [dead] = list(tail_messages(kafka_url + ".dlq", idle_timeout_s=2.0, max_messages=1))
+    assert dead.value == encode(prediction("p-1"))
+    assert dead.headers["x-dlq-reason"] == b"poison"
+    assert dead.headers["x-dlq-detail"].startswith(b"OverflowError: 999")
+    assert len(dead.headers["x-dlq-detail"]) <= 300
+    assert dead.headers["x-dlq-offset"] == b"0"
     assert stats["dead_lettered"] == 1
 
 

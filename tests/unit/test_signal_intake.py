@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import pytest
 
-from autotrader.signals.intake import Delivery, IntakeOutcome, SeenIds, Verdict, classify
+from autotrader.signals.intake import (
+    MAX_DETAIL_CHARS,
+    Delivery,
+    IntakeOutcome,
+    SeenIds,
+    Verdict,
+    classify,
+    excerpt,
+)
 from autotrader.signals.prediction import Prediction
 
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
@@ -174,3 +183,86 @@ def test_delivery_exposes_signal_id_and_position() -> None:
     assert delivery.position == "predictions[2]@41"
     bad = IntakeOutcome.invalid("invalid_json", "x")
     assert Delivery(None, bad, b"x", 0, 0).signal_id is None
+
+
+# ------------------------------------------------------------------- bounds (what the store can hold)
+
+
+@pytest.mark.parametrize(
+    ("changes", "detail_part"),
+    [
+        ({"horizon": "99999999999999999999w"}, "horizon: longer than 20 characters"),
+        ({"horizon": "31d"}, "horizon: '31d' is longer than 30 days"),
+        ({"horizon": "9999999w"}, "longer than 30 days"),
+        ({"symbol": "X" * 41}, "symbol: longer than 40 characters (41)"),
+        ({"symbol": "BTC USDT"}, "symbol: may only use"),
+        ({"symbol": "BTC\u0000USDT"}, "symbol: may only use"),
+        ({"id": "i" * 201}, "id: longer than 200 characters (201)"),
+        ({"id": " p-1"}, "id: has leading or trailing whitespace"),
+        ({"id": "p-1\n"}, "id: has leading or trailing whitespace"),
+        ({"id": "p\u00001"}, "id: contains a control character"),
+        ({"model": "m" * 201}, "model: longer than 200 characters (201)"),
+        ({"model": "m\u0085x"}, "model: contains a control character"),
+        ({"ts": 10**40}, "ts: a huge number is not epoch milliseconds"),
+    ],
+)
+def test_classify_field_beyond_store_bounds_invalid_schema(changes: dict[str, Any], detail_part: str) -> None:
+    outcome = classify(raw(**changes), NOW, never)
+    assert (outcome.verdict, outcome.reason) == (Verdict.INVALID, "invalid_schema")
+    assert detail_part in outcome.detail
+
+
+def test_classify_fields_at_store_bounds_accepted() -> None:
+    outcome = classify(raw(id="i" * 200, symbol="X" * 40, model="m" * 200, horizon="30d"), NOW, never)
+    assert outcome.accepted
+
+
+def test_classify_30_day_horizon_replayed_later_stale() -> None:
+    assert classify(raw(horizon="30d"), T0 + 30 * 24 * HOUR_MS, never).verdict is Verdict.STALE
+
+
+def test_classify_duplicate_key_invalid_schema() -> None:
+    payload = raw().replace(b'"id": "p-1"', b'"id": "p-1", "id": "p-2"')
+    outcome = classify(payload, NOW, never)
+    assert (outcome.verdict, outcome.reason) == (Verdict.INVALID, "invalid_schema")
+    assert outcome.detail == "key 'id' appears more than once"
+
+
+def test_classify_duplicate_key_with_unreadable_first_value_invalid() -> None:
+    payload = raw().replace(b'"id": "p-1"', b'"id": ' + b"[" * 3000 + b"]" * 3000 + b', "id": "p-1"')
+    assert classify(payload, NOW, never).verdict is Verdict.INVALID
+
+
+def test_classify_oversized_message_too_large_without_parsing() -> None:
+    payload = raw(model="m" * 20_000)
+    outcome = classify(payload, NOW, never)
+    assert (outcome.verdict, outcome.reason) == (Verdict.INVALID, "too_large")
+    assert str(len(payload)) in outcome.detail
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        raw(horizon="4h" * 5000),
+        json.dumps({**message(), "k" * 10_000: 1}).encode(),
+        json.dumps({**message(), "direction": "x" * 10_000}).encode(),
+        b'{"id": "' + b"\x00" * 10_000 + b'"}',
+        b"[" * 10_000,
+    ],
+)
+def test_classify_huge_bad_value_detail_bounded_one_line(payload: bytes) -> None:
+    outcome = classify(payload, NOW, never)
+    assert outcome.verdict is Verdict.INVALID
+    assert len(outcome.detail) <= MAX_DETAIL_CHARS
+    assert outcome.detail.isprintable()
+
+
+def test_excerpt_long_message_cut_with_hash_and_length() -> None:
+    data = b"x" * 10_000
+    cut = excerpt(data)
+    assert cut.head == data[:4096]
+    assert cut.length == 10_000
+    assert cut.truncated
+    assert cut.sha256 == hashlib.sha256(data).hexdigest()
+    assert "10000 bytes, first 4096 kept" in cut.describe()
+    assert not excerpt(b"short").truncated

@@ -274,6 +274,8 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise DataError(
             f"{p} is not valid JSON (truncated or corrupt?): {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
+    except RecursionError:
+        raise DataError(f"{p} is not a backtest report: its JSON nests too deeply") from None
     schema = doc.get("schema") if isinstance(doc, dict) else None
     if not isinstance(schema, str) or not schema.startswith(f"{SCHEMA_NAME}/"):
         found = "no 'schema' key" if schema is None else f"schema {schema!r}"
@@ -288,7 +290,55 @@ def load_report(path: str | Path) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in doc]
     if missing:
         raise DataError(f"{p} is an incomplete report: missing {', '.join(repr(k) for k in missing)}")
+    if (problem := _shape_problem(doc)) is not None:
+        raise DataError(f"{p} is a corrupt report: {problem}")
     return doc
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, float) or abs(value) < 10**300  # a bigger int has no float
+
+
+def _shape_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with the parts every ``analyze`` run reads (config, period, summary), else ``None``."""
+    for key in ("config", "period", "summary"):
+        if not isinstance(doc[key], dict):
+            return f"{key!r} is not an object"
+    return _config_problem(doc["config"]) or _period_problem(doc["period"]) or _summary_problem(doc["summary"])
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    for key in ("strategy", "exchange", "timeframe"):
+        if not isinstance(config.get(key), str):
+            return f"config.{key} is not a text"
+    symbols = config.get("symbols")
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        return "config.symbols is not a list of texts"
+    return None
+
+
+def _period_problem(period: dict[str, Any]) -> str | None:
+    for key in ("first_bar", "last_bar"):
+        if not isinstance(period.get(key), str):
+            return f"period.{key} is not a date-time text"
+    if not isinstance(period.get("bars"), int) or isinstance(period.get("bars"), bool):
+        return "period.bars is not a whole number"
+    return None
+
+
+def _summary_problem(summary: dict[str, Any]) -> str | None:
+    for key, value in summary.items():
+        if key == "signal_accuracy":
+            if value is not None and not isinstance(value, dict):
+                return "summary.signal_accuracy is not an object"
+        elif value is not None and not _is_number(value):
+            return f"summary.{key} is not a number"
+    accuracy = summary.get("signal_accuracy") or {}
+    if accuracy.get("accuracy") is not None and not _is_number(accuracy["accuracy"]):
+        return "summary.signal_accuracy.accuracy is not a number"
+    return None
 
 
 def downsample_indices(max_points: int, *series: np.ndarray) -> np.ndarray:

@@ -35,10 +35,18 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autotrader.domain.candles import COLUMNS, Candles, format_ms
-from autotrader.domain.errors import ConfigError, OrderRejected, TemporaryExchangeError
+from autotrader.domain.errors import (
+    BrokerError,
+    ConfigError,
+    ExchangeError,
+    OrderRejected,
+    StorageError,
+    TemporaryExchangeError,
+)
 from autotrader.domain.orders import Instrument, OrderSide, OrderStatus, OrderSubmitted, OrderType, SubmitOrder
 from autotrader.domain.timeframe import Timeframe
 from autotrader.execution.ports import ExchangePort
+from autotrader.live.dead_letters import dead_letter, failure_detail
 from autotrader.live.metrics import RobotMetrics
 from autotrader.live.order_manager import OrderManager
 from autotrader.live.portfolio import Book
@@ -46,7 +54,6 @@ from autotrader.live.ports import Clock, StateStore
 from autotrader.live.reconcile import ReconcileError, Reconciler
 from autotrader.live.records import (
     ClosedTrade,
-    DeadLetter,
     Decision,
     EquitySnapshot,
     Heartbeat,
@@ -708,39 +715,70 @@ class Robot:
     # ---------------------------------------------------------------------------------- signals
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
-        """Decide every delivery, then commit them to the source (after their decisions are persisted)."""
+        """Decide every delivery, then commit them to the source (after their decisions are persisted).
+
+        One message never stops the robot: whatever still fails while deciding or persisting it (a
+        poison message) dead-letters it with a bounded reason, and the batch is committed. Only a
+        store or venue that is down (``StorageError``, ``ExchangeError``) or a broker failure stops it.
+        """
         perf = time.perf_counter()
         for delivery in deliveries:
-            outcome = delivery.outcome
-            self.metrics.signals.inc(verdict=str(outcome.verdict), source="kafka")
-            if outcome.verdict is Verdict.INVALID:
-                self.store.record_dead_letter(
-                    DeadLetter(
-                        delivery.position,
-                        delivery.received_ms,
-                        outcome.reason,
-                        outcome.detail,
-                        delivery.raw.decode("utf-8", "replace")[:10_000],
-                    )
-                )
-                self.metrics.decisions.inc(outcome="dead_lettered", reason=outcome.reason)
-                continue
-            prediction = delivery.prediction
-            assert prediction is not None
-            if outcome.verdict is Verdict.DUPLICATE:
-                self.metrics.decisions.inc(outcome="ignored", reason="duplicate")
-                log.info(
-                    "signal %s is a duplicate: ignored",
-                    prediction.id,
-                    extra={"signal_id": prediction.id, "symbol": prediction.symbol},
-                )
-                continue
-            if outcome.verdict is Verdict.STALE:
-                self._record_skip(prediction, delivery.position, delivery.received_ms, outcome.reason, outcome.detail)
-                continue
-            await self.on_signal(prediction, delivery.position, delivery.received_ms, perf)
+            try:
+                await self._handle_one(delivery, perf)
+            except (StorageError, ExchangeError, BrokerError):
+                raise  # not this message's fault: it comes again after the restart
+            except Exception as e:
+                await self._poison(delivery, e)
         if self.signals is not None:
             self.signals.commit(*deliveries)
+
+    async def _handle_one(self, delivery: Delivery, perf: float) -> None:
+        outcome = delivery.outcome
+        self.metrics.signals.inc(verdict=str(outcome.verdict), source="kafka")
+        if outcome.verdict is Verdict.INVALID:
+            if delivery.dead_letter_error:
+                self._fault("dead_letter", delivery.dead_letter_error)
+            self.store.record_dead_letter(dead_letter(delivery, outcome.reason, outcome.detail))
+            self.metrics.decisions.inc(outcome="dead_lettered", reason=outcome.reason)
+            return
+        prediction = delivery.prediction
+        assert prediction is not None
+        if outcome.verdict is Verdict.DUPLICATE:
+            self.metrics.decisions.inc(outcome="ignored", reason="duplicate")
+            log.info(
+                "signal %s is a duplicate: ignored",
+                prediction.id,
+                extra={"signal_id": prediction.id, "symbol": prediction.symbol},
+            )
+            return
+        if outcome.verdict is Verdict.STALE:
+            self._record_skip(prediction, delivery.position, delivery.received_ms, outcome.reason, outcome.detail)
+            return
+        await self.on_signal(prediction, delivery.position, delivery.received_ms, perf)
+
+    async def _poison(self, delivery: Delivery, error: Exception) -> None:
+        """``delivery`` could not be handled: dead-letter it (store and, if it can, the source) and move on."""
+        detail = failure_detail(error)
+        log.error("signal at %s could not be handled, dead-lettered: %s", delivery.position, detail)
+        log.debug("signal at %s: traceback", delivery.position, exc_info=error)
+        self.metrics.decisions.inc(outcome="dead_lettered", reason="poison")
+        self._fault("signal", f"{delivery.position}: {detail}")
+        try:
+            self.store.record_dead_letter(dead_letter(delivery, "poison", detail))
+        except Exception as e:  # the store may be why it failed: the log line and the fault keep the record
+            log.error("could not store the dead letter of %s: %s", delivery.position, failure_detail(e))
+        forward = getattr(self.signals, "dead_letter", None)  # the Kafka source copies it to its DLQ topic
+        if forward is not None:
+            try:
+                await asyncio.to_thread(forward, delivery, "poison", detail)
+            except Exception as e:  # the store has it; the topic copy is a convenience
+                log.warning("could not copy the signal at %s to the dead-letter topic: %s", delivery.position, e)
+
+    def _fault(self, where: str, detail: str) -> None:
+        try:
+            self.store.record_event(RobotEvent(self.clock.now_ms(), "fault", f"{where}: {detail}"[:1000]))
+        except Exception as e:  # a fault about a fault: the log line is the record
+            log.error("could not record the fault (%s: %s): %s", where, detail, failure_detail(e))
 
     def _decision(
         self,

@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -495,8 +496,11 @@ def _numbers_to_ms(values: np.ndarray, series: pd.Series, where: _Where, unit: s
     if unit is not None:
         ms_per_unit = _MS_PER_UNIT[unit]
     else:
-        magnitude = float(np.median(np.abs(values.astype(np.float64))))
-        ms_per_unit = next(factor for bound, factor, _ in _UNIT_BY_MAGNITUDE if magnitude < bound)
+        magnitude = float(np.median(np.abs(values.astype(np.float64)))) if len(values) else math.nan
+        found = next((factor for bound, factor, _ in _UNIT_BY_MAGNITUDE if magnitude < bound), None)
+        if found is None:  # NaN (no rows) or beyond every unit
+            raise DataError(f"{where.at(0)}: timestamps are not epoch seconds, ms, µs or ns (median {magnitude:g})")
+        ms_per_unit = found
     out_of_range = np.flatnonzero(np.abs(values.astype(np.float64)) * ms_per_unit > _MAX_ABS_MS)
     if len(out_of_range):
         row = int(out_of_range[0])

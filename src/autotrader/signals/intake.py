@@ -6,9 +6,11 @@ source call ``classify`` on every message, and the robot consumes ``Delivery`` i
 
 ``classify(raw, now_ms, seen)`` decides, in this order:
 
-1. ``invalid``   - not UTF-8 JSON, not an object, or not a valid ``Prediction`` (strict: unknown fields,
-   a string where a number belongs, ``ts`` not integer milliseconds, ``confidence`` outside [0, 1] ...);
-   ``reason`` is ``"invalid_json"`` or ``"invalid_schema"`` and ``detail`` says what is wrong, in one line;
+1. ``invalid``   - larger than ``MAX_MESSAGE_BYTES``, not UTF-8 JSON, not an object, an object with a
+   key given twice, or not a valid ``Prediction`` (strict: unknown fields, a string where a number
+   belongs, ``ts`` not integer milliseconds, ``confidence`` outside [0, 1], a field longer than the
+   store holds, a horizon over 30 days ...); ``reason`` is ``"too_large"``, ``"invalid_json"`` or
+   ``"invalid_schema"`` and ``detail`` says what is wrong, in one line of at most ``MAX_DETAIL_CHARS``;
 2. ``duplicate`` - ``seen(id)`` is true: a decision for this signal id was already persisted;
 3. ``stale``     - the horizon is over when the message is received: ``now_ms >= ts + horizon``; or (reason
    ``"future"``) it was made more than its horizon ahead of the receiver's clock: the sender and the
@@ -22,10 +24,15 @@ Delivery contract (at-least-once in, exactly-once out)::
         decision = robot.decide(delivery)          # trade, or skip with delivery.outcome.reason
         store.persist(decision)                    # records delivery.signal_id, so seen() becomes true
         source.commit(delivery)                    # only now: the offset after this message
+
+Handling one message never stops the flow: a message whose decision or persistence still fails
+(a poison message) is dead-lettered with a bounded reason by the robot, and its offset committed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +43,11 @@ from pydantic import ValidationError
 
 from autotrader.domain.candles import format_ms
 from autotrader.signals.prediction import Prediction
+
+MAX_MESSAGE_BYTES = 16_384
+"""A valid ``Prediction`` takes well under 1 KiB; anything above this is refused unread."""
+MAX_DETAIL_CHARS = 300
+"""The longest ``IntakeOutcome.detail``: rejection texts quote at most a short excerpt of the input."""
 
 SeenFn = Callable[[str], bool]
 """``seen(signal_id) -> bool``: true when a decision for that id is already persisted."""
@@ -80,10 +92,14 @@ def classify(raw: bytes | None, now_ms: int, seen: SeenFn) -> IntakeOutcome:
     """
     if raw is None:
         return IntakeOutcome.invalid("invalid_json", "empty message (no value)")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return IntakeOutcome.invalid("too_large", f"{len(raw)} bytes; a signal may have at most {MAX_MESSAGE_BYTES}")
     try:
         prediction = Prediction.model_validate_json(raw, strict=True)
     except ValidationError as e:
         return _invalid(e)
+    if (twice := _repeated_key(raw)) is not None:
+        return IntakeOutcome.invalid("invalid_schema", twice)
     if seen(prediction.id):
         return IntakeOutcome(
             Verdict.DUPLICATE, "duplicate", f"signal id {prediction.id!r} was already decided", prediction
@@ -105,33 +121,91 @@ def classify(raw: bytes | None, now_ms: int, seen: SeenFn) -> IntakeOutcome:
     return IntakeOutcome(Verdict.ACCEPTED, prediction=prediction)
 
 
+def _repeated_key(raw: bytes) -> str | None:
+    """What is wrong when a key of the (already validated) JSON object is given twice, else ``None``.
+
+    The validator keeps the last of repeated keys silently; a message that says two things is refused.
+    """
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not repeated:
+                repeated.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):  # a shadowed value the validator never looked at
+        return "a key appears more than once, the first time with a value that cannot be read"
+    return f"key {_short(repeated[0])} appears more than once" if repeated else None
+
+
 def _invalid(error: ValidationError) -> IntakeOutcome:
     problems = error.errors(include_url=False)
     first = problems[0]
     if first["type"] == "json_invalid":
         msg = str(first["msg"]).removeprefix("Invalid JSON: ")
-        return IntakeOutcome.invalid("invalid_json", f"not valid UTF-8 JSON: {msg}")
+        return IntakeOutcome.invalid("invalid_json", bounded(f"not valid UTF-8 JSON: {msg}"))
     if first["type"] == "model_type":
         return IntakeOutcome.invalid("invalid_schema", f"not a JSON object (got {_short(first.get('input'))})")
     parts = [_problem(p) for p in problems[:3]]
     more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-    return IntakeOutcome.invalid("invalid_schema", "; ".join(parts) + more)
+    return IntakeOutcome.invalid("invalid_schema", bounded("; ".join(parts) + more))
 
 
 def _problem(problem: Any) -> str:
     field = ".".join(str(p) for p in problem["loc"]) or "message"
     kind = problem["type"]
     if kind == "extra_forbidden":
-        return f"unknown field {field!r}"
+        return f"unknown field {_short(field)}"
     if kind == "missing":
         return f"missing field {field!r}"
-    msg = str(problem["msg"]).removeprefix("Value error, ")
-    return f"{field}: {msg} (got {_short(problem.get('input'))})"
+    msg = bounded(str(problem["msg"]).removeprefix("Value error, "), 120)
+    return f"{bounded(field, 40)}: {msg} (got {_short(problem.get('input'))})"
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    text = repr(value[:limit] if isinstance(value, str | bytes) else value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def bounded(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    """``text`` on one line, without control characters, cut to ``limit`` characters (``...`` marks a cut)."""
+    line = text[: limit + 1]
+    if not line.isprintable():
+        line = "".join(c if c.isprintable() else " " for c in line)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+MAX_DEAD_LETTER_BYTES = 4096
+"""How much of an invalid message a dead-letter record keeps (with the whole message's sha256 and length)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Excerpt:
+    """A bounded copy of a message for a dead-letter record: its first bytes, its sha256 and its length."""
+
+    head: bytes
+    sha256: str
+    length: int
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.head) < self.length
+
+    def describe(self) -> str:
+        """``sha256 <hex>, <n> bytes[, first <k> kept]``: appended to a stored dead letter's detail."""
+        kept = f", first {len(self.head)} kept" if self.truncated else ""
+        return f"sha256 {self.sha256}, {self.length} bytes{kept}"
+
+
+def excerpt(raw: bytes | None, limit: int = MAX_DEAD_LETTER_BYTES) -> Excerpt:
+    """The first ``limit`` bytes of ``raw`` with the sha256 and length of all of it."""
+    data = raw or b""
+    return Excerpt(data[:limit], hashlib.sha256(data).hexdigest(), len(data))
 
 
 class SeenIds:
@@ -171,6 +245,8 @@ class Delivery:
 
     ``prediction`` is the validated signal for ``accepted`` (and ``duplicate`` / ``stale``, so the skip
     can be recorded against its id), ``None`` for ``invalid``. ``raw`` is the original payload.
+    ``dead_letter_error`` is set when an invalid message could not be copied to the dead-letter topic
+    after repeated tries and was skipped anyway (the robot records it as a fault).
     """
 
     prediction: Prediction | None
@@ -181,6 +257,7 @@ class Delivery:
     topic: str = ""
     received_ms: int = 0
     key: bytes | None = None
+    dead_letter_error: str = ""
 
     @property
     def signal_id(self) -> str | None:

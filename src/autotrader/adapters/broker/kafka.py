@@ -13,16 +13,26 @@ acted on once (exactly-once out)::
                 store.persist(robot.decide(delivery))     # every delivery gets a persisted decision
                 source.commit(delivery)
 
-Invalid messages (not JSON, not a valid ``Prediction``) are also copied to ``<topic>.dlq`` before
-``poll`` returns them: the value and key are the original bytes, and headers say why and where from
-(``x-dlq-reason``, ``x-dlq-detail``, ``x-dlq-topic``, ``x-dlq-partition``, ``x-dlq-offset``,
-``x-dlq-received-ms``). They are counted and logged and never stop the source. If the dead-letter
-topic cannot be written, ``poll`` returns nothing and rewinds, so the batch is retried on the next
-call (a message may then be dead-lettered twice; its partition/offset headers identify it).
+Invalid messages (too large, not JSON, not a valid ``Prediction``) are also copied to ``<topic>.dlq``
+before ``poll`` returns them. The record is bounded whatever the message: the value is the original
+bytes cut to ``MAX_DEAD_LETTER_BYTES`` (4 KiB), the key to 256 bytes, and headers say why and where
+from (``x-dlq-reason``, ``x-dlq-detail`` (at most 300 characters), ``x-dlq-topic``, ``x-dlq-partition``,
+``x-dlq-offset``, ``x-dlq-received-ms``) and what the whole message was (``x-dlq-sha256``,
+``x-dlq-length``, ``x-dlq-truncated``). They are counted and logged and never stop the source. If the
+dead-letter topic cannot be written, ``poll`` returns nothing and rewinds, so the batch is retried on
+the next call (a message may then be dead-lettered twice; its partition/offset headers identify it);
+after ``dlq_attempts`` failed tries for the same message it is skipped instead, never looped on: the
+delivery carries ``dead_letter_error`` (the robot records a fault) and ``stats["dlq_skipped"]`` counts it.
+
+Security: ``kafka_client_config(settings.kafka)`` turns the ``[kafka]`` settings (``security.protocol``,
+SASL mechanism, user and password, CA file; see ``autotrader.config``) into librdkafka settings; pass
+them as ``config`` and they reach the consumer, the dead-letter producer and the admin client. They
+are never logged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -46,7 +56,15 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from autotrader.domain.errors import BrokerError, ConfigError
-from autotrader.signals.intake import Delivery, IntakeOutcome, SeenFn, SeenIds, Verdict, classify
+from autotrader.signals.intake import (
+    Delivery,
+    SeenFn,
+    SeenIds,
+    Verdict,
+    bounded,
+    classify,
+    excerpt,
+)
 from autotrader.signals.prediction import Prediction
 
 logger = logging.getLogger(__name__)
@@ -55,6 +73,8 @@ DLQ_SUFFIX = ".dlq"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOSTPORT = re.compile(r"^[A-Za-z0-9._-]+(:\d{1,5})?$")
 _SESSION_IDS = 100_000  # ids accepted in this session, remembered to drop duplicates within a batch
+DLQ_ATTEMPTS = 3  # tries to dead-letter one message before it is skipped (and recorded as a fault)
+_DLQ_KEY_BYTES = 256
 
 
 def _now_ms() -> int:
@@ -148,11 +168,13 @@ class KafkaSignalSource:
     * ``create_topics``: create the topic and the DLQ when missing (a failure is only logged);
     * ``session_timeout_ms``: consumer-group session timeout (2000-6000 suits Tansu, which completes a
       group join after about half of it);
-    * ``config``: extra librdkafka settings (security, etc.), applied last.
+    * ``config``: extra librdkafka settings (security, etc.), applied last, to the consumer and the
+      dead-letter producer alike (``kafka_client_config`` builds the security ones);
+    * ``dlq_attempts``: tries to dead-letter one invalid message before skipping it.
 
     A group with no committed offset starts at the topic's earliest message (old ones come out as
     ``stale``). ``stats`` counts messages by verdict plus ``dead_lettered``, ``dlq_failures``,
-    ``commit_failures`` and ``errors``.
+    ``dlq_skipped``, ``commit_failures`` and ``errors``.
     """
 
     def __init__(
@@ -166,9 +188,12 @@ class KafkaSignalSource:
         create_topics: bool = True,
         session_timeout_ms: int = 6000,
         config: Mapping[str, Any] | None = None,
+        dlq_attempts: int = DLQ_ATTEMPTS,
     ) -> None:
         self.address = parse_kafka_url(url)
         self.dlq_topic = dlq_topic or self.address.dlq_topic
+        self.dlq_attempts = max(1, dlq_attempts)
+        self._dlq_tries: dict[tuple[str, int, int], int] = {}
         if not _TOPIC.match(self.dlq_topic):
             raise ConfigError(f"dead-letter topic {self.dlq_topic!r} may only use letters, digits, '.', '_' and '-'")
         self._seen = seen
@@ -178,7 +203,6 @@ class KafkaSignalSource:
         self._committed: dict[tuple[str, int], int] = {}
         self._counts: Counter[str] = Counter()
         self._producer: Producer | None = None
-        self._dlq_errors: list[str] = []
         if create_topics:
             try:
                 ensure_topics(self.address.bootstrap, [self.address.topic, self.dlq_topic], config=self._extra)
@@ -204,7 +228,8 @@ class KafkaSignalSource:
     def poll(self, timeout_s: float = 1.0, max_messages: int = 500) -> list[Delivery]:
         """Up to ``max_messages`` classified messages; empty if none arrived within ``timeout_s``.
 
-        Invalid ones are already on the dead-letter topic when this returns. Every delivery still
+        Invalid ones are already on the dead-letter topic when this returns (or, after ``dlq_attempts``
+        failed tries, carry ``dead_letter_error``). Every delivery still
         needs a persisted decision and then ``commit``. If ``seen`` raises (state store down), the
         batch is rewound before the error propagates, so nothing is skipped.
         """
@@ -217,9 +242,14 @@ class KafkaSignalSource:
             self._rewind([(m.topic(), m.partition(), m.offset()) for m in messages if m.error() is None])
             raise
         invalid = [d for d in deliveries if d.outcome.verdict is Verdict.INVALID]
-        if invalid and not self._dead_letter(invalid):
-            self._rewind([(d.topic, d.partition, d.offset) for d in deliveries])
-            return []
+        if invalid:
+            failed = self._dead_letter(invalid)
+            if any(self._dlq_tries.get(where, 0) < self.dlq_attempts for where in failed):
+                self._rewind([_where(d) for d in deliveries])
+                return []
+            deliveries = [
+                self._skip_dead_letter(d, failed[_where(d)]) if _where(d) in failed else d for d in deliveries
+            ]
         for delivery in deliveries:
             self._record(delivery)
         return deliveries
@@ -281,37 +311,81 @@ class KafkaSignalSource:
                 extra={"signal_id": prediction.id, "symbol": prediction.symbol},
             )
 
-    def _dead_letter(self, deliveries: Sequence[Delivery]) -> bool:
+    def _dead_letter(self, deliveries: Sequence[Delivery]) -> dict[tuple[str, int, int], str]:
+        """Copy ``deliveries`` to the dead-letter topic; where the failed ones are, with why (empty: all written).
+
+        Each failure counts one try against the message (by topic, partition and offset).
+        """
         producer = self._dlq_producer()
-        self._dlq_errors.clear()
-        pending = len(deliveries)
+        failed: dict[tuple[str, int, int], str] = {}
+
+        def confirm(d: Delivery) -> Callable[[KafkaError | None, Any], None]:
+            def on_delivery(error: KafkaError | None, _message: Any) -> None:
+                if error is not None:
+                    failed.setdefault(_where(d), error.str())
+
+            return on_delivery
+
+        queued = []
+        for d in deliveries:
+            value, key, headers = _dlq_record(d)
+            try:
+                producer.produce(self.dlq_topic, value=value, key=key, headers=headers, on_delivery=confirm(d))
+                queued.append(d)
+            except (KafkaException, BufferError) as e:
+                failed[_where(d)] = bounded(str(e), 200)
         try:
-            for d in deliveries:
-                producer.produce(
-                    self.dlq_topic,
-                    value=d.raw,
-                    key=d.key,
-                    headers=_dlq_headers(d.outcome, d),
-                    on_delivery=self._on_dlq_delivery,
-                )
-            pending = producer.flush(10.0)
-        except (KafkaException, BufferError) as e:
-            self._dlq_errors.append(str(e))
-        if pending or self._dlq_errors:
+            if producer.flush(10.0):
+                for d in queued:
+                    failed.setdefault(_where(d), "not confirmed within 10 s")
+        except KafkaException as e:
+            for d in queued:
+                failed.setdefault(_where(d), bounded(str(e), 200))
+        self._count_tries(deliveries, failed)
+        if failed:
             self._counts["dlq_failures"] += 1
-            problem = self._dlq_errors[0] if self._dlq_errors else f"{pending} message(s) unconfirmed"
             logger.warning(
-                "could not write %d invalid message(s) to %s (%s); will retry the batch",
+                "could not write %d of %d invalid message(s) to %s (%s)",
+                len(failed),
                 len(deliveries),
                 self.dlq_topic,
-                problem,
+                next(iter(failed.values())),
             )
-            return False
-        return True
+        return failed
 
-    def _on_dlq_delivery(self, error: KafkaError | None, _message: Any) -> None:
-        if error is not None:
-            self._dlq_errors.append(error.str())
+    def dead_letter(self, delivery: Delivery, reason: str, detail: str) -> bool:
+        """Copy a delivery the robot could not handle (a poison message) to the dead-letter topic.
+
+        The record is bounded like any other; one try, ``False`` (and logged) if it was not written.
+        """
+        outcome = dataclasses.replace(delivery.outcome, reason=reason, detail=detail)
+        failed = self._dead_letter([dataclasses.replace(delivery, outcome=outcome)])
+        self._dlq_tries.pop(_where(delivery), None)
+        if not failed:
+            self._counts["dead_lettered"] += 1
+        return not failed
+
+    def _count_tries(self, deliveries: Sequence[Delivery], failed: Mapping[tuple[str, int, int], str]) -> None:
+        if len(self._dlq_tries) > 10_000:  # positions of revoked partitions never come back: forget them
+            self._dlq_tries.clear()
+        for d in deliveries:
+            where = _where(d)
+            if where in failed:
+                self._dlq_tries[where] = self._dlq_tries.get(where, 0) + 1
+            else:
+                self._dlq_tries.pop(where, None)
+
+    def _skip_dead_letter(self, d: Delivery, problem: str) -> Delivery:
+        """Give up on dead-lettering ``d`` after ``dlq_attempts`` tries: deliver it marked, never loop on it."""
+        self._dlq_tries.pop(_where(d), None)
+        self._counts["dlq_skipped"] += 1
+        logger.error(
+            "invalid signal at %s skipped without a dead-letter copy after %d tries: %s",
+            d.position,
+            self.dlq_attempts,
+            problem,
+        )
+        return dataclasses.replace(d, dead_letter_error=f"not written to {self.dlq_topic}: {problem}")
 
     def _rewind(self, positions: Iterable[tuple[str, int, int]]) -> None:
         """Seek each partition back to the first of ``positions`` so the next ``poll`` reads them again."""
@@ -422,15 +496,26 @@ class KafkaSignalSource:
         self.close()
 
 
-def _dlq_headers(outcome: IntakeOutcome, d: Delivery) -> list[tuple[str, bytes]]:
-    return [
-        ("x-dlq-reason", outcome.reason.encode()),
-        ("x-dlq-detail", outcome.detail.encode()),
+def _where(d: Delivery) -> tuple[str, int, int]:
+    return (d.topic, d.partition, d.offset)
+
+
+def _dlq_record(d: Delivery) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
+    """The dead-letter record of ``d``: value, key and headers, bounded whatever the message's size."""
+    head = excerpt(d.raw)
+    key = d.key[:_DLQ_KEY_BYTES] if d.key is not None else None
+    headers = [
+        ("x-dlq-reason", bounded(d.outcome.reason, 100).encode()),
+        ("x-dlq-detail", bounded(d.outcome.detail).encode()),
         ("x-dlq-topic", d.topic.encode()),
         ("x-dlq-partition", str(d.partition).encode()),
         ("x-dlq-offset", str(d.offset).encode()),
         ("x-dlq-received-ms", str(d.received_ms).encode()),
+        ("x-dlq-sha256", head.sha256.encode()),
+        ("x-dlq-length", str(head.length).encode()),
+        ("x-dlq-truncated", b"true" if head.truncated else b"false"),
     ]
+    return head.head, key, headers
 
 
 def _close_producer(producer: Producer, timeout_s: float) -> None:

@@ -6,9 +6,10 @@ klines, ``""`` for absent values) and keeps the item it read in ``raw``. Nothing
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -32,6 +33,26 @@ from autotrader.domain.orders import (
 from autotrader.domain.timeframe import Timeframe
 
 Payload = Mapping[str, Any]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError)
+
+
+def _wire(parse: Callable[_P, _R]) -> Callable[_P, _R]:
+    """At the boundary: a payload of the wrong shape (a list for an object, ``"abc"`` for a number ...) is a
+    ``DataError`` in one line, never a ``KeyError`` or ``TypeError`` from deep inside the parser."""
+    what = parse.__name__.removeprefix("parse_").replace("_", " ")
+
+    @functools.wraps(parse)
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return parse(*args, **kwargs)
+        except _MALFORMED as e:
+            detail = " ".join(str(e).split())[:200]
+            raise DataError(f"Bybit sent a malformed {what} payload ({type(e).__name__}: {detail})") from e
+
+    return guarded
+
 
 # ------------------------------------------------------------------------------------ intervals
 
@@ -53,6 +74,7 @@ def interval_for(timeframe: str | Timeframe) -> str:
     raise ConfigError(f"Bybit has no {tf} candles; use one of 1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w")
 
 
+@_wire
 def timeframe_for(interval: str) -> Timeframe:
     """The timeframe of a Bybit kline ``interval`` (``60`` → ``1h``)."""
     if interval == "D":
@@ -94,6 +116,7 @@ def _int(value: Any, default: int = 0) -> int:
     return int(value)
 
 
+@_wire
 def result_of(payload: Payload) -> Mapping[str, Any]:
     """The ``result`` of a successful envelope; ``ExchangeError`` if ``retCode`` is not 0."""
     code = payload.get("retCode", payload.get("ret_code"))
@@ -105,16 +128,19 @@ def result_of(payload: Payload) -> Mapping[str, Any]:
     return result if isinstance(result, Mapping) else {}
 
 
+@_wire
 def items_of(payload: Payload) -> Sequence[Mapping[str, Any]]:
     return list(result_of(payload).get("list") or [])
 
 
+@_wire
 def next_cursor(payload: Payload) -> str | None:
     """The ``nextPageCursor`` to pass back, ``None`` on the last page."""
     cursor = result_of(payload).get("nextPageCursor")
     return cursor or None
 
 
+@_wire
 def envelope_time_ms(payload: Payload) -> int | None:
     t = payload.get("time")
     return int(t) if t not in (None, "") else None
@@ -139,6 +165,7 @@ def _side(value: Any) -> OrderSide:
 # ---------------------------------------------------------------------------------- market data
 
 
+@_wire
 def parse_server_time(payload: Payload) -> int:
     """``GET /v5/market/time`` → the server clock in ms."""
     result = result_of(payload)
@@ -152,6 +179,7 @@ def parse_server_time(payload: Payload) -> int:
     return t
 
 
+@_wire
 def parse_instrument(item: Mapping[str, Any], market: Market) -> Instrument:
     """One ``instruments-info`` entry (spot and linear filters differ)."""
     lot = item.get("lotSizeFilter") or {}
@@ -188,11 +216,13 @@ def parse_instrument(item: Mapping[str, Any], market: Market) -> Instrument:
     )
 
 
+@_wire
 def parse_instruments(payload: Payload, market: Market) -> dict[str, Instrument]:
     """``GET /v5/market/instruments-info`` (one page) → instruments by symbol."""
     return {i.symbol: i for i in (parse_instrument(item, market) for item in items_of(payload))}
 
 
+@_wire
 def parse_kline(payload: Payload, timeframe: str | Timeframe, now_ms: int | None = None) -> Candles:
     """``GET /v5/market/kline`` → closed bars, oldest first.
 
@@ -217,6 +247,7 @@ def parse_kline(payload: Payload, timeframe: str | Timeframe, now_ms: int | None
     return Candles(ts, arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy(), arr[:, 4].copy(), arr[:, 5].copy())
 
 
+@_wire
 def parse_ticker_item(item: Mapping[str, Any], market: Market, ts_ms: int = 0) -> Ticker:
     last = dec(item.get("lastPrice"))
     if last is None:
@@ -233,6 +264,7 @@ def parse_ticker_item(item: Mapping[str, Any], market: Market, ts_ms: int = 0) -
     )
 
 
+@_wire
 def parse_tickers(payload: Payload, market: Market) -> dict[str, Ticker]:
     """``GET /v5/market/tickers`` → tickers by symbol."""
     ts = envelope_time_ms(payload) or 0
@@ -242,6 +274,7 @@ def parse_tickers(payload: Payload, market: Market) -> dict[str, Ticker]:
 # -------------------------------------------------------------------------------------- account
 
 
+@_wire
 def parse_balance(payload: Payload) -> AccountBalance:
     """``GET /v5/account/wallet-balance?accountType=UNIFIED`` → the account's balances."""
     accounts = items_of(payload)
@@ -273,6 +306,7 @@ def parse_balance(payload: Payload) -> AccountBalance:
     )
 
 
+@_wire
 def parse_position(item: Mapping[str, Any], market: Market = "linear") -> Position:
     """One ``position/list`` entry or one WebSocket ``position`` item."""
     size = dec0(item.get("size"))
@@ -298,6 +332,7 @@ def parse_position(item: Mapping[str, Any], market: Market = "linear") -> Positi
     )
 
 
+@_wire
 def parse_positions(payload: Payload) -> list[Position]:
     """``GET /v5/position/list`` → positions (flat entries included, ``side=None``)."""
     category = result_of(payload).get("category") or "linear"
@@ -329,6 +364,7 @@ def order_status(value: str) -> OrderStatus:
         raise DataError(f"Bybit sent order status {value!r}") from None
 
 
+@_wire
 def parse_order(item: Mapping[str, Any], market: Market) -> Order:
     """One order record (``order/realtime``, ``order/history`` or the WebSocket ``order`` topic)."""
     trigger = positive(item.get("triggerPrice"))
@@ -370,10 +406,12 @@ def parse_order(item: Mapping[str, Any], market: Market) -> Order:
     )
 
 
+@_wire
 def parse_orders(payload: Payload, market: Market) -> list[Order]:
     return [parse_order(item, market) for item in items_of(payload)]
 
 
+@_wire
 def parse_order_ack(payload: Payload) -> tuple[str, str]:
     """``POST /v5/order/create`` or ``/cancel`` → (orderId, orderLinkId)."""
     result = result_of(payload)
@@ -383,6 +421,7 @@ def parse_order_ack(payload: Payload) -> tuple[str, str]:
     return str(order_id), str(result.get("orderLinkId") or "")
 
 
+@_wire
 def parse_fill(item: Mapping[str, Any], market: Market) -> Fill:
     """One execution (``execution/list`` or the WebSocket ``execution`` topic)."""
     side = _side(item.get("side"))
@@ -409,6 +448,7 @@ def parse_fill(item: Mapping[str, Any], market: Market) -> Fill:
     )
 
 
+@_wire
 def parse_fills(payload: Payload, market: Market) -> list[Fill]:
     """``GET /v5/execution/list`` → trade executions, oldest first (funding and others skipped)."""
     fills = [
@@ -426,6 +466,7 @@ def _category(item: Mapping[str, Any], default: Market = "linear") -> Market:
     return "spot" if item.get("category") == "spot" else default
 
 
+@_wire
 def parse_ws_kline(message: Payload) -> tuple[str, Timeframe, Candles, np.ndarray]:
     """A ``kline.{interval}.{symbol}`` push → (symbol, timeframe, bars, confirmed flags)."""
     _, interval, symbol = str(message["topic"]).split(".", 2)
@@ -445,16 +486,19 @@ def parse_ws_kline(message: Payload) -> tuple[str, Timeframe, Candles, np.ndarra
     return symbol, timeframe_for(interval), candles, confirmed
 
 
+@_wire
 def parse_ws_ticker(message: Payload, market: Market) -> Ticker:
     """A ``tickers.{symbol}`` push (snapshot; linear deltas carry only changed fields)."""
     data = message.get("data") or {}
     return parse_ticker_item(data, market, int(message.get("ts") or 0))
 
 
+@_wire
 def parse_ws_orders(message: Payload) -> list[Order]:
     return [parse_order(item, _category(item)) for item in message.get("data") or []]
 
 
+@_wire
 def parse_ws_fills(message: Payload) -> list[Fill]:
     return [
         parse_fill(item, _category(item))
@@ -463,5 +507,6 @@ def parse_ws_fills(message: Payload) -> list[Fill]:
     ]
 
 
+@_wire
 def parse_ws_positions(message: Payload) -> list[Position]:
     return [parse_position(item, _category(item)) for item in message.get("data") or []]
