@@ -159,11 +159,10 @@ async def _download(
     console: Any,
     quiet: bool,
 ) -> list[Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
     from autotrader.adapters.exchange.download import download_candles
     from autotrader.adapters.storage import open_store
+    from autotrader.cli_progress import progress
     from autotrader.domain.candles import SeriesKey
 
     config = BybitConfig.from_settings(settings.exchange, url=url, testnet=testnet, demo=demo)
@@ -173,22 +172,12 @@ async def _download(
         async with BybitExchange(config) as exchange:
             for symbol in symbols:  # unknown symbols stop everything before the first download
                 await exchange.instrument(market, symbol)  # type: ignore[arg-type]
-            progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                disable=quiet,
-                transient=False,
-            )
-            with progress:
-                for symbol in symbols:
-                    key = SeriesKey.of(store_name, symbol, timeframe)
-                    task = progress.add_task(str(key), total=None)
+            for symbol in symbols:
+                key = SeriesKey.of(store_name, symbol, timeframe)
+                with progress(f"downloading {key}", quiet=quiet) as advance:
 
-                    def report(p: Any, task: Any = task) -> None:
-                        progress.update(task, completed=p.bars_done, total=max(p.bars_total, p.bars_done))
+                    def report(p: Any, key: Any = key, advance: Any = advance) -> None:
+                        advance(p.bars_done, max(p.bars_total, p.bars_done), f"downloading {key}")
 
                     result = await download_candles(
                         exchange,
@@ -200,8 +189,9 @@ async def _download(
                         page_bars=page_size,
                         progress=report,
                     )
-                    progress.update(task, completed=result.bars_written, total=max(result.bars_written, 1))
-                    results.append(result)
+                    done = max(result.bars_written, 1)
+                    advance(done, done, f"downloaded {key}: {result.bars_written:,} new bars")
+                results.append(result)
     finally:
         store.close()
     return results

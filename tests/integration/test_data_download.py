@@ -173,10 +173,10 @@ def test_cli_download_writes_to_the_store_and_reports(sim, source, tmp_path, iso
             sim.url,
             "--config",
             str(config),
-            "--quiet",
         ],
     )
     assert "already up to date" in again.output
+    assert "progress: downloaded bybit:ETHUSDT:1m" in again.output  # not a terminal: plain progress lines
 
 
 def test_cli_unknown_symbol_is_one_clear_line(sim, tmp_path):

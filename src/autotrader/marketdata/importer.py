@@ -396,7 +396,7 @@ def _match_columns(frame: pd.DataFrame, name: str, options: ImportOptions, notes
     by_name: dict[str, Any] = {}
     for label in frame.columns:
         by_name.setdefault(_normalise(label), label)
-    have = ", ".join(str(c) for c in frame.columns) or "none"
+    have = ", ".join(" ".join(str(c).split()) for c in frame.columns)[:300] or "none"  # one line, bounded
     found: dict[str, Any] = {}
     for canonical, column in options.columns.items():
         if _normalise(column) not in by_name:
