@@ -520,18 +520,7 @@ def _default_windows(span_days: float) -> tuple[float, float]:
 def _run_walk_forward(
     console: Console, config: BacktestConfig, store: CandleStore, opts: _WalkForwardOptions, span_days: float
 ) -> WalkForwardResult:
-    import time
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    from autotrader.cli_progress import progress
     from autotrader.validation.walkforward import OBJECTIVES, run_walk_forward
 
     if opts.objective not in OBJECTIVES:
@@ -546,40 +535,25 @@ def _run_walk_forward(
         f"{config.strategy}: {opts.trials} trials per window, {'anchored' if opts.anchored else 'rolling'} windows of "
         f"{is_days:g} in-sample / {oos_days:g} out-of-sample days, objective {opts.objective}, on {where}"
     )
-    # no auto-refresh thread, so the process pool may fork this process safely
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-    )  # fmt: skip
-    piped = not console.is_terminal
-    started = time.monotonic()
-    with Progress(*columns, console=console, auto_refresh=False, transient=True, disable=piped) as progress:
-        task = progress.add_task("Walk-forward windows", total=None)
-        progress.refresh()
+    with progress("walk-forward windows", every_s=0.0) as advance:
 
-        def advance(result: Any, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-            progress.refresh()
-            if piped:  # one line per window: a log file or CI shows the run advancing
-                elapsed = time.monotonic() - started
-                eta = elapsed / done * (total - done)
-                oos = result.oos_summary.get("total_return", float("nan"))
-                console.print(
-                    f"walk-forward window {result.window.index + 1}/{total} done ({done}/{total}, "
-                    f"{100 * done / total:.0f}%): OOS {result.window.oos_label} return {oos * 100:+.2f}%, "
-                    f"elapsed {elapsed:.0f} s, ETA {eta:.0f} s",
-                    soft_wrap=True,
-                )
+        def on_window(result: Any, done: int, total: int) -> None:
+            oos = result.oos_summary.get("total_return", float("nan"))
+            advance(
+                done,
+                total,
+                f"walk-forward window {result.window.index + 1}/{total}: OOS {result.window.oos_label} "
+                f"return {oos * 100:+.2f}%",
+            )
 
         def note(text: str) -> None:
             console.print(text, soft_wrap=True)
-            progress.refresh()
 
         return run_walk_forward(
             config, store, is_days=is_days, oos_days=oos_days, anchored=opts.anchored, n_trials=opts.trials,
             objective=opts.objective,  # type: ignore[arg-type]
             min_trades=opts.min_trades, seed=opts.seed, search_space_overrides=opts.space, workers=opts.workers,
-            scheduler=opts.scheduler, storage=opts.storage, progress=advance, status=note,
+            scheduler=opts.scheduler, storage=opts.storage, progress=on_window, status=note,
         )  # fmt: skip
 
 

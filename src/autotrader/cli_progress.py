@@ -59,11 +59,15 @@ class PipedProgress:
 
 
 @contextmanager
-def progress(description: str, *, quiet: bool = False, console: Console | None = None) -> Iterator[Advance]:
+def progress(
+    description: str, *, quiet: bool = False, console: Console | None = None, every_s: float = PIPED_EVERY_S
+) -> Iterator[Advance]:
     """Show progress of one piece of long work on stderr; yields ``advance(done, total, what)``.
 
     ``total`` may be 0 while unknown. ``what`` replaces the description (e.g. the current step).
     Progress goes to stderr (``console`` overrides it), so a piped report on stdout stays clean.
+    ``every_s``: the least time between two piped lines (0: a line per step). The bar redraws on
+    each step and runs no refresh thread, so a process pool may fork while it is shown.
     """
     if console is None:
         from rich.console import Console
@@ -73,7 +77,7 @@ def progress(description: str, *, quiet: bool = False, console: Console | None =
         yield lambda done, total, what: None
         return
     if not console.is_terminal:
-        piped = PipedProgress(console)
+        piped = PipedProgress(console, every_s=every_s)
         piped.advance(0, 0, description)
         yield piped.advance
         return
@@ -96,10 +100,12 @@ def progress(description: str, *, quiet: bool = False, console: Console | None =
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, auto_refresh=False) as bar:
         task = bar.add_task(description, total=None)
+        bar.refresh()
 
         def advance(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total or None, description=what or description)
+            bar.refresh()
 
         yield advance
