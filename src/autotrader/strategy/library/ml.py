@@ -34,14 +34,13 @@ on the bars where ``p`` is back on the other side of 0.5 while the last signal w
 bars; ``horizon_bars = horizon``; ``meta["p_up"]`` holds every probability (NaN where none).
 
 **Cache.** Set ``strategy.cache`` to a ``PredictionCache`` to reuse probabilities: the key is the
-sha256 of the data (timestamps, symbols, close/high/low/volume bytes), the model parameters (all but
+xxh3-128 hash of the data (timestamps, symbols, close/high/low/volume bytes), the model parameters (all but
 ``threshold`` and ``neutral_exit``, which only act on the cached probabilities) and the code/model
 version. Changing the threshold reuses the cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -129,8 +128,10 @@ class MlStrategy(Strategy):
         return int(self.params["train_bars"])
 
     def cache_key(self, data: AlignedCandles) -> str:
-        """sha256 of the data, the model parameters and the code version (see the module docstring)."""
-        h = hashlib.sha256()
+        """xxh3-128 of the data, the model parameters and the code version (see the module docstring)."""
+        import xxhash
+
+        h = xxhash.xxh3_128()
         model_params = {k: v for k, v in sorted(self.params.items()) if k not in _CACHE_FREE_PARAMS}
         header = {
             "version": MODEL_VERSION,
@@ -141,9 +142,9 @@ class MlStrategy(Strategy):
             "shape": list(data.close.shape),
         }
         h.update(json.dumps(header, sort_keys=True).encode())
-        h.update(np.ascontiguousarray(data.ts, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(data.ts, dtype=np.int64))
         for column in (data.close, data.high, data.low, data.volume):
-            h.update(np.ascontiguousarray(column, dtype=np.float64).tobytes())
+            h.update(np.ascontiguousarray(column, dtype=np.float64))
         return h.hexdigest()
 
     def generate(self, data: AlignedCandles) -> Signals:
