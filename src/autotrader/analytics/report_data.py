@@ -822,6 +822,8 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "biu" or (obj.dtype.kind == "f" and bool(np.isfinite(obj).all())):
+            return obj.tolist()  # already plain JSON types: skip the per-element walk
         return [_jsonable(v) for v in obj.tolist()]
     if isinstance(obj, np.generic):
         return _jsonable(obj.item())
