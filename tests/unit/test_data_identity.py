@@ -101,3 +101,21 @@ def test_run_backtest_without_report_never_computes_fingerprint() -> None:
     result = run_backtest(config, data, SmaCross(fast=5, slow=20))
     assert "fingerprint" not in data.__dict__  # the cached_property has not run
     assert result.data_fingerprint == data.fingerprint
+
+
+def test_aligned_from_frames_equals_align_of_candles_zero_copy() -> None:
+    import pandas as pd
+
+    from autotrader.marketdata.frames import aligned_from_frames
+
+    ts = T0 + HOUR_MS * np.arange(40)
+    c = _candles(ts, 9)
+    frame = pd.DataFrame(
+        {"Open": c.open, "High": c.high, "Low": c.low, "Close": c.close, "Volume": c.volume},
+        index=pd.to_datetime(ts, unit="ms", utc=True),
+    )
+    got = aligned_from_frames({"btcusdt": frame})
+    _assert_same(got, align({"BTCUSDT": c}))
+    assert np.shares_memory(got.close, frame["Close"].to_numpy())
+    by_ms = frame.set_axis(ts).rename(columns=str.lower)
+    _assert_same(aligned_from_frames({"BTCUSDT": by_ms}), got)
