@@ -119,3 +119,17 @@ def test_aligned_from_frames_equals_align_of_candles_zero_copy() -> None:
     assert np.shares_memory(got.close, frame["Close"].to_numpy())
     by_ms = frame.set_axis(ts).rename(columns=str.lower)
     _assert_same(aligned_from_frames({"BTCUSDT": by_ms}), got)
+
+
+def test_aligned_from_frames_any_datetime_resolution_gives_utc_ms() -> None:
+    import pandas as pd
+
+    from autotrader.marketdata.frames import aligned_from_frames
+
+    ts = T0 + HOUR_MS * np.arange(5)
+    c = _candles(ts, 2)
+    cols = {"open": c.open, "high": c.high, "low": c.low, "close": c.close, "volume": c.volume}
+    for unit in ("ns", "us", "ms", "s"):
+        index = pd.DatetimeIndex(pd.to_datetime(ts, unit="ms")).as_unit(unit)
+        got = aligned_from_frames({"X": pd.DataFrame(cols, index=index)})
+        np.testing.assert_array_equal(got.ts, ts, err_msg=unit)
