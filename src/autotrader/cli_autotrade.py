@@ -20,7 +20,6 @@ Heavy libraries are imported inside the command.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -236,10 +235,14 @@ def run_robot(options: RobotOptions, ready: Any = None) -> int:
 
     configure_logging(options.log_level, json_lines=options.json_logs)
     settings = load_settings(options.settings_file)
+    import asyncio  # lazily: `autotrader --help` does not pay for it
+
     return asyncio.run(_run(options, settings, ready))
 
 
 async def _run(options: RobotOptions, settings: Settings, ready: Any) -> int:  # noqa: C901 - wiring, in order
+    import asyncio
+
     from autotrader.adapters.exchange.bybit import BybitExchange
     from autotrader.adapters.state import open_state_store, state_url
     from autotrader.domain.errors import AuthError, ConfigError

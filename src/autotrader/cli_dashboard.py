@@ -8,7 +8,6 @@ Heavy libraries are imported inside the command.
 from __future__ import annotations
 
 import errno
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -82,6 +81,8 @@ def open_existing_store(db: str | None, home: Path) -> SqlStateStore:
 
 
 def _check_port_free(host: str, port: int) -> None:
+    import socket  # lazily: `autotrader --help` does not pay for it
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
