@@ -841,7 +841,7 @@ def worker(engine: str, case: Case, folder: Path, out_file: Path, repeats: int) 
     started = time.perf_counter()
     result = call()
     first = time.perf_counter() - started
-    warm = []
+    warm = [] if repeats else [first]  # repeats 0: the first call (compilation or cache load included) is the figure
     for _ in range(repeats):
         del result
         started = time.perf_counter()
@@ -901,10 +901,17 @@ def _size_label(n_bars: int, n_symbols: int) -> str:
     return f"{n_symbols}x{bars}"
 
 
-def _cases(sizes: dict[str, tuple[int, int]], skip_bt: bool, combos: int) -> list[Case]:
+def _cases(sizes: dict[str, tuple[int, int]], skip_bt: bool, combos: int, goals_only: bool = False) -> list[Case]:
     single = ("autotrader", "vectorbt", *(() if skip_bt else ("backtesting",)), "floor")
     multi = ("autotrader", "vectorbt", "floor")
     one, mid, five = (_size_label(*sizes[k]) for k in ("single", "mid", "multi"))
+    if goals_only:  # only the cases the goals are measured on (no stop/fee variants, no shared capital)
+        return [
+            Case(one, "single", None, FEE, single),
+            Case(mid, "mid", None, FEE, multi),
+            Case(five, "multi", None, FEE, multi),
+            Case(f"{one} sweep", "single", None, FEE, ("autotrader_sweep", "vectorbt_sweep"), combos),
+        ]
     return [
         Case(one, "single", None, FEE, single),
         Case(f"{one} SL", "single", STOP, FEE, single),
@@ -1326,9 +1333,10 @@ def compute_goals(
         if ours and bt:
             speed = bt.warm_median_s / ours.warm_median_s
             info.append(Goal(f"{case.name}: speed vs backtesting.py", speed, "(no goal)", True))
+    stored = _size_label(fresh["api"].get("bars", 0), 1)[2:]
     for key, label, target in (
-        ("api", "fresh process, Python API, 1M stored bars (s)", GOAL_API_S),
-        ("cli", "fresh process, CLI backtest, 1M stored bars (s)", GOAL_CLI_S),
+        ("api", f"fresh process, Python API, {stored} stored bars (s)", GOAL_API_S),
+        ("cli", f"fresh process, CLI backtest, {stored} stored bars (s)", GOAL_CLI_S),
         ("help", "fresh process, autotrader --help (s)", GOAL_HELP_S),
     ):
         wall = fresh[key]["wall_s"]
@@ -1472,7 +1480,7 @@ def run_all(args: argparse.Namespace, tmp: Path) -> int:
     if not args.quick:
         single, mid, multi = (1_000_000, 1), (2_600_000, 1), (2_600_000, 5)
     sizes = {"single": single, "mid": mid, "multi": multi}
-    cases = _cases(sizes, args.skip_backtesting_py, args.sweep_combos)
+    cases = _cases(sizes, args.skip_backtesting_py, args.sweep_combos, args.goals_only)
     print(
         f"autotrader backtest bench ({'quick' if args.quick else 'full'}): python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
@@ -1485,7 +1493,8 @@ def run_all(args: argparse.Namespace, tmp: Path) -> int:
     numba_floor = measure_numba_floor(args.repeats)
     exact = _spawn(["--exactness", str(home)])
 
-    print(f"\nResults (warm median of {args.repeats} runs, sweeps {args.sweep_repeats}; first call = compilation or "
+    sweeps = f"sweeps {args.sweep_repeats}" if args.sweep_repeats else "sweeps: the first call itself"
+    print(f"\nResults (warm median of {args.repeats} runs, {sweeps}; first call = compilation or "
           "numba-cache load + run)")  # fmt: skip
     print(
         "Every timed run starts from pandas DataFrames: ours converts them (aligned_from_frames) and computes the\n"
@@ -1550,7 +1559,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="warm runs per figure (median reported)")
     parser.add_argument("--skip-backtesting-py", action="store_true", help="leave out backtesting.py (slow)")
     parser.add_argument("--sweep-combos", type=int, default=SWEEP_COMBOS, help="SMA combinations in the sweep case")
-    parser.add_argument("--sweep-repeats", type=int, default=1, help="warm runs of each sweep (median reported)")
+    parser.add_argument(
+        "--sweep-repeats", type=int, default=1, help="warm runs of each sweep (0: report the first call alone)"
+    )
+    parser.add_argument("--goals-only", action="store_true", help="only the cases with a goal (no SL/fee0/shared)")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--make-store", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--exactness", help=argparse.SUPPRESS)
@@ -1577,7 +1589,7 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(exactness_worker(Path(args.exactness))))
         return 0
     args.repeats = max(args.repeats, 1)
-    args.sweep_repeats = max(args.sweep_repeats, 1)
+    args.sweep_repeats = max(args.sweep_repeats, 0)
     with tempfile.TemporaryDirectory(prefix="autotrader-bench-") as tmp:
         return run_all(args, Path(tmp))
 
