@@ -52,6 +52,7 @@ def _single(config: BacktestConfig, data: AlignedCandles, fast: int, slow: int) 
     }
 
 
+@pytest.mark.slow  # the first run in a fresh checkout compiles the parallel sweep kernel
 @pytest.mark.parametrize("config", [SPOT, LINEAR], ids=["spot", "linear-short-stops-volatility"])
 def test_sweep_every_combination_equals_single_run(config: BacktestConfig, data: AlignedCandles) -> None:
     result = sweep(config, data, GRID)
