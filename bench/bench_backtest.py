@@ -24,9 +24,9 @@ Sweep case
     ``autotrader.backtest.sweep`` (one compiled pass, parallel over the combinations, each through
     the full engine kernel) returning a metrics table; vectorbt runs ``vbt.MA.run`` with lists of
     windows, ``ma_crossed_above/below`` (its column broadcasting), ``from_signals`` and total return,
-    max drawdown, Sharpe and trade records, in chunks of 50 columns (all 1,000 at once would need
-    several 8 GB arrays; chunking only lowers vectorbt's memory figure). Trade counts and final
-    equity are compared combination by combination.
+    max drawdown, Sharpe and trade records, in chunks of 10 columns (it peaks at ~400 bytes per bar
+    and column: all 1,000 at once would need ~400 GB; chunking only lowers vectorbt's memory
+    figure). Trade counts and final equity are compared combination by combination.
 
 Fresh processes, exactness
     The 1M bars, rounded to a 0.01 tick, are written to a Parquet store; fresh processes then run
@@ -136,7 +136,7 @@ GOAL_HELP_S = 0.3  # fresh process: `autotrader --help`
 SWEEP_COMBOS = 1_000
 SWEEP_FAST = tuple(range(5, 55))  # 50 fast windows x 20 slow windows (60..250) = 1,000 combinations
 SWEEP_SLOW_FROM = 60
-VBT_SWEEP_CHUNK = 50  # vectorbt gets the sweep in chunks of columns (see the notes)
+VBT_SWEEP_CHUNK = 10  # vectorbt gets the sweep in chunks of columns: ~400 bytes per bar and column at its peak
 TICK = 0.01  # the stored copy of the 1M bars (CLI and API runs, exactness check) is rounded to this tick
 
 ENGINE_LABELS = {
@@ -1454,7 +1454,11 @@ def _run_engines(cases: list[Case], tmp: Path, repeats: int, sweep_repeats: int)
             spec = json.dumps(case.__dict__)
             print(f"  running {case.name:12s} {ENGINE_LABELS[engine]} ...", flush=True)
             n = sweep_repeats if case.combos else repeats
-            raw = _spawn(["--worker", engine, spec, str(tmp / case.dataset), str(out), str(n)])
+            try:
+                raw = _spawn(["--worker", engine, spec, str(tmp / case.dataset), str(out), str(n)])
+            except (RuntimeError, subprocess.TimeoutExpired) as e:  # e.g. killed for memory: report, go on
+                print(f"    FAILED: {str(e).splitlines()[0][:300]}", flush=True)
+                continue
             runs.append(Run(**raw))
     return runs
 
