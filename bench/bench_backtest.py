@@ -1491,6 +1491,12 @@ def render_sweep_agreement(runs: list[Run]) -> str:
             f"zero, see the notes); max rel diff where both > 1 USD: "
             f"{float(np.max(np.where(np.minimum(a['final'], b['final']) > 1, rel, 0.0), initial=0.0)):.1e}"
         )
+        lines.extend(
+            f"    fast {a['fast'][k]} / slow {a['slow'][k]}: trades {a['trades'][k]} vs {b['trades'][k]}, final "
+            f"equity {a['final'][k]:.10g} vs {b['final'][k]:.10g} (a cross within vectorbt's running-sum error of "
+            "a tie can fall one bar apart; see Signals in the notes)"
+            for k in np.flatnonzero(~(agree | tiny))[:5]
+        )
     return "\n".join(lines)
 
 
