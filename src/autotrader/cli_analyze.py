@@ -451,12 +451,20 @@ def optimize(
     output: Annotated[
         Path | None, typer.Option(help="JSON result path (default results/walkforward_<strategy>_<from>_<to>.json).")
     ] = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="Instead of the walk-forward: backtest every combination, name=LOW:HIGH:STEP or name=V1,V2 "
+            "(repeatable), in one compiled parallel pass; prints the best by --objective, saves all as JSON.",
+        ),
+    ] = None,
 ) -> None:
     """Walk-forward optimisation: tune on each in-sample window with Optuna, trade the next window.
 
     Prints every window, the stitched out-of-sample record, walk-forward efficiency and parameter
     stability, and saves them as JSON. Windows default to 365 / 90 days (half / an eighth of a
-    period shorter than two years).
+    period shorter than two years). With ``--grid`` it sweeps a full grid over the whole period instead.
     """
     from pydantic import ValidationError
 
@@ -474,6 +482,11 @@ def optimize(
     except ValidationError as e:
         raise _validation_error(e) from None
     config.limits()
+    if grid:
+        from autotrader.cli_sweep import run_grid_sweep
+
+        run_grid_sweep(config, grid, objective, output)
+        return
     opts = _WalkForwardOptions(
         trials, is_days, oos_days, anchored, objective, min_trades, scheduler, optuna_storage, workers, seed,
         _parse_space(space or []),

@@ -21,7 +21,6 @@ Heavy libraries are imported inside the command.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -298,6 +297,8 @@ def run_robot(options: RobotOptions, ready: Any = None) -> int:
         backups=options.log_backups,
     )
     settings = load_settings(options.settings_file)
+    import asyncio  # lazily: `autotrader --help` does not pay for it
+
     failures = StartupFailures(settings.home / "startup-failures.json", options.max_start_failures)
     failures.before_start()
     try:
@@ -369,6 +370,8 @@ class StartupFailures:
 async def _run(  # noqa: C901 - wiring, in order
     options: RobotOptions, settings: Settings, ready: Any, failures: StartupFailures | None = None
 ) -> int:
+    import asyncio
+
     from autotrader.adapters.exchange.bybit import BybitExchange
     from autotrader.adapters.state import open_state_store, state_url
     from autotrader.api.control import ControlServer

@@ -127,6 +127,7 @@ def open_existing_store(db: str | None, home: Path) -> SqlStateStore:
 
 
 def _check_port_free(host: str, port: int) -> None:
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

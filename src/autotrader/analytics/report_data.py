@@ -20,7 +20,7 @@ Top-level keys:
 ``version``          autotrader version that ran the backtest.
 ``config``           the ``BacktestConfig`` (enough to re-run it).
 ``risk_limits``      the ``RiskLimits`` in force.
-``data_fingerprint`` SHA-256 of the candles the run saw.
+``data_fingerprint`` xxh3-128 hash of the candles the run saw.
 ``period``           ``first_bar``, ``last_bar``, ``bars``, ``days``, ``requested_start``,
                      ``requested_end``, ``note``.
 ``signals``          the strategy's signal metadata (``horizon_bars``, ``n_signals``, …).
@@ -908,7 +908,7 @@ def _assumptions(ctx: _Context) -> list[str]:
         "Buy & hold benchmark: equal weight in every symbol, each bought at its first open, no fees or "
         "slippage.",
         f"Data: {c.exchange} {c.timeframe} candles of {', '.join(ctx.symbols)}, {_iso(int(ctx.ts[0]))} to "
-        f"{_iso(int(ctx.ts[-1]))} ({ctx.ts.size} bars), SHA-256 "
+        f"{_iso(int(ctx.ts[-1]))} ({ctx.ts.size} bars), xxh3-128 "
         f"{ctx.result.data_fingerprint or 'not recorded'}.",
     ]
     if ctx.result.period_note:
@@ -1022,6 +1022,8 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "biu" or (obj.dtype.kind == "f" and bool(np.isfinite(obj).all())):
+            return obj.tolist()  # already plain JSON types: skip the per-element walk
         return [_jsonable(v) for v in obj.tolist()]
     if isinstance(obj, np.generic):
         return _jsonable(obj.item())

@@ -734,7 +734,7 @@ def _html_properties(doc: dict[str, Any]) -> str:
     run = {
         "autotrader version": doc["version"],
         "report schema": doc["schema"],
-        "data fingerprint (SHA-256)": doc["data_fingerprint"] or "not recorded",
+        "data fingerprint (xxh3-128)": doc["data_fingerprint"] or "not recorded",
         "first bar (UTC)": p["first_bar"],
         "last bar (UTC)": p["last_bar"],
         "bars": p["bars"],

@@ -200,7 +200,6 @@ class BacktestResult:
     data: AlignedCandles = field(repr=False)  # the candles the run saw
     close: np.ndarray  # (bars, symbols), for per-symbol analysis
     signals_meta: dict[str, Any] = field(default_factory=dict)
-    data_fingerprint: str = ""
     period_note: str = ""
     warmup: dict[str, Any] = field(default_factory=dict)  # see ``run_backtest``'s ``start_row``
     elapsed_s: float = 0.0
@@ -210,6 +209,12 @@ class BacktestResult:
     def symbols(self) -> tuple[str, ...]:
         return self.config.symbols
 
+    @property
+    def data_fingerprint(self) -> str:
+        """xxh3-128 of the candles the run saw, computed when first asked for (a report does) and
+        cached on the data set: the run itself never pays for it."""
+        return self.data.fingerprint
+
     @cached_property
     def benchmark_equity(self) -> np.ndarray:
         """Equal-weight buy and hold of the same symbols (computed when a report asks for it)."""
@@ -217,7 +222,7 @@ class BacktestResult:
 
 
 def fingerprint(data: AlignedCandles) -> str:
-    """SHA-256 of the timestamps and prices the run saw (cached on the data set)."""
+    """xxh3-128 of the timestamps and prices the run saw (cached on the data set)."""
     return data.fingerprint
 
 
@@ -372,7 +377,6 @@ def run_backtest(
         data=data,
         close=data.close,
         signals_meta={**signals.meta, "horizon_bars": signals.horizon_bars, "n_signals": n_signals},
-        data_fingerprint=fingerprint(data),
         warmup=warmup,
         elapsed_s=time.perf_counter() - started,
     )

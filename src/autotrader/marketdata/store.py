@@ -8,7 +8,6 @@ only to this ``CandleStore`` protocol and to ``read_aligned``.
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -72,14 +71,20 @@ class AlignedCandles:
 
     @cached_property
     def fingerprint(self) -> str:
-        """SHA-256 of the symbols, timestamps and prices: proves which data produced a result.
+        """xxh3-128 of the symbols, shape, timestamps, prices and volumes: which data produced a result.
 
-        Computed once per data set (a walk-forward or stress run reuses it for every run).
+        A fast non-cryptographic hash (~20 GB/s; SHA-256 took 35 ms on 1M bars), computed on first
+        use only (a backtest never asks for it; a report or a cache key does) and then cached on the
+        data set, so a walk-forward or stress run reuses it. The arrays are hashed as their buffers
+        (no copy unless a column is not contiguous), in a fixed order and dtype.
         """
-        h = hashlib.sha256()
-        h.update(",".join(self.symbols).encode())
-        for arr in (self.ts, self.open, self.high, self.low, self.close, self.volume):
-            h.update(np.ascontiguousarray(arr).tobytes())
+        import xxhash
+
+        h = xxhash.xxh3_128()
+        h.update(f"{','.join(self.symbols)}|{self.close.shape}".encode())
+        h.update(np.ascontiguousarray(self.ts, dtype=np.int64))
+        for arr in (self.open, self.high, self.low, self.close, self.volume):
+            h.update(np.ascontiguousarray(arr, dtype=np.float64))
         return h.hexdigest()
 
 
@@ -88,7 +93,10 @@ def align(series: dict[str, Candles]) -> AlignedCandles:
     symbols = tuple(series)
     if not symbols:
         raise DataError("no symbols to align")
-    ts = np.unique(np.concatenate([c.ts for c in series.values()])) if symbols else np.empty(0, np.int64)
+    first = series[symbols[0]].ts
+    if all(np.array_equal(c.ts, first) for c in series.values()):
+        return _align_same_grid(symbols, series)
+    ts = _sorted_union([c.ts for c in series.values()])
     shape = (len(ts), len(symbols))
     out = {name: np.full(shape, np.nan) for name in ("open", "high", "low", "close")}
     volume = np.zeros(shape)
@@ -101,6 +109,35 @@ def align(series: dict[str, Candles]) -> AlignedCandles:
         volume[rows, j] = c.volume
         present[rows, j] = True
     return AlignedCandles(symbols, ts, out["open"], out["high"], out["low"], out["close"], volume, present)
+
+
+def _sorted_union(arrays: list[IntArray]) -> IntArray:
+    """The sorted distinct values of several arrays (``np.unique`` hashes; a sort of sorted runs is faster)."""
+    merged = np.concatenate(arrays)
+    merged.sort(kind="stable")
+    if len(merged) == 0:
+        return merged
+    keep = np.empty(len(merged), dtype=bool)
+    keep[0] = True
+    np.not_equal(merged[1:], merged[:-1], out=keep[1:])
+    return merged[keep]
+
+
+def _align_same_grid(symbols: tuple[str, ...], series: dict[str, Candles]) -> AlignedCandles:
+    """Every symbol has the same timestamps: stack the columns (one symbol: zero-copy views)."""
+    cols = [series[s] for s in symbols]
+    ts = cols[0].ts
+
+    def stack(name: str) -> FloatArray:
+        if len(cols) == 1:
+            return np.asarray(getattr(cols[0], name), dtype=np.float64).reshape(-1, 1)
+        return np.column_stack([np.asarray(getattr(c, name), dtype=np.float64) for c in cols])
+
+    price = {name: stack(name) for name in ("open", "high", "low", "close", "volume")}
+    present = np.ones(price["close"].shape, dtype=bool)
+    return AlignedCandles(
+        symbols, ts, price["open"], price["high"], price["low"], price["close"], price["volume"], present
+    )
 
 
 def read_aligned(

@@ -11,6 +11,15 @@ with ``exclude_current=True`` use bars ``< t``).
 
 Kernels end in ``_nb`` and take float64 C-contiguous arrays; the wrappers without the suffix accept
 1-D or 2-D array-likes, convert, and check the window.
+
+**Exact moving averages on tick prices.** Exchange prices are decimals on a tick grid (0.01,
+0.0001, ...), so two averages are often *exactly* equal, and a float rolling sum (even a
+compensated one) decides ``fast > slow`` at such a tie by its rounding error. When every value of
+a column is a decimal with at most 9 places (checked: ``round(x * 10**k) / 10**k == x``, i.e. ``x``
+is the double nearest that decimal) and the window sums fit in 53 bits, the sums are kept as exact
+integers of ``10**-k`` units: ``sma_nb`` returns the correctly rounded exact mean (equal means
+give equal doubles) and the ``sma_cross`` kernel compares the two means exactly (integer
+arithmetic, no division). Other columns use Kahan-compensated float sums.
 """
 
 from __future__ import annotations
@@ -27,8 +36,73 @@ from autotrader.domain.errors import ConfigError
 # --------------------------------------------------------------------------------------------------
 
 
+_MAX_DECIMALS = 9
+_EXACT_LIMIT = 2.0**53  # integers up to here are exact doubles
+
+
+@njit(cache=True)
+def _decimal_scale(v: FloatArray) -> tuple[float, float]:
+    """``(10**k, max|v|)`` for the smallest ``k <= 9`` such that every non-NaN ``v[i]`` is the double
+    nearest an integer number of ``10**-k`` and ``max|v| * 10**k`` is below 2**53; ``(0.0, 0.0)``
+    when there is none.
+
+    A column off the grid fails at its first off-grid value, so the check costs one pass for tick
+    data and almost nothing for arbitrary floats."""
+    scale = 1.0
+    for _ in range(_MAX_DECIMALS + 1):
+        ok = True
+        for i in range(v.shape[0]):
+            x = v[i]
+            if not np.isnan(x) and np.rint(x * scale) / scale != x:
+                ok = False
+                break
+        if ok:
+            amax = 0.0
+            for i in range(v.shape[0]):
+                if not np.isnan(v[i]):
+                    amax = max(amax, abs(v[i]))
+            return (scale, amax) if amax * scale < _EXACT_LIMIT else (0.0, 0.0)
+        scale *= 10.0
+    return 0.0, 0.0
+
+
+@njit(cache=True)
+def _exact_window_ok(scale: float, amax: float, n: int) -> bool:
+    """Whether sums of ``n`` values up to ``amax`` in units of ``1/scale`` stay below 2**53 (exact doubles)."""
+    return scale > 0.0 and np.rint(amax * scale) * n < _EXACT_LIMIT and n * scale < _EXACT_LIMIT
+
+
+@njit(cache=True)
+def _cmp_means(a_sum: int, na: int, b_sum: int, nb: int) -> int:
+    """Sign of ``a_sum/na - b_sum/nb`` in exact integer arithmetic (no product can overflow)."""
+    qa, ra = a_sum // na, a_sum % na
+    qb, rb = b_sum // nb, b_sum % nb
+    if qa != qb:
+        return 1 if qa > qb else -1
+    d = ra * nb - rb * na  # 0 <= ra < na, 0 <= rb < nb: |d| < na * nb
+    return 1 if d > 0 else (-1 if d < 0 else 0)
+
+
+@njit(cache=True)
+def _sma_exact_1d(v: FloatArray, n: int, scale: float) -> FloatArray:
+    """Rolling mean from an exact integer sum of ``v * scale``: the correctly rounded exact mean."""
+    out = np.full(v.shape[0], np.nan)
+    total = 0
+    denom = n * scale
+    for i in range(v.shape[0]):
+        total += np.int64(np.rint(v[i] * scale))
+        if i >= n:
+            total -= np.int64(np.rint(v[i - n] * scale))
+        if i >= n - 1:
+            out[i] = total / denom
+    return out
+
+
 @njit(cache=True)
 def _sma_1d(v: FloatArray, n: int) -> FloatArray:
+    scale, amax = _decimal_scale(v)
+    if _exact_window_ok(scale, amax, n):
+        return _sma_exact_1d(v, n, scale)
     out = np.full(v.shape[0], np.nan)
     total = 0.0
     comp = 0.0  # Kahan compensation: no drift over long series
@@ -316,7 +390,8 @@ def _ma_cross_into(v: FloatArray, out: FloatArray, n_fast: int, n_slow: int, up:
     crosses below; other entries of ``out`` are left as they are (the caller fills them with NaN).
 
     One pass, no intermediate arrays; the sums are the same Kahan sums as ``_sma_1d``, so the
-    averages, and therefore the crosses, are bit-for-bit those of ``sma_nb`` + ``crossed_above_nb``.
+    averages, and therefore the crosses, are bit-for-bit those of ``sma_nb`` + ``crossed_above_nb`` where
+    ``sma_nb`` also sums in floats (data off a decimal grid; ``_ma_cross_column`` picks the exact path).
     """
     fast_total = fast_comp = slow_total = slow_comp = 0.0
     first = max(n_fast, n_slow) - 1
@@ -356,11 +431,52 @@ def _ma_cross_into(v: FloatArray, out: FloatArray, n_fast: int, n_slow: int, up:
 
 
 @njit(cache=True)
+def _ma_cross_exact_into(
+    v: FloatArray, out: FloatArray, n_fast: int, n_slow: int, up: float, down: float, scale: float
+) -> None:
+    """``_ma_cross_into`` with the sums as exact integers of ``1/scale`` units and the means compared
+    exactly (``_cmp_means``): a bar where the two averages are equal in decimal is a tie, always."""
+    fast_total = 0
+    slow_total = 0
+    first = max(n_fast, n_slow) - 1
+    have_prev = prev_fast_below = prev_slow_below = False
+    for i in range(v.shape[0]):
+        tick = np.int64(np.rint(v[i] * scale))
+        fast_total += tick
+        slow_total += tick
+        if i >= n_fast:
+            fast_total -= np.int64(np.rint(v[i - n_fast] * scale))
+        if i >= n_slow:
+            slow_total -= np.int64(np.rint(v[i - n_slow] * scale))
+        if i < first:
+            continue
+        c = _cmp_means(fast_total, n_fast, slow_total, n_slow)
+        if have_prev and prev_fast_below and c > 0:
+            out[i] = up
+        elif have_prev and prev_slow_below and c < 0:
+            out[i] = down
+        prev_fast_below = c < 0
+        prev_slow_below = c > 0
+        have_prev = True
+
+
+@njit(cache=True)
+def _ma_cross_column(v: FloatArray, out: FloatArray, n_fast: int, n_slow: int, up: float, down: float) -> None:
+    """Exact integer comparison on decimal tick data (see the module docstring), Kahan sums otherwise."""
+    scale, amax = _decimal_scale(v)
+    if _exact_window_ok(scale, amax, max(n_fast, n_slow)):
+        _ma_cross_exact_into(v, out, n_fast, n_slow, up, down, scale)
+    else:
+        _ma_cross_into(v, out, n_fast, n_slow, up, down)
+
+
+@njit(cache=True)
 def sma_cross_direction_nb(x: FloatArray, n_fast: int, n_slow: int, up: float, down: float) -> FloatArray:
     """Per column: ``up`` on bars where SMA(``n_fast``) crosses above SMA(``n_slow``), ``down`` where it
     crosses below, NaN elsewhere: ``crossed_above_nb(sma_nb(x, f), sma_nb(x, s))`` and its mirror, fused
     into one pass over each symbol's present bars. A column without gaps is written in place: the
     output is the only array allocated (fresh large arrays cost page faults, which dominate here).
+    On decimal tick prices the two means are compared exactly (module docstring), so a tie is a tie.
     """
     out = np.full(x.shape, np.nan)
     for j in range(x.shape[1]):
@@ -369,11 +485,11 @@ def sma_cross_direction_nb(x: FloatArray, n_fast: int, n_slow: int, up: float, d
             if np.isnan(x[i, j]):
                 gaps += 1
         if gaps == 0:
-            _ma_cross_into(x[:, j], out[:, j], n_fast, n_slow, up, down)
+            _ma_cross_column(x[:, j], out[:, j], n_fast, n_slow, up, down)
         else:
             rows = _present_rows(x[:, j])
             compressed = np.full(rows.shape[0], np.nan)
-            _ma_cross_into(x[rows, j], compressed, n_fast, n_slow, up, down)
+            _ma_cross_column(x[rows, j], compressed, n_fast, n_slow, up, down)
             out[rows, j] = compressed
     return out
 

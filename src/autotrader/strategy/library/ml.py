@@ -54,14 +54,13 @@ risk level's minimum confidence filters on a calibrated probability); ``horizon_
 ``meta["p_up"]`` holds every probability and ``meta["edge"]`` every expected edge (NaN where none).
 
 **Cache.** Set ``strategy.cache`` to a ``PredictionCache`` to reuse the model's output: the key is
-the sha256 of the data (timestamps, symbols, close/high/low/volume bytes), the model parameters (all
-but ``threshold`` and ``min_edge``, which only act on the cached output) and the code/model version.
+the xxh3-128 hash of the data (timestamps, symbols, close/high/low/volume bytes), the model parameters
+(all but ``threshold`` and ``min_edge``, which only act on the cached output) and the code/model version.
 A walk-forward search of ``threshold`` and ``min_edge`` therefore fits the models once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -163,8 +162,10 @@ class MlStrategy(Strategy):
         return max(int(self.params["history_bars"]), self.warmup_bars)
 
     def cache_key(self, data: AlignedCandles) -> str:
-        """sha256 of the data, the model parameters and the code version (see the module docstring)."""
-        h = hashlib.sha256()
+        """xxh3-128 of the data, the model parameters and the code version (see the module docstring)."""
+        import xxhash
+
+        h = xxhash.xxh3_128()
         model_params = {k: v for k, v in sorted(self.params.items()) if k not in _CACHE_FREE_PARAMS}
         header = {
             "version": MODEL_VERSION,
@@ -175,9 +176,9 @@ class MlStrategy(Strategy):
             "shape": list(data.close.shape),
         }
         h.update(json.dumps(header, sort_keys=True).encode())
-        h.update(np.ascontiguousarray(data.ts, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(data.ts, dtype=np.int64))
         for column in (data.close, data.high, data.low, data.volume):
-            h.update(np.ascontiguousarray(column, dtype=np.float64).tobytes())
+            h.update(np.ascontiguousarray(column, dtype=np.float64))
         return h.hexdigest()
 
     def prefit(self, data: AlignedCandles) -> FloatArray:
