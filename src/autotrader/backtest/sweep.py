@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from autotrader.backtest.fast.kernel import T_PNL, signal_rows_nb, simulate_portfolio_nb
-from autotrader.backtest.runner import _SIZING_CODES, BacktestConfig, atr_pct_of
+from autotrader.backtest.runner import _SIZING_CODES, BacktestConfig, daily_volatility_of
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import InstrumentRules, default_rules
 from autotrader.marketdata.store import AlignedCandles
@@ -163,7 +163,7 @@ def sweep(
     fast, slow, skipped = _combinations(config, grid)
     rules = _rules(config, data, instruments)
     down = -1.0 if get_strategy(config.strategy, **config.params).params.get("short") else 0.0
-    atr_pct = atr_pct_of(data) if config.sizing == "volatility" else np.zeros((1, 1))
+    atr_pct = daily_volatility_of(data, config.timeframe) if config.sizing == "volatility" else np.zeros((1, 1))
     offline = np.zeros(0, dtype=np.bool_)
     if config.offline_windows:
         offline = np.zeros(data.n_bars, dtype=np.bool_)
@@ -180,7 +180,8 @@ def sweep(
         dtype=np.float64,
     )  # fmt: skip
     ints = np.array(
-        [limits.correlation_window_bars, _SIZING_CODES[config.sizing], limits.kelly_min_trades], dtype=np.int64
+        [limits.correlation_window_bars, _SIZING_CODES[config.sizing], limits.kelly_min_trades, config.resume_after_ms],
+        dtype=np.int64,
     )
     flags = np.array([config.market == "linear", limits.flatten_on_halt, config.stops_on_exchange], dtype=np.bool_)
     n_days = int((data.ts[-1] - data.ts[0]) // DAY_MS) + 2
@@ -359,5 +360,6 @@ def _sweep_sma_cross_nb(  # pragma: no cover - compiled
             flags[2],
             n_signals + m + 1,
             n_signals * 2 + n_days * 2 + 16,
+            ints[3],
         )
         _metrics_nb(ts, equity, trades, n_trades, out[k])
