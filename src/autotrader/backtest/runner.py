@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -295,14 +296,7 @@ def run_backtest(
     m = len(data.symbols)
     if signals.direction.shape != (data.n_bars, m):
         raise ConfigError(f"strategy {strategy.name!r} returned signals of shape {signals.direction.shape}")
-    rules = []
-    for j, sym in enumerate(data.symbols):
-        if instruments and sym in instruments:
-            rules.append(instruments[sym])
-        else:
-            first = np.flatnonzero(data.present[:, j])
-            ref = float(data.close[first[0], j]) if len(first) else 1.0
-            rules.append(default_rules(sym, config.market, ref))
+    rules = instrument_rules_for(config, data, instruments)
     tick = np.array([r.tick_size for r in rules])
     lot = np.array([r.lot_step for r in rules])
     min_qty = np.array([r.min_qty for r in rules])
@@ -314,11 +308,7 @@ def run_backtest(
     n_days = int((data.ts[-1] - data.ts[0]) // 86_400_000) + 2
     max_events = n_signals * 2 + n_days * 2 + 16
     confidence = np.ascontiguousarray(signals.confidence, dtype=np.float64)  # NaN = 1.0 in the kernel
-    offline = np.zeros(0, dtype=np.bool_)
-    if config.offline_windows:
-        offline = np.zeros(data.n_bars, dtype=np.bool_)
-        for lo, hi in config.offline_windows:
-            offline |= (data.ts >= lo) & (data.ts <= hi)
+    offline = offline_mask(config, data)
 
     equity, exposure, trades_raw, n_trades, events_raw, n_events = simulate_portfolio_nb(
         data.ts,
@@ -380,6 +370,31 @@ def run_backtest(
         warmup=warmup,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def instrument_rules_for(
+    config: BacktestConfig, data: AlignedCandles, instruments: Mapping[str, InstrumentRules] | None
+) -> list[InstrumentRules]:
+    """Each symbol's instrument rules: the given ones, else defaults scaled to its first close."""
+    rules = []
+    for j, sym in enumerate(data.symbols):
+        if instruments and sym in instruments:
+            rules.append(instruments[sym])
+        else:
+            first = np.flatnonzero(data.present[:, j])
+            ref = float(data.close[first[0], j]) if len(first) else 1.0
+            rules.append(default_rules(sym, config.market, ref))
+    return rules
+
+
+def offline_mask(config: BacktestConfig, data: AlignedCandles) -> np.ndarray:
+    """Bars inside ``config.offline_windows`` (the robot is down); empty when there are none."""
+    if not config.offline_windows:
+        return np.zeros(0, dtype=np.bool_)
+    offline = np.zeros(data.n_bars, dtype=np.bool_)
+    for lo, hi in config.offline_windows:
+        offline |= (data.ts >= lo) & (data.ts <= hi)
+    return offline
 
 
 def _after_warmup(

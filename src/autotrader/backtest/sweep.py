@@ -31,9 +31,15 @@ import numpy as np
 from numba import njit, prange
 
 from autotrader.backtest.fast.kernel import T_PNL, signal_rows_nb, simulate_portfolio_nb
-from autotrader.backtest.runner import _SIZING_CODES, BacktestConfig, daily_volatility_of
+from autotrader.backtest.runner import (
+    _SIZING_CODES,
+    BacktestConfig,
+    daily_volatility_of,
+    instrument_rules_for,
+    offline_mask,
+)
 from autotrader.domain.errors import ConfigError, DataError
-from autotrader.domain.instrument import InstrumentRules, default_rules
+from autotrader.domain.instrument import InstrumentRules
 from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import get_strategy
 from autotrader.strategy.indicators import sma_cross_direction_nb
@@ -133,16 +139,8 @@ def _combinations(config: BacktestConfig, grid: Mapping[str, Sequence[int]]) -> 
 def _rules(
     config: BacktestConfig, data: AlignedCandles, instruments: Mapping[str, InstrumentRules] | None
 ) -> list[InstrumentRules]:
-    """The instrument rules ``run_backtest`` uses (given ones, else defaults from the first close)."""
-    rules = []
-    for j, sym in enumerate(data.symbols):
-        if instruments and sym in instruments:
-            rules.append(instruments[sym])
-        else:
-            first = np.flatnonzero(data.present[:, j])
-            ref = float(data.close[first[0], j]) if len(first) else 1.0
-            rules.append(default_rules(sym, config.market, ref))
-    return rules
+    """The instrument rules ``run_backtest`` uses."""
+    return instrument_rules_for(config, data, instruments)
 
 
 def sweep(
@@ -164,11 +162,7 @@ def sweep(
     rules = _rules(config, data, instruments)
     down = -1.0 if get_strategy(config.strategy, **config.params).params.get("short") else 0.0
     atr_pct = daily_volatility_of(data, config.timeframe) if config.sizing == "volatility" else np.zeros((1, 1))
-    offline = np.zeros(0, dtype=np.bool_)
-    if config.offline_windows:
-        offline = np.zeros(data.n_bars, dtype=np.bool_)
-        for lo, hi in config.offline_windows:
-            offline |= (data.ts >= lo) & (data.ts <= hi)
+    offline = offline_mask(config, data)
     floats = np.array(
         [
             config.initial_capital, config.fee_rate, config.slippage_bps / 10_000.0, config.leverage,
