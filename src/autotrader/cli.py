@@ -141,6 +141,7 @@ def data_import(
 
     Bars already stored with other values are replaced only with --overwrite (and counted).
     """
+    from autotrader.cli_progress import progress
     from autotrader.domain.candles import SeriesKey, format_ms
     from autotrader.domain.errors import DataError
     from autotrader.marketdata.importer import ImportOptions, compare_with_stored, load_file, parse_column_mapping
@@ -150,20 +151,25 @@ def data_import(
     options = ImportOptions(
         columns=parse_column_mapping(columns), skip_rows=skip_rows, time_unit=time_unit, symbol=key.symbol
     )
-    loaded = load_file(file, key.tf, options)
-    candles = loaded.candles
-    settings = _settings()
-    store = _store(settings)
-    try:
-        changes = compare_with_stored(store.read(key, int(candles.ts[0]), int(candles.ts[-1])), candles)
-        if changes.changed and not overwrite:
-            raise DataError(
-                f"{changes.changed:,} of the file's {len(candles):,} bars differ from those stored in {key} "
-                f"(first {changes.first_changed}); nothing imported: re-run with --overwrite to replace them"
-            )
-        written = store.upsert(key, candles)
-    finally:
-        store.close()
+    with progress(f"importing {file.name} into {key}") as advance:
+        advance(0, 3, f"reading and checking {file.name}")
+        loaded = load_file(file, key.tf, options)
+        candles = loaded.candles
+        settings = _settings()
+        store = _store(settings)
+        try:
+            advance(1, 3, f"comparing {len(candles):,} bars with {key}")
+            changes = compare_with_stored(store.read(key, int(candles.ts[0]), int(candles.ts[-1])), candles)
+            if changes.changed and not overwrite:
+                raise DataError(
+                    f"{changes.changed:,} of the file's {len(candles):,} bars differ from those stored in {key} "
+                    f"(first {changes.first_changed}); nothing imported: re-run with --overwrite to replace them"
+                )
+            advance(2, 3, f"writing {len(candles):,} bars")
+            written = store.upsert(key, candles)
+            advance(3, 3, f"imported into {key}")
+        finally:
+            store.close()
     console = _console()
     console.print(
         f"Imported {written:,} bars into {key} "

@@ -354,22 +354,28 @@ class _Analysis:
             from autotrader.validation.montecarlo import monte_carlo_report
 
             try:
-                with self.console.status(f"Running {self.opts.monte_carlo:,} Monte Carlo simulations per method..."):
+                from autotrader.cli_progress import progress
+
+                what = f"running {self.opts.monte_carlo:,} Monte Carlo simulations per method"
+                with progress(what) as advance:
                     self._mc = monte_carlo_report(self.doc, n_simulations=self.opts.monte_carlo, seed=self.opts.wf.seed)
+                    advance(1, 1, "Monte Carlo done")
             except AutoTraderError as e:
                 self._mc_error = str(e)
         return self._mc
 
     def charts_section(self) -> None:
         from autotrader.analytics.charts import write_charts
+        from autotrader.cli_progress import progress
 
         fan = None
         try:
             fan = _fan_input(self.monte_carlo_report())
         except ImportError:
             self.console.print("Monte Carlo is unavailable: the fan chart is left out.")
-        with self.console.status("Drawing charts..."):
+        with progress("drawing charts") as advance:
             written = write_charts(self.doc, self.out_dir / "charts", monte_carlo=fan)
+            advance(1, 1, "charts drawn")
         self.files.extend(written)
         self.console.print(f"{len(written)} chart files in {self.out_dir / 'charts'}:")
         for path in written:

@@ -4,7 +4,8 @@ The core reports progress through plain callbacks ``advance(done, total, what)``
 only place that renders it. On a terminal it draws a rich progress bar (description, bar, done/total,
 percentage, elapsed, ETA) that disappears when the work ends. When the output is piped (a log file,
 CI, ``| tee``) a rich bar would print nothing, so one plain line is written at most every
-``PIPED_EVERY_S`` seconds and once at the end, e.g.::
+``PIPED_EVERY_S`` seconds (the first after that long: quick work prints only its last line, and work
+that fails prints none, so an error stays one line) and once at the end, e.g.::
 
     progress: training ml models 12/61 (20%), elapsed 9 s, ETA 36 s
 
@@ -33,7 +34,7 @@ class PipedProgress:
         self.every_s = every_s
         self.clock = clock
         self.started = clock()
-        self.last_printed = -float("inf")
+        self.last_printed = self.started  # quick work prints only its last line; a failure prints none
         self.last: tuple[int, int, str] | None = None
 
     def advance(self, done: int, total: int, what: str) -> None:
@@ -77,9 +78,7 @@ def progress(
         yield lambda done, total, what: None
         return
     if not console.is_terminal:
-        piped = PipedProgress(console, every_s=every_s)
-        piped.advance(0, 0, description)
-        yield piped.advance
+        yield PipedProgress(console, every_s=every_s).advance
         return
     from rich.progress import (
         BarColumn,

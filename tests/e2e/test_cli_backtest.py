@@ -90,7 +90,7 @@ def test_backtest_piped_prints_progress_lines_summary_tree_and_stress_survival(t
         "--output-format", "json", "--stress-test", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "progress: computing sma_cross signals" in result.stderr  # piped: plain lines, not a bar
+    assert "progress: backtest done 3/3 (100%)" in result.stderr  # piped: plain lines, not a bar
     assert "progress: stress: " in result.stderr
     out = result.stdout
     assert out.index("📊 BACKTEST REPORT") < out.index("🎯 SYMBOL PERFORMANCE") < out.index("RISK METRICS")

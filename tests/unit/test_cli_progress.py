@@ -26,10 +26,18 @@ def test_piped_progress_prints_a_line_every_few_seconds_and_the_last_one() -> No
         piped.advance(done, 10, "stress")
     lines = out.getvalue().splitlines()
     assert lines == [
-        "progress: stress 1/10 (10%), elapsed 1 s, ETA 9 s",
-        "progress: stress 6/10 (60%), elapsed 6 s, ETA 4 s",
+        "progress: stress 5/10 (50%), elapsed 5 s, ETA 5 s",
         "progress: stress 10/10 (100%), elapsed 10 s",
     ]
+
+
+def test_piped_progress_of_quick_work_that_fails_prints_nothing() -> None:
+    out = io.StringIO()
+    clock = FakeClock()
+    piped = PipedProgress(Console(file=out, width=200), every_s=5.0, clock=clock)
+    clock.now = 0.5
+    piped.advance(0, 3, "reading")
+    assert out.getvalue() == ""  # an error that follows stays the only line
 
 
 def test_progress_when_piped_writes_lines_and_quiet_writes_nothing() -> None:
@@ -37,7 +45,6 @@ def test_progress_when_piped_writes_lines_and_quiet_writes_nothing() -> None:
     with progress("backtest", console=Console(file=out, width=200)) as advance:
         advance(3, 3, "backtest done")
     assert out.getvalue().splitlines() == [
-        "progress: backtest started",
         "progress: backtest done 3/3 (100%), elapsed 0 s",
     ]
     quiet = io.StringIO()
