@@ -102,7 +102,6 @@ def serve(
 
     from autotrader.adapters.broker.kafka import KafkaSignalPublisher, parse_kafka_url
     from autotrader.adapters.state import open_state_store, state_url
-    from autotrader.backtest.runner import BacktestConfig
     from autotrader.backtest.session import build_strategy
     from autotrader.domain.errors import ConfigError
     from autotrader.domain.timeframe import Timeframe
@@ -112,18 +111,7 @@ def serve(
     tf = Timeframe.parse(timeframe)
     if market not in ("spot", "linear"):
         raise ConfigError(f"--market {market!r}: choose spot or linear")
-    try:
-        config = BacktestConfig(
-            symbols=tuple(symbols.split(",")),
-            exchange=candles_exchange,
-            timeframe=tf.name,
-            strategy=strategy,
-            params=_parse_params(param or []),
-            risk_level=risk,  # type: ignore[arg-type]
-        )
-        config.limits()
-    except ValueError as e:
-        raise ConfigError(f"signals serve: {_first_error(e)}") from None
+    config = _model_config("signals serve", symbols, candles_exchange, tf.name, strategy, param, risk)
     settings = _settings(ctx)
     from autotrader.logs import configure_logging
 
@@ -357,7 +345,6 @@ def publish(
     new bar once.
     """
     from autotrader.adapters.broker.kafka import KafkaSignalPublisher, parse_kafka_url
-    from autotrader.backtest.runner import BacktestConfig
     from autotrader.backtest.session import build_strategy
     from autotrader.domain.errors import ConfigError
     from autotrader.domain.timeframe import Timeframe
@@ -372,18 +359,7 @@ def publish(
         if Timeframe.parse(horizon).ms > MAX_HORIZON_MS:
             raise ConfigError(f"--horizon {horizon}: a prediction's horizon is at most 30 days")
         horizon = Timeframe.parse(horizon).name
-    try:
-        config = BacktestConfig(
-            symbols=tuple(symbols.split(",")),
-            exchange=exchange,
-            timeframe=tf.name,
-            strategy=strategy,
-            params=_parse_params(param or []),
-            risk_level=risk,  # type: ignore[arg-type]
-        )
-        config.limits()
-    except ValueError as e:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"signals publish: {_first_error(e)}") from None
+    config = _model_config("signals publish", symbols, exchange, tf.name, strategy, param, risk)
     settings = _settings(ctx)
     strat = build_strategy(config, settings.cache_dir)
     if lookback_bars is None:  # the ml model needs a year of bars before its first prediction
@@ -584,3 +560,25 @@ def _first_error(e: ValueError) -> str:
         where = ".".join(str(p) for p in first["loc"]) or "value"
         return f"{where.replace('_', '-')}: {first['msg']}"
     return str(e)
+
+
+def _model_config(
+    command: str, symbols: str, exchange: str, timeframe: str, strategy: str, param: list[str] | None, risk: str
+) -> Any:
+    """The model's run configuration from the command's options; a bad value is one ConfigError line."""
+    from autotrader.backtest.runner import BacktestConfig
+    from autotrader.domain.errors import ConfigError
+
+    try:
+        config = BacktestConfig(
+            symbols=tuple(symbols.split(",")),
+            exchange=exchange,
+            timeframe=timeframe,
+            strategy=strategy,
+            params=_parse_params(param or []),
+            risk_level=risk,  # type: ignore[arg-type]
+        )
+        config.limits()
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"{command}: {_first_error(e)}") from None
+    return config
