@@ -41,9 +41,9 @@ import numpy as np
 
 from autotrader.analytics import metrics
 from autotrader.backtest.runner import BacktestConfig, equal_weight_buy_and_hold
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles, SeriesKey, parse_date_ms
 from autotrader.marketdata.bundled import bundled_files, bundled_history, read_parquet_candles
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.validation.overfitting import deflated_sharpe_ratio
 from autotrader.validation.walkforward import WalkForwardResult, run_walk_forward
 

@@ -28,9 +28,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 from autotrader.backtest.runner import BacktestConfig
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import SeriesKey, parse_date_ms
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.validation.walkforward import WalkForwardResult, run_walk_forward
 
 GOAL_S = 120.0

@@ -17,7 +17,8 @@ import typer
 
 if TYPE_CHECKING:
     from autotrader.config import Settings
-    from autotrader.marketdata.store import AlignedCandles, CandleStore
+    from autotrader.domain.aligned import AlignedCandles
+    from autotrader.marketdata.store import CandleStore
     from autotrader.signals.prediction import Prediction
     from autotrader.strategy.base import Signals
 
@@ -233,7 +234,8 @@ def _replay_source(
     import numpy as np
 
     from autotrader.adapters.storage import open_store
-    from autotrader.marketdata.store import AlignedCandles, read_aligned
+    from autotrader.domain.aligned import AlignedCandles
+    from autotrader.marketdata.store import read_aligned
 
     candle_store = open_store(settings)
     try:
@@ -263,9 +265,9 @@ def _exchange_source(settings: Settings, config: Any, market: str, url: str | No
     import numpy as np
 
     from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
+    from autotrader.domain.aligned import align
     from autotrader.domain.candles import COLUMNS, Candles
     from autotrader.domain.timeframe import Timeframe
-    from autotrader.marketdata.store import align
 
     base = url or settings.exchange.base_url
     exchange_config = BybitConfig.custom(base, "", "") if base else BybitConfig.for_environment("mainnet", "", "")

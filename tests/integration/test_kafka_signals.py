@@ -34,8 +34,9 @@ from autotrader.adapters.broker.tansu import BrokerStartError, TansuBroker  # no
 from autotrader.adapters.storage import open_store  # noqa: E402
 from autotrader.cli_signals import latest_predictions  # noqa: E402
 from autotrader.config import load_settings  # noqa: E402
+from autotrader.domain.aligned import AlignedCandles  # noqa: E402
 from autotrader.domain.errors import ConfigError  # noqa: E402
-from autotrader.marketdata.store import AlignedCandles, read_aligned  # noqa: E402
+from autotrader.marketdata.store import read_aligned  # noqa: E402
 from autotrader.signals.intake import Delivery, SeenIds, Verdict  # noqa: E402
 from autotrader.signals.prediction import Prediction  # noqa: E402
 from autotrader.strategy.base import Signals  # noqa: E402

@@ -28,11 +28,11 @@ from robot_harness import connect, new_account, robot_config, sim_server
 
 from autotrader.adapters.state import open_state_store
 from autotrader.backtest.runner import BacktestConfig, run_backtest
+from autotrader.domain.aligned import align
 from autotrader.domain.candles import Candles, SeriesKey
 from autotrader.live.clock import FunctionClock
 from autotrader.live.engine import Robot
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.marketdata.store import align
 from autotrader.strategy.base import get_strategy
 
 HOUR = 3_600_000

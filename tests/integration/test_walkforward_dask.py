@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from autotrader.backtest.runner import BacktestConfig
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.validation.walkforward import run_walk_forward
 
 HOUR = 3_600_000

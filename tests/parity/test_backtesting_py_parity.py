@@ -32,10 +32,10 @@ from backtesting import Strategy as BtStrategy
 from backtesting.lib import FractionalBacktest, crossover
 
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
+from autotrader.domain.aligned import align
 from autotrader.domain.candles import Candles, SeriesKey, parse_date_ms
 from autotrader.domain.instrument import InstrumentRules
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.marketdata.store import align
 from autotrader.strategy.library.sma_cross import SmaCross
 
 FAST, SLOW = 20, 100

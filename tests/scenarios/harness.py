@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles
 from autotrader.domain.instrument import InstrumentRules
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.strategy.base import Signals, Strategy
 
 HOUR_MS = 3_600_000

@@ -13,6 +13,7 @@ from rich.console import Console
 from autotrader.analytics.report_data import build_report
 from autotrader.analytics.reports import halt_text, render_console, write_html
 from autotrader.backtest.runner import BacktestConfig, daily_volatility_of, run_backtest
+from autotrader.domain.aligned import align
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.orders import Instrument
 from autotrader.live.clock import FunctionClock
@@ -20,7 +21,6 @@ from autotrader.live.engine import Robot, RobotConfig
 from autotrader.live.portfolio import Book
 from autotrader.live.records import Ledger, PositionState
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.marketdata.store import align
 from autotrader.risk import rules
 from autotrader.signals.prediction import Prediction
 from autotrader.strategy.base import Signals

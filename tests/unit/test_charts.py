@@ -13,9 +13,9 @@ from matplotlib import image as mpimg
 from autotrader.analytics.charts import HTML_NAME, PNG_NAMES, write_charts
 from autotrader.analytics.report_data import build_report
 from autotrader.backtest.runner import BacktestConfig, run_backtest
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles
 from autotrader.domain.errors import DataError
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.strategy.base import Signals, Strategy
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

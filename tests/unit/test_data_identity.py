@@ -9,8 +9,8 @@ import pyarrow as pa
 
 from autotrader.adapters.storage.parquet_store import _to_numpy
 from autotrader.backtest.runner import BacktestConfig, run_backtest
+from autotrader.domain.aligned import AlignedCandles, _sorted_union, align
 from autotrader.domain.candles import Candles
-from autotrader.marketdata.store import AlignedCandles, _sorted_union, align
 from autotrader.strategy.library.sma_cross import SmaCross
 
 HOUR_MS = 3_600_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.errors import StrategyError
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.strategy.base import Signals, Strategy, get_strategy
 from autotrader.validation.lookahead import check_lookahead
 from tests.scenarios.harness import candles_from_rows

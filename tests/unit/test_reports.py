@@ -24,9 +24,9 @@ from autotrader.analytics.report_data import (
 )
 from autotrader.analytics.reports import render_console, write_csv, write_html, write_json
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles
 from autotrader.domain.errors import DataError
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.strategy.base import Signals, Strategy
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z

@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import pytest
 
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.live.clock import ReplayClock
 from autotrader.live.signal_engine import BarModel, SignalEngine, duration_text
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import Signals, Strategy
 
 H = 3_600_000

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles, SeriesKey
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.signals.files import read_predictions
 from autotrader.signals.prediction import Prediction
 from autotrader.strategy.base import get_strategy, registered_strategies

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from autotrader.backtest.runner import BacktestConfig
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles, SeriesKey, parse_date_ms
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.instrument import InstrumentRules
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.strategy.base import Signals, Strategy
 from autotrader.validation.stress import (
     HISTORICAL_WINDOWS,

@@ -10,10 +10,10 @@ import pytest
 from autotrader.analytics import metrics
 from autotrader.backtest.runner import BacktestConfig, run_backtest
 from autotrader.backtest.sweep import METRICS, SweepResult, parse_grid, sweep
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import SeriesKey
 from autotrader.domain.errors import ConfigError
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.strategy.base import get_strategy
 
 GRID = {"fast": [5, 12, 30], "slow": [20, 50]}

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autotrader.backtest.runner import BacktestConfig
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles
 from autotrader.domain.errors import ConfigError
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.strategy.base import Param, Signals, Strategy
 from autotrader.validation.walkforward import (
     PENALTY_BASE,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from autotrader.backtest.runner import BacktestConfig
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import SeriesKey, format_ms, parse_date_ms
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.strategy.base import get_strategy
 from autotrader.validation.walkforward import run_walk_forward, search_space
 

@@ -34,11 +34,11 @@ from autotrader.backtest.fast.kernel import (
     signal_rows_nb,
     simulate_portfolio_nb,
 )
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms, parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import InstrumentRules, default_rules
 from autotrader.domain.timeframe import Timeframe
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.risk.limits import RiskLimits, risk_limits
 from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, daily_volatility
 from autotrader.strategy.base import Signals, Strategy

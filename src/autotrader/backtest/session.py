@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, rows_from, run_backtest, warmup_note
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import SeriesKey, format_ms
 from autotrader.domain.errors import ConfigError, DataError
-from autotrader.marketdata.store import AlignedCandles, CandleStore, missing_series_hint, read_aligned
+from autotrader.marketdata.store import CandleStore, missing_series_hint, read_aligned
 from autotrader.strategy.base import Strategy, get_strategy
 
 

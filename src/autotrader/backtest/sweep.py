@@ -38,9 +38,9 @@ from autotrader.backtest.runner import (
     instrument_rules_for,
     offline_mask,
 )
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import InstrumentRules
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import get_strategy
 from autotrader.strategy.indicators import sma_cross_direction_nb
 

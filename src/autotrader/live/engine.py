@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import COLUMNS, Candles, format_ms
 from autotrader.domain.errors import (
     BrokerError,
@@ -66,7 +67,6 @@ from autotrader.live.records import (
     StoredOrder,
 )
 from autotrader.live.risk_state import KillSwitch, RiskState
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.risk.limits import RiskLimits, risk_limits
 from autotrader.risk.rules import (
     ALLOWED,

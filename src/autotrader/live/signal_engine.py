@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms
 from autotrader.domain.timeframe import Timeframe
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.signals.prediction import Prediction
 from autotrader.strategy.base import Strategy
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles
 from autotrader.domain.errors import DataError
-from autotrader.marketdata.store import AlignedCandles, align
 
 _PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 _PER_MS = {"ns": 1_000_000, "us": 1_000, "ms": 1, "s": -1}  # -1: seconds, multiply by 1000

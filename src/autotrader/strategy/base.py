@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import FloatArray
 from autotrader.domain.errors import ConfigError
-from autotrader.marketdata.store import AlignedCandles
 
 
 @dataclass(frozen=True, slots=True)

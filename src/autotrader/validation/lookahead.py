@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms
 from autotrader.domain.errors import StrategyError
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import Strategy
 
 

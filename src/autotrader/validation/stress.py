@@ -71,11 +71,12 @@ from pydantic import ValidationError
 
 from autotrader.analytics import metrics
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
+from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import SeriesKey, format_ms, parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError, StrategyError
 from autotrader.domain.instrument import InstrumentRules
 from autotrader.domain.timeframe import Timeframe
-from autotrader.marketdata.store import AlignedCandles, CandleStore, align
+from autotrader.marketdata.store import CandleStore
 from autotrader.strategy.base import Signals, Strategy
 
 __all__ = [

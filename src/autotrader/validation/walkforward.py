@@ -98,10 +98,11 @@ import numpy as np
 
 from autotrader.analytics import metrics
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms
 from autotrader.domain.errors import ConfigError, DataError, StrategyError
 from autotrader.domain.timeframe import Timeframe
-from autotrader.marketdata.store import AlignedCandles, CandleStore
+from autotrader.marketdata.store import CandleStore
 from autotrader.strategy.base import Param, Signals, Strategy, get_strategy
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autotrader.marketdata.store import AlignedCandles
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.strategy.base import Signals, Strategy
 
 

@@ -69,9 +69,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import FloatArray
 from autotrader.domain.errors import ConfigError
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import Param, Signals, Strategy
 from autotrader.strategy.cache import PredictionCache
 from autotrader.strategy.indicators import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import Param, Signals, Strategy
 from autotrader.strategy.indicators import crossed_above_nb, rsi_nb
 

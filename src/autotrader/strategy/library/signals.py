@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError, DataError
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.signals.files import read_predictions
 from autotrader.signals.prediction import Prediction
 from autotrader.strategy.base import Param, Signals, Strategy

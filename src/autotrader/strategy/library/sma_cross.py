@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError
-from autotrader.marketdata.store import AlignedCandles
 from autotrader.strategy.base import Param, Signals, Strategy
 from autotrader.strategy.indicators import sma_cross_direction_nb
 
