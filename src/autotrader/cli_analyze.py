@@ -1125,24 +1125,7 @@ def _finite(v: float | None) -> float | None:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_plain(payload), indent=1, allow_nan=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from autotrader.domain.jsonsafe import json_safe
+    from autotrader.files import write_text_atomic
 
-
-def _plain(obj: Any) -> Any:
-    """JSON-safe copy: NaN → null, ±inf → "inf"/"-inf", numpy scalars and tuples to plain types."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, str):
-        obj = obj.item()
-    if isinstance(obj, float):
-        if math.isnan(obj):
-            return None
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-    return obj
+    return write_text_atomic(path, json.dumps(json_safe(payload), indent=1, allow_nan=False))

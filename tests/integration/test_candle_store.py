@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import autotrader.files as atomic_files
 from autotrader.adapters.storage import open_store
-from autotrader.adapters.storage import parquet_store as parquet_module
 from autotrader.adapters.storage.parquet_store import ParquetCandleStore
 from autotrader.adapters.storage.postgres_store import PostgresCandleStore
 from autotrader.config import load_settings
@@ -69,7 +69,7 @@ def sabotage_embedded(store: ParquetCandleStore, monkeypatch: pytest.MonkeyPatch
             raise SabotageError("disk vanished")
         real_replace(src, dst)
 
-    monkeypatch.setattr(parquet_module.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic_files.os, "replace", failing_replace)  # the writer every store file goes through
 
 
 def sabotage_postgres(store: PostgresCandleStore, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from autotrader.analytics import metrics
 from autotrader.domain.errors import DataError
+from autotrader.files import atomic_output, write_text_atomic
 
 __all__ = ["HTML_NAME", "PNG_NAMES", "write_charts"]
 
@@ -356,7 +356,8 @@ def _png(chart: _Chart, path: Path) -> Path:
         _MPL_DRAW[chart.kind](fig, ax, chart)
         ax.set_xlabel(chart.x_label)
         ax.set_ylabel(chart.y_label)
-    fig.savefig(path, format="png")
+    with atomic_output(path, binary=True) as f:
+        fig.savefig(f, format="png")
     return path
 
 
@@ -673,17 +674,7 @@ def write_charts(
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"cannot draw charts: the backtest document is missing or has a bad {e}") from None
     written = [_png(chart, out / chart.name) for chart in charts]
-    written.append(_write_text(out / HTML_NAME, _html_page(doc, charts)))
+    written.append(write_text_atomic(out / HTML_NAME, _html_page(doc, charts)))
     return written
 
 
-def _write_text(path: Path, text: str) -> Path:
-    """Write via a temporary file in the same folder, so a reader never sees a half-written page."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path

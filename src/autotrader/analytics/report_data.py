@@ -70,6 +70,7 @@ import numpy as np
 
 from autotrader.analytics import metrics
 from autotrader.domain.errors import DataError
+from autotrader.domain.jsonsafe import json_safe
 
 __all__ = [
     "MAX_CURVE_POINTS",
@@ -251,7 +252,7 @@ def build_report(result: BacktestResult) -> dict[str, Any]:
         "assumptions": _assumptions(ctx),
     }
     doc["verdict"] = _verdict(doc)
-    return _jsonable(doc)
+    return json_safe(doc)
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
@@ -1013,26 +1014,3 @@ def _iso_array(ts_ms: np.ndarray) -> list[str]:
     ts = np.asarray(ts_ms, dtype=np.int64)
     unit = "ms" if np.any(ts % 1000) else "s"
     return [f"{s}Z" for s in np.datetime_as_string(ts.astype("datetime64[ms]"), unit=unit)]
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types only: numpy → Python, tuples → lists, NaN → None, ±inf → "inf"/"-inf"."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.kind in "biu" or (obj.dtype.kind == "f" and bool(np.isfinite(obj).all())):
-            return obj.tolist()  # already plain JSON types: skip the per-element walk
-        return [_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, bool | int | str) or obj is None:
-        return obj
-    if isinstance(obj, float):
-        if math.isnan(obj):
-            return None
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
-    return str(obj)

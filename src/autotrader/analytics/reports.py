@@ -12,7 +12,6 @@ import csv
 import html
 import json
 import math
-import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from autotrader.analytics.report_data import MAX_EVENTS, TRADE_FIELDS, downsample_indices
+from autotrader.files import atomic_output, write_text_atomic
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -256,7 +256,7 @@ def _verdict_style(fact: str) -> str:
 def write_json(doc: dict[str, Any], path: str | Path) -> Path:
     """Write ``doc`` as strict JSON (no NaN), atomically; read it back with ``report_data.load_report``."""
     text = json.dumps(doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    return _write_text(Path(path), text)
+    return write_text_atomic(Path(path), text)
 
 
 def write_csv(doc: dict[str, Any], directory: str | Path) -> list[Path]:
@@ -296,7 +296,7 @@ def write_csv(doc: dict[str, Any], directory: str | Path) -> list[Path]:
     paths = []
     for name, header, rows in tables:
         path = out_dir / name
-        with path.open("w", newline="", encoding="utf-8") as f:
+        with atomic_output(path) as f:
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows([_csv_cell(v) for v in row] for row in rows)
@@ -326,19 +326,6 @@ def _csv_cell(v: Any) -> Any:
 
 def _iso_ms(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Write via a temporary file in the same folder, so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- HTML
@@ -382,7 +369,7 @@ def write_html(doc: dict[str, Any], path: str | Path) -> Path:
         f"autotrader {_e(doc['version'])} · schema {_e(doc['schema'])}</p></header>"
         f'{radios}<nav class="tabbar">{labels}</nav><main class="panels">{panels}</main></body></html>\n'
     )
-    return _write_text(Path(path), page)
+    return write_text_atomic(Path(path), page)
 
 
 _CSS: Final = (

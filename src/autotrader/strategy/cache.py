@@ -8,14 +8,14 @@ never has to invalidate: new inputs mean a new key.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from autotrader.files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,5 @@ class NpzPredictionCache:
             return None
 
     def put(self, key: str, value: np.ndarray) -> None:
-        path = self._path(key)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, value=np.asarray(value))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(self._path(key), binary=True) as f:
+            np.savez(f, value=np.asarray(value))

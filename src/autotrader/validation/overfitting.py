@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -54,6 +54,7 @@ from scipy import stats
 
 from autotrader.analytics import metrics
 from autotrader.domain.errors import ConfigError, DataError
+from autotrader.domain.jsonsafe import json_safe
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -211,7 +212,7 @@ class DeflatedSharpe:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["sharpe_annualised"] = self.sharpe_annualised
         out["benchmark_sharpe_annualised"] = self.benchmark_sharpe_annualised
-        return _jsonable(out)
+        return json_safe(out)
 
 
 def deflated_sharpe_ratio(
@@ -343,7 +344,7 @@ class PBOResult:
     flat_trials: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return json_safe({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def probability_of_backtest_overfitting(
@@ -545,7 +546,7 @@ class PermutationTestResult:
     null_mean: float
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return json_safe({k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 def permutation_test(
@@ -701,19 +702,3 @@ def _series(values: ArrayLike, name: str) -> FloatArray:
     if not np.all(np.isfinite(r)):
         raise DataError(f"{name} contains NaN or infinite values")
     return r
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types: tuples → lists, numpy → Python, NaN → None, ±inf → "inf"/"-inf"."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float):
-        if math.isnan(obj):
-            return None
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-    return obj

@@ -101,6 +101,7 @@ from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backt
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms
 from autotrader.domain.errors import ConfigError, DataError, StrategyError
+from autotrader.domain.jsonsafe import json_safe
 from autotrader.domain.timeframe import Timeframe
 from autotrader.marketdata.store import CandleStore
 from autotrader.strategy.base import Param, Signals, Strategy, get_strategy
@@ -293,8 +294,8 @@ class TrialRecord:
         return {
             "number": self.number,
             "params": dict(self.params),
-            "score": _json(self.score),
-            "objective_value": _json(self.objective_value),
+            "score": json_safe(self.score),
+            "objective_value": json_safe(self.objective_value),
             "trades": self.trades,
             "invalid": self.invalid,
         }
@@ -349,10 +350,10 @@ class WindowResult:
             "window": self.window.to_dict(),
             "best_params": dict(self.best_params),
             "best_trial": self.best_trial,
-            "best_score": _json(self.best_score),
-            "is_summary": _json(self.is_summary),
-            "oos_summary": _json(self.oos_summary),
-            "efficiency": _json(self.efficiency),
+            "best_score": json_safe(self.best_score),
+            "is_summary": json_safe(self.is_summary),
+            "oos_summary": json_safe(self.oos_summary),
+            "efficiency": json_safe(self.efficiency),
             "oos_trades": len(self.oos_trades),
             "oos_accuracy": list(self.oos_accuracy) if self.oos_accuracy else None,
             "trials": [t.to_dict() for t in self.trials],
@@ -381,9 +382,9 @@ class ParamStability:
         return {
             "name": self.name,
             "values": list(self.values),
-            "mean": _json(self.mean),
-            "std": _json(self.std),
-            "cv": _json(self.cv),
+            "mean": json_safe(self.mean),
+            "std": json_safe(self.std),
+            "cv": json_safe(self.cv),
         }
 
 
@@ -459,11 +460,11 @@ class WalkForwardResult:
             "space": [s.to_dict() for s in self.space],
             "n_trials_run": self.n_trials_run,
             "n_invalid_trials": self.n_invalid_trials,
-            "is_annual_return": _json(self.is_annual_return),
-            "oos_annual_return": _json(self.oos_annual_return),
-            "efficiency": _json(self.efficiency),
-            "oos_summary": _json(self.oos_summary),
-            "oos_accuracy": _json(self.oos_accuracy),
+            "is_annual_return": json_safe(self.is_annual_return),
+            "oos_annual_return": json_safe(self.oos_annual_return),
+            "efficiency": json_safe(self.efficiency),
+            "oos_summary": json_safe(self.oos_summary),
+            "oos_accuracy": json_safe(self.oos_accuracy),
             "stability": [s.to_dict() for s in self.stability],
             "windows": [w.to_dict(include_returns) for w in self.windows],
             "notes": list(self.notes),
@@ -1105,16 +1106,3 @@ def _combine(
         elapsed_s=elapsed_s,
         **settings,
     )
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, float | np.floating):
-        v = float(value)
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    return value

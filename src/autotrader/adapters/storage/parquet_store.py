@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +22,12 @@ import pyarrow.parquet as pq
 
 from autotrader.domain.candles import COLUMNS, Candles, Coverage, SeriesKey, coverage_of
 from autotrader.domain.errors import AutoTraderError, DataError, StorageError
+from autotrader.files import atomic_output
 
 log = logging.getLogger(__name__)
 
 _SUFFIX = ".parquet"
-_TMP_PREFIX = "."
+_TMP_PREFIX = "."  # how atomic_output names its temporary files: listings skip them
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SCHEMA = pa.schema(
     [pa.field("ts", pa.int64(), nullable=False)]
@@ -245,24 +244,15 @@ class ParquetCandleStore:
         """Write ``candles`` to a temporary file beside ``path``, then atomically replace ``path``."""
         table = pa.Table.from_arrays([pa.array(getattr(candles, c)) for c in COLUMNS], schema=_SCHEMA)
         new_dirs = [d for d in (path.parent.parent, path.parent) if not d.exists()]
-        tmp: str | None = None
         done = False
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as f:
+            with atomic_output(path, binary=True) as f:
                 pq.write_table(table, f, **_WRITE_OPTIONS)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
             done = True
         except OSError as e:
             raise StorageError(f"cannot write candle file {path}: {e.strerror or e}") from e
         finally:
-            if not done:  # leave no trace: drop the temporary file and any folder made for it
-                if tmp is not None:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
+            if not done:  # leave no trace: the writer dropped its temporary file; drop any folder made for it
                 for folder in reversed(new_dirs):
                     with contextlib.suppress(OSError):
                         folder.rmdir()

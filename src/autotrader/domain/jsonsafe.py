@@ -1,0 +1,49 @@
+"""One JSON sanitiser for every document the project writes (reports, validation results, CLI output).
+
+``json_safe`` turns a nest of dicts, lists, tuples, numpy arrays and scalars into plain JSON types,
+so ``json.dumps(json_safe(x), allow_nan=False)`` never fails and never writes the non-standard
+``NaN``/``Infinity`` tokens: NaN becomes ``null`` and ±inf the strings ``"inf"``/``"-inf"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import date, datetime, time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["json_safe"]
+
+
+def json_safe(obj: Any) -> Any:
+    """A JSON-ready copy of ``obj``: plain dicts (str keys), lists, str, int, float, bool and None only.
+
+    NaN → ``None``; ±inf → ``"inf"``/``"-inf"``; numpy scalars and arrays → Python values and (nested)
+    lists; tuples and sets → lists; datetimes and dates → ISO 8601 text; ``Decimal`` → its exact text;
+    anything else → ``str(obj)``.
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "biu" or (obj.dtype.kind == "f" and bool(np.isfinite(obj).all())):
+            return obj.tolist()  # already plain JSON types: skip the per-element walk
+        return [json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    if isinstance(obj, bool | int | str) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return None
+        if math.isinf(obj):
+            return "inf" if obj > 0 else "-inf"
+        return obj
+    if isinstance(obj, set | frozenset):
+        return [json_safe(v) for v in sorted(obj, key=repr)]
+    if isinstance(obj, datetime | date | time):
+        return obj.isoformat()
+    return str(obj)  # Decimal keeps its exact text this way
