@@ -410,10 +410,10 @@ def _autotrader_config(symbols: tuple[str, ...], case: Case) -> Any:
 
 
 def _loose_rules(symbols: tuple[str, ...]) -> dict[str, Any]:
-    from autotrader.domain.instrument import InstrumentRules
+    from autotrader.domain.instrument import Instrument
 
     return {
-        s: InstrumentRules(s, "spot", tick_size=0.0, lot_step=0.0, min_qty=0.0, min_notional_usd=0.0) for s in symbols
+        s: Instrument.trading(s, "spot", tick_size=0.0, lot_step=0.0, min_qty=0.0, min_notional=0.0) for s in symbols
     }
 
 

@@ -34,7 +34,7 @@ from backtesting.lib import FractionalBacktest, crossover
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
 from autotrader.domain.aligned import align
 from autotrader.domain.candles import Candles, SeriesKey, parse_date_ms
-from autotrader.domain.instrument import InstrumentRules
+from autotrader.domain.instrument import Instrument
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 from autotrader.strategy.library.sma_cross import SmaCross
 
@@ -80,7 +80,7 @@ def run_ours(candles: Candles, stop_loss: float | None) -> BacktestResult:
             "correlation": 1.0,
         },
     )
-    rules = {"BTCUSDT": InstrumentRules("BTCUSDT", "spot", 0.0, 0.0, 0.0, 0.0)}
+    rules = {"BTCUSDT": Instrument.trading("BTCUSDT", "spot", 0.0, 0.0, 0.0, 0.0)}
     return run_backtest(config, align({"BTCUSDT": candles}), SmaCross(fast=FAST, slow=SLOW), instruments=rules)
 
 

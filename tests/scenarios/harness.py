@@ -9,7 +9,7 @@ import numpy as np
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
 from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles
-from autotrader.domain.instrument import InstrumentRules
+from autotrader.domain.instrument import Instrument
 from autotrader.strategy.base import Signals, Strategy
 
 HOUR_MS = 3_600_000
@@ -41,15 +41,15 @@ def candles_from_rows(rows: list[tuple[float, float, float, float]], start_ms: i
     return Candles(ts, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], np.full(len(rows), 1000.0))
 
 
-def loose_rules(symbol: str, market: str = "spot", min_notional: float = 0.0) -> InstrumentRules:
-    return InstrumentRules(symbol, market, tick_size=0.0, lot_step=0.0, min_qty=0.0, min_notional_usd=min_notional)  # type: ignore[arg-type]
+def loose_rules(symbol: str, market: str = "spot", min_notional: float = 0.0) -> Instrument:
+    return Instrument.trading(symbol, market, tick_size=0.0, lot_step=0.0, min_qty=0.0, min_notional=min_notional)  # type: ignore[arg-type]
 
 
 def run_scenario(
     tables: dict[str, list[tuple[float, float, float, float]]],
     script: dict[tuple[int, int], float],
     *,
-    rules: dict[str, InstrumentRules] | None = None,
+    rules: dict[str, Instrument] | None = None,
     confidence: float = 1.0,
     **config: Any,
 ) -> BacktestResult:

@@ -114,10 +114,10 @@ def test_min_notional_denies_small_order_and_records_it():
 
 
 def test_lot_step_rounds_quantity_down():
-    from autotrader.domain.instrument import InstrumentRules
+    from autotrader.domain.instrument import Instrument
 
     rows = [FLAT, FLAT, FLAT, FLAT]
-    rules = {"AAA": InstrumentRules("AAA", "spot", 0.01, 0.1, 0.1, 5.0)}
+    rules = {"AAA": Instrument.trading("AAA", "spot", 0.01, 0.1, 0.1, 5.0)}
     result = run_scenario({"AAA": rows}, {(1, 0): 1.0}, rules=rules, risk_overrides={"position_size": 0.0123})
     [trade] = result.trades
     assert trade["qty"] == pytest.approx(1.2)  # 123 USD / 100 = 1.23 -> 1.2

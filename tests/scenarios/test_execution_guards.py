@@ -10,7 +10,7 @@ import pytest
 
 from autotrader.backtest.runner import BacktestConfig
 from autotrader.domain.errors import ConfigError
-from autotrader.domain.instrument import InstrumentRules
+from autotrader.domain.instrument import Instrument
 from autotrader.live.engine import RobotConfig
 from tests.scenarios.harness import run_scenario
 
@@ -105,14 +105,14 @@ def test_fill_entry_and_exit_at_the_next_open_not_a_close():
 
 
 def test_lot_step_rounds_down_where_nearest_would_round_up():
-    rules = {"AAA": InstrumentRules("AAA", "spot", 0.01, 0.1, 0.1, 5.0)}
+    rules = {"AAA": Instrument.trading("AAA", "spot", 0.01, 0.1, 0.1, 5.0)}
     result = run_scenario({"AAA": [FLAT] * 4}, {(1, 0): 1.0}, rules=rules, risk_overrides={"position_size": 0.0127})
     [trade] = result.trades
     assert trade["qty"] == pytest.approx(1.2)  # 127 USD / 100 = 1.27: down to 1.2, nearest would be 1.3
 
 
 def test_min_quantity_denies_an_order_above_min_notional_but_below_min_qty():
-    rules = {"AAA": InstrumentRules("AAA", "spot", 0.01, 0.1, 2.0, 5.0)}
+    rules = {"AAA": Instrument.trading("AAA", "spot", 0.01, 0.1, 2.0, 5.0)}
     result = run_scenario({"AAA": [FLAT] * 4}, {(1, 0): 1.0}, rules=rules, risk_overrides={"position_size": 0.015})
     # 150 USD / 100 = 1.5 units: 150 USD clears the 5 USD minimum notional, 1.5 < 2.0 minimum quantity
     assert len(result.trades) == 0
@@ -120,7 +120,7 @@ def test_min_quantity_denies_an_order_above_min_notional_but_below_min_qty():
 
 
 def test_min_quantity_allows_an_order_at_exactly_min_qty():
-    rules = {"AAA": InstrumentRules("AAA", "spot", 0.01, 0.1, 2.0, 5.0)}
+    rules = {"AAA": Instrument.trading("AAA", "spot", 0.01, 0.1, 2.0, 5.0)}
     result = run_scenario({"AAA": [FLAT] * 4}, {(1, 0): 1.0}, rules=rules, risk_overrides={"position_size": 0.02})
     assert result.trades[0]["qty"] == pytest.approx(2.0)
 

@@ -15,7 +15,7 @@ from autotrader.analytics.reports import halt_text, render_console, write_html
 from autotrader.backtest.runner import BacktestConfig, daily_volatility_of, run_backtest
 from autotrader.domain.aligned import align
 from autotrader.domain.errors import ConfigError
-from autotrader.domain.orders import Instrument
+from autotrader.domain.instrument import Instrument
 from autotrader.live.clock import FunctionClock
 from autotrader.live.engine import Robot, RobotConfig
 from autotrader.live.portfolio import Book

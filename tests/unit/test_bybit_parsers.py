@@ -11,6 +11,7 @@ import pytest
 from autotrader.adapters.exchange import parsers
 from autotrader.adapters.exchange.errors import AmbiguousOutcome, ret_code_of
 from autotrader.domain.errors import ConfigError, ExchangeError, InsufficientFunds, OrderRejected
+from autotrader.domain.instrument import kernel_filters
 from autotrader.domain.orders import OrderSide, OrderStatus, OrderType, TimeInForce
 
 # GET /v5/market/instruments-info?category=linear&symbol=BTCUSDT (docs: market/instrument)
@@ -518,7 +519,7 @@ def test_parse_linear_instrument_reads_qty_step_tick_and_min_notional():
     assert inst.max_leverage == Decimal("100")
     assert inst.is_trading
     assert inst.raw is LINEAR_INSTRUMENTS["result"]["list"][0]
-    assert inst.rules.lot_step == pytest.approx(0.001)
+    assert kernel_filters([inst])[1][0] == pytest.approx(0.001)  # the float the backtest kernel gets
 
 
 def test_parse_spot_instrument_uses_base_precision_and_min_order_amount():

@@ -18,12 +18,12 @@ import pytest
 
 from autotrader.adapters.state import open_state_store
 from autotrader.domain.errors import OrderRejected, TemporaryExchangeError
+from autotrader.domain.instrument import Instrument
 from autotrader.domain.orders import (
     ZERO,
     AccountBalance,
     Balance,
     Fill,
-    Instrument,
     Order,
     OrderSide,
     OrderStatus,

@@ -9,7 +9,7 @@ from autotrader.backtest.runner import BacktestConfig
 from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import Candles, SeriesKey, parse_date_ms
 from autotrader.domain.errors import ConfigError
-from autotrader.domain.instrument import InstrumentRules
+from autotrader.domain.instrument import Instrument
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 from autotrader.strategy.base import Signals, Strategy
 from autotrader.validation.stress import (
@@ -68,9 +68,9 @@ def _log_returns(data: AlignedCandles, j: int) -> np.ndarray:
     return np.diff(np.log(data.close[data.present[:, j], j]))
 
 
-def _loose(symbols: tuple[str, ...]) -> dict[str, InstrumentRules]:
+def _loose(symbols: tuple[str, ...]) -> dict[str, Instrument]:
     return {
-        s: InstrumentRules(s, "spot", tick_size=0.0, lot_step=0.0, min_qty=0.0, min_notional_usd=0.0)
+        s: Instrument.trading(s, "spot", tick_size=0.0, lot_step=0.0, min_qty=0.0, min_notional=0.0)
         for s in symbols
     }
 

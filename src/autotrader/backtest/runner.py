@@ -37,7 +37,7 @@ from autotrader.backtest.fast.kernel import (
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms, parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError
-from autotrader.domain.instrument import InstrumentRules, default_rules
+from autotrader.domain.instrument import Instrument, default_instrument, kernel_filters
 from autotrader.domain.timeframe import Timeframe
 from autotrader.risk.limits import RiskLimits, risk_limits
 from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, daily_volatility
@@ -271,7 +271,7 @@ def run_backtest(
     strategy: Strategy,
     *,
     signals: Signals | None = None,
-    instruments: dict[str, InstrumentRules] | None = None,
+    instruments: dict[str, Instrument] | None = None,
     start_row: int | None = None,
 ) -> BacktestResult:
     """Simulate ``strategy`` on ``data`` under ``config``'s costs and risk limits.
@@ -297,10 +297,7 @@ def run_backtest(
     if signals.direction.shape != (data.n_bars, m):
         raise ConfigError(f"strategy {strategy.name!r} returned signals of shape {signals.direction.shape}")
     rules = instrument_rules_for(config, data, instruments)
-    tick = np.array([r.tick_size for r in rules])
-    lot = np.array([r.lot_step for r in rules])
-    min_qty = np.array([r.min_qty for r in rules])
-    min_notional = np.array([r.min_notional_usd for r in rules])
+    tick, lot, min_qty, min_notional = kernel_filters(rules)
     atr_pct = daily_volatility_of(data, config.timeframe) if config.sizing == "volatility" else np.zeros((1, 1))
     direction = np.ascontiguousarray(signals.direction, dtype=np.float64)
     signal_rows, n_signals = signal_rows_nb(direction)
@@ -373,9 +370,9 @@ def run_backtest(
 
 
 def instrument_rules_for(
-    config: BacktestConfig, data: AlignedCandles, instruments: Mapping[str, InstrumentRules] | None
-) -> list[InstrumentRules]:
-    """Each symbol's instrument rules: the given ones, else defaults scaled to its first close."""
+    config: BacktestConfig, data: AlignedCandles, instruments: Mapping[str, Instrument] | None
+) -> list[Instrument]:
+    """Each symbol's instrument: the given one, else defaults scaled to its first close."""
     rules = []
     for j, sym in enumerate(data.symbols):
         if instruments and sym in instruments:
@@ -383,7 +380,7 @@ def instrument_rules_for(
         else:
             first = np.flatnonzero(data.present[:, j])
             ref = float(data.close[first[0], j]) if len(first) else 1.0
-            rules.append(default_rules(sym, config.market, ref))
+            rules.append(default_instrument(sym, config.market, ref))
     return rules
 
 

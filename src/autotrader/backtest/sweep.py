@@ -40,7 +40,7 @@ from autotrader.backtest.runner import (
 )
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError, DataError
-from autotrader.domain.instrument import InstrumentRules
+from autotrader.domain.instrument import Instrument, kernel_filters
 from autotrader.strategy.base import get_strategy
 from autotrader.strategy.indicators import sma_cross_direction_nb
 
@@ -137,8 +137,8 @@ def _combinations(config: BacktestConfig, grid: Mapping[str, Sequence[int]]) -> 
 
 
 def _rules(
-    config: BacktestConfig, data: AlignedCandles, instruments: Mapping[str, InstrumentRules] | None
-) -> list[InstrumentRules]:
+    config: BacktestConfig, data: AlignedCandles, instruments: Mapping[str, Instrument] | None
+) -> list[Instrument]:
     """The instrument rules ``run_backtest`` uses."""
     return instrument_rules_for(config, data, instruments)
 
@@ -148,7 +148,7 @@ def sweep(
     data: AlignedCandles,
     grid: Mapping[str, Sequence[int]],
     *,
-    instruments: Mapping[str, InstrumentRules] | None = None,
+    instruments: Mapping[str, Instrument] | None = None,
 ) -> SweepResult:
     """Backtest every combination of ``grid`` under ``config`` in one parallel compiled pass.
 
@@ -192,10 +192,7 @@ def sweep(
         slow,
         down,
         atr_pct,
-        np.array([r.tick_size for r in rules]),
-        np.array([r.lot_step for r in rules]),
-        np.array([r.min_qty for r in rules]),
-        np.array([r.min_notional_usd for r in rules]),
+        *kernel_filters(rules),
         floats,
         ints,
         flags,

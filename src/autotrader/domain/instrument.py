@@ -1,62 +1,137 @@
-"""Exchange trading rules of one instrument: tick size, lot step, minimum quantity and notional."""
+"""One instrument type: the venue's trading rules of a symbol (tick, lot step, minimum qty and notional).
+
+``Instrument`` holds the filters as exact decimals, as the exchange sends them; the robot and the
+exchange adapter round orders with them (``autotrader.execution.fit_to_instrument``), and the
+backtest hands the same filters to its compiled kernel as float arrays (``kernel_filters``), so both
+paths round with one set of numbers through the same compiled rules.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import numpy as np
 
 Market = Literal["spot", "linear"]
 
+QUOTE_COINS = ("USDT", "USDC", "USD")
+
 
 @dataclass(frozen=True, slots=True)
-class InstrumentRules:
-    """What the venue accepts for one symbol (Bybit ``instruments-info`` filters)."""
+class Instrument:
+    """What the venue accepts for one symbol (Bybit ``instruments-info`` filters), as exact decimals."""
 
     symbol: str
     market: Market
-    tick_size: float
-    lot_step: float
-    min_qty: float
-    min_notional_usd: float
-    max_leverage: float = 1.0
+    base_coin: str
+    quote_coin: str
+    status: str
+    tick_size: Decimal
+    lot_step: Decimal
+    min_qty: Decimal
+    min_notional: Decimal
+    max_qty: Decimal | None = None
+    max_market_qty: Decimal | None = None
+    max_leverage: Decimal = Decimal(1)
+    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def is_trading(self) -> bool:
+        return self.status == "Trading"
+
+    @classmethod
+    def trading(
+        cls,
+        symbol: str,
+        market: Market,
+        tick_size: float | Decimal | str,
+        lot_step: float | Decimal | str,
+        min_qty: float | Decimal | str,
+        min_notional: float | Decimal | str,
+        max_leverage: float | Decimal | str = 1,
+    ) -> Instrument:
+        """A trading instrument from plain numbers (a float is taken as its shortest decimal text).
+
+        The coins are read from the symbol (``BTCUSDT`` → ``BTC``/``USDT``); a step of 0 means "no
+        rounding" and a minimum of 0 "no minimum" (what-if backtests and tests).
+        """
+        quote = next((q for q in QUOTE_COINS if symbol.endswith(q) and len(symbol) > len(q)), "USDT")
+        base = symbol[: -len(quote)] if symbol.endswith(quote) else symbol
+        return cls(
+            symbol=symbol,
+            market=market,
+            base_coin=base,
+            quote_coin=quote,
+            status="Trading",
+            tick_size=_decimal(tick_size),
+            lot_step=_decimal(lot_step),
+            min_qty=_decimal(min_qty),
+            min_notional=_decimal(min_notional),
+            max_leverage=_decimal(max_leverage),
+        )
+
+
+def _decimal(value: float | Decimal | str) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str):
+        return Decimal(value)
+    return Decimal(repr(float(value)))  # repr: the shortest text that reads back as the same float
+
+
+def kernel_filters(instruments: Sequence[Instrument]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-symbol float arrays ``(tick_size, lot_step, min_qty, min_notional)`` for the compiled kernels."""
+    return (
+        np.array([float(i.tick_size) for i in instruments], dtype=np.float64),
+        np.array([float(i.lot_step) for i in instruments], dtype=np.float64),
+        np.array([float(i.min_qty) for i in instruments], dtype=np.float64),
+        np.array([float(i.min_notional) for i in instruments], dtype=np.float64),
+    )
 
 
 # Defaults shaped like Bybit's filters for the bundled symbols, used when no live instrument
 # list is loaded (backtests). Live trading loads the real filters from the exchange at start.
-_SPOT_DEFAULTS: dict[str, tuple[float, float, float]] = {
+_SPOT_DEFAULTS: dict[str, tuple[str, str, str]] = {
     # symbol: (tick_size, lot_step, min_qty)
-    "BTCUSDT": (0.01, 0.000001, 0.000048),
-    "ETHUSDT": (0.01, 0.00001, 0.00062),
-    "BNBUSDT": (0.1, 0.001, 0.001),
-    "ADAUSDT": (0.0001, 0.01, 1.0),
-    "STRKUSDT": (0.0001, 0.01, 1.0),
+    "BTCUSDT": ("0.01", "0.000001", "0.000048"),
+    "ETHUSDT": ("0.01", "0.00001", "0.00062"),
+    "BNBUSDT": ("0.1", "0.001", "0.001"),
+    "ADAUSDT": ("0.0001", "0.01", "1"),
+    "STRKUSDT": ("0.0001", "0.01", "1"),
 }
-_LINEAR_DEFAULTS: dict[str, tuple[float, float, float]] = {
-    "BTCUSDT": (0.1, 0.001, 0.001),
-    "ETHUSDT": (0.01, 0.01, 0.01),
-    "BNBUSDT": (0.01, 0.01, 0.01),
-    "ADAUSDT": (0.0001, 1.0, 1.0),
-    "STRKUSDT": (0.0001, 0.1, 0.1),
+_LINEAR_DEFAULTS: dict[str, tuple[str, str, str]] = {
+    "BTCUSDT": ("0.1", "0.001", "0.001"),
+    "ETHUSDT": ("0.01", "0.01", "0.01"),
+    "BNBUSDT": ("0.01", "0.01", "0.01"),
+    "ADAUSDT": ("0.0001", "1", "1"),
+    "STRKUSDT": ("0.0001", "0.1", "0.1"),
 }
-SPOT_MIN_NOTIONAL_USD = 5.0
-LINEAR_MIN_NOTIONAL_USD = 5.0
+SPOT_MIN_NOTIONAL_USD = Decimal(5)
+LINEAR_MIN_NOTIONAL_USD = Decimal(5)
 
 
-def default_rules(symbol: str, market: Market, reference_price: float) -> InstrumentRules:
-    """Bybit-like rules for ``symbol``; unknown symbols get steps scaled to ``reference_price``."""
+def default_instrument(symbol: str, market: Market, reference_price: float) -> Instrument:
+    """Bybit-like filters for ``symbol``; unknown symbols get steps scaled to ``reference_price``."""
     table = _SPOT_DEFAULTS if market == "spot" else _LINEAR_DEFAULTS
+    tick: float | str
+    step: float | str
+    min_qty: float | str
     if symbol in table:
         tick, step, min_qty = table[symbol]
     else:
-        magnitude = 10.0 ** round(__import__("math").log10(max(reference_price, 1e-12)))
+        magnitude = 10.0 ** round(math.log10(max(reference_price, 1e-12)))
         tick, step = magnitude * 1e-5, 1e-6 / magnitude * 10.0
         min_qty = step
-    return InstrumentRules(
-        symbol=symbol,
-        market=market,
+    return Instrument.trading(
+        symbol,
+        market,
         tick_size=tick,
         lot_step=step,
         min_qty=min_qty,
-        min_notional_usd=SPOT_MIN_NOTIONAL_USD if market == "spot" else LINEAR_MIN_NOTIONAL_USD,
-        max_leverage=1.0 if market == "spot" else 100.0,
+        min_notional=SPOT_MIN_NOTIONAL_USD if market == "spot" else LINEAR_MIN_NOTIONAL_USD,
+        max_leverage=1 if market == "spot" else 100,
     )

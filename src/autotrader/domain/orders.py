@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from autotrader.domain.errors import AutoTraderError
-from autotrader.domain.instrument import InstrumentRules, Market
+from autotrader.domain.instrument import Market
 
 ZERO = Decimal(0)
 
@@ -217,42 +217,6 @@ class Fill:
     @property
     def notional(self) -> Decimal:
         return self.qty * self.price
-
-
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    """An instrument with its venue filters as exact decimals (``rules`` gives the float view)."""
-
-    symbol: str
-    market: Market
-    base_coin: str
-    quote_coin: str
-    status: str
-    tick_size: Decimal
-    lot_step: Decimal
-    min_qty: Decimal
-    min_notional: Decimal
-    max_qty: Decimal | None = None
-    max_market_qty: Decimal | None = None
-    max_leverage: Decimal = Decimal(1)
-    raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def is_trading(self) -> bool:
-        return self.status == "Trading"
-
-    @property
-    def rules(self) -> InstrumentRules:
-        """The float ``InstrumentRules`` the backtest and risk kernels use."""
-        return InstrumentRules(
-            symbol=self.symbol,
-            market=self.market,
-            tick_size=float(self.tick_size),
-            lot_step=float(self.lot_step),
-            min_qty=float(self.min_qty),
-            min_notional_usd=float(self.min_notional),
-            max_leverage=float(self.max_leverage),
-        )
 
 
 @dataclass(frozen=True, slots=True)

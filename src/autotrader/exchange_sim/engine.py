@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from autotrader.domain.instrument import default_rules
+from autotrader.domain.instrument import default_instrument
 from autotrader.exchange_sim.market import MarketReplay
 
 D0 = Decimal(0)
@@ -58,7 +58,7 @@ def _dec(value: Any, name: str) -> Decimal:
     return d
 
 
-def _dec_float(value: float) -> Decimal:
+def _dec_float(value: float | Decimal) -> Decimal:
     return Decimal(repr(float(value)))
 
 
@@ -152,7 +152,7 @@ def build_instruments(replay: MarketReplay) -> dict[tuple[str, str], SimInstrume
         ref = float(tape.c.close[len(tape.c) // 2])
         base = symbol[: -len(QUOTE)] if symbol.endswith(QUOTE) else symbol
         for category in ("spot", "linear"):
-            rules = default_rules(symbol, category, ref)  # type: ignore[arg-type]
+            rules = default_instrument(symbol, category, ref)  # type: ignore[arg-type]
             step = _dec_float(rules.lot_step)
             out[(category, symbol)] = SimInstrument(
                 symbol=symbol,
@@ -162,7 +162,7 @@ def build_instruments(replay: MarketReplay) -> dict[tuple[str, str], SimInstrume
                 tick=_dec_float(rules.tick_size),
                 step=step,
                 min_qty=_dec_float(rules.min_qty),
-                min_notional=_dec_float(rules.min_notional_usd),
+                min_notional=_dec_float(rules.min_notional),
                 max_qty=(Decimal(10_000_000) / _dec_float(max(ref, 1e-9))).quantize(step, ROUND_DOWN) or step,
                 max_market_qty=(Decimal(2_000_000) / _dec_float(max(ref, 1e-9))).quantize(step, ROUND_DOWN) or step,
                 max_leverage=Decimal(1) if category == "spot" else Decimal(100),

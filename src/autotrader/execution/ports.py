@@ -18,11 +18,10 @@ from typing import Protocol, runtime_checkable
 
 from autotrader.domain.candles import Candles
 from autotrader.domain.errors import OrderRejected
-from autotrader.domain.instrument import Market
+from autotrader.domain.instrument import Instrument, Market
 from autotrader.domain.orders import (
     AccountBalance,
     Fill,
-    Instrument,
     Order,
     Position,
     SubmitOrder,

@@ -44,7 +44,8 @@ from autotrader.domain.errors import (
     StorageError,
     TemporaryExchangeError,
 )
-from autotrader.domain.orders import Instrument, OrderSide, OrderStatus, OrderSubmitted, OrderType, SubmitOrder
+from autotrader.domain.instrument import Instrument
+from autotrader.domain.orders import OrderSide, OrderStatus, OrderSubmitted, OrderType, SubmitOrder
 from autotrader.domain.timeframe import Timeframe
 from autotrader.execution.ports import ExchangePort
 from autotrader.live.dead_letters import dead_letter, failure_detail

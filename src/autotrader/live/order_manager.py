@@ -26,10 +26,9 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from autotrader.domain.errors import ExchangeError, OrderRejected, StorageError, TemporaryExchangeError
-from autotrader.domain.instrument import Market
+from autotrader.domain.instrument import Instrument, Market
 from autotrader.domain.orders import (
     Fill,
-    Instrument,
     Order,
     OrderAccepted,
     OrderCanceled,

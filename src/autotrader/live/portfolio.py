@@ -17,8 +17,8 @@ import dataclasses
 from collections.abc import Mapping
 from decimal import Decimal
 
-from autotrader.domain.instrument import Market
-from autotrader.domain.orders import ZERO, Fill, Instrument, OrderSide
+from autotrader.domain.instrument import Instrument, Market
+from autotrader.domain.orders import ZERO, Fill, OrderSide
 from autotrader.live.records import ClosedTrade, Ledger, PositionState
 from autotrader.risk.rules import venue_quantity_nb
 

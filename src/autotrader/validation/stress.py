@@ -74,7 +74,7 @@ from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backt
 from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import SeriesKey, format_ms, parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError, StrategyError
-from autotrader.domain.instrument import InstrumentRules
+from autotrader.domain.instrument import Instrument
 from autotrader.domain.timeframe import Timeframe
 from autotrader.marketdata.store import CandleStore
 from autotrader.strategy.base import Signals, Strategy
@@ -541,7 +541,7 @@ def _take(data: AlignedCandles, rows: np.ndarray, cols: np.ndarray) -> AlignedCa
 @dataclass(frozen=True)
 class _Runner:
     factory: StrategyFactory
-    instruments: dict[str, InstrumentRules] | None
+    instruments: dict[str, Instrument] | None
     limit: float
 
     def run(
@@ -597,7 +597,7 @@ def run_stress_tests(
     *,
     strategy_factory: StrategyFactory | None = None,
     cache_dir: Path | None = None,
-    instruments: dict[str, InstrumentRules] | None = None,
+    instruments: dict[str, Instrument] | None = None,
     warmup_days: float | None = None,
     scenarios: Sequence[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,

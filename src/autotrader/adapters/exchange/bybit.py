@@ -50,11 +50,10 @@ from autotrader.adapters.exchange.errors import (
 from autotrader.adapters.exchange.ratelimit import Backoff, RateLimiter
 from autotrader.domain.candles import Candles
 from autotrader.domain.errors import AuthError, ConfigError, ExchangeError, OrderRejected, TemporaryExchangeError
-from autotrader.domain.instrument import Market
+from autotrader.domain.instrument import Instrument, Market
 from autotrader.domain.orders import (
     AccountBalance,
     Fill,
-    Instrument,
     Order,
     OrderAccepted,
     OrderSide,

@@ -15,13 +15,12 @@ import numpy as np
 
 from autotrader.domain.candles import Candles
 from autotrader.domain.errors import DataError, ExchangeError
-from autotrader.domain.instrument import Market
+from autotrader.domain.instrument import Instrument, Market
 from autotrader.domain.orders import (
     ZERO,
     AccountBalance,
     Balance,
     Fill,
-    Instrument,
     Order,
     OrderSide,
     OrderStatus,
