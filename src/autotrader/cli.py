@@ -464,9 +464,9 @@ def backtest(
         )
     except ValidationError as e:
         raise _validation_error(e) from None
-    config.limits()  # validate risk overrides and leverage before any work
+    limits = config.limits()  # validate risk overrides and leverage before any work
     settings = _settings()
-    strat = build_strategy(config, settings.cache_dir)
+    strat = build_strategy(config, settings.cache_dir, limits=limits)
     console = _console()
     store = _store(settings)
     try:
@@ -496,7 +496,8 @@ def backtest(
         strat.progress = None
         advance(step + 1, steps, "simulating the portfolio")
         result = with_notes(
-            run_backtest(config, loaded.data, strat, signals=sig, start_row=loaded.start_row), loaded.notes
+            run_backtest(config, loaded.data, strat, signals=sig, start_row=loaded.start_row, limits=limits),
+            loaded.notes,
         )
         advance(step + 2, steps, "building the report")
         doc = build_report(result)

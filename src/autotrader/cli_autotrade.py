@@ -261,17 +261,17 @@ def build_config(
 
 def strategy_warmup_bars(strategy: str, params: list[str], risk: str) -> int:
     """Closed bars the strategy needs before it gives a signal (the robot loads that much history)."""
-    from autotrader.backtest.runner import BacktestConfig
-    from autotrader.backtest.session import build_strategy
     from autotrader.cli import _parse_params
+    from autotrader.risk.trading import TradingConfig
+    from autotrader.strategy.build import build_strategy
 
     try:
-        bt = BacktestConfig(symbols=("BTCUSDT",), strategy=strategy, params=_parse_params(params), risk_level=risk)  # type: ignore[arg-type]
+        trading = TradingConfig(symbols=("BTCUSDT",), risk_level=risk)  # type: ignore[arg-type]
     except ValueError:
         return 0  # build_config reports the bad value in its own words
     from autotrader.live.signal_engine import window_bars_for
 
-    return window_bars_for(build_strategy(bt, None)) - 1
+    return window_bars_for(build_strategy(strategy, _parse_params(params), trading)) - 1
 
 
 # ------------------------------------------------------------------------------------------- running
@@ -611,20 +611,10 @@ def _clock(options: RobotOptions, exchange: Any, url: str | None) -> Any:
 
 
 def _strategy(cfg: RobotConfig, settings: Settings) -> Any:
-    from autotrader.backtest.runner import BacktestConfig
-    from autotrader.backtest.session import build_strategy
+    from autotrader.strategy.build import build_strategy
 
     assert cfg.strategy is not None
-    bt = BacktestConfig(
-        symbols=cfg.symbols,
-        timeframe=cfg.timeframe,
-        strategy=cfg.strategy,
-        params=dict(cfg.strategy_params),
-        risk_level=cfg.risk_level,
-        risk_overrides=dict(cfg.risk_overrides),
-        market=cfg.market,
-    )
-    return build_strategy(bt, settings.cache_dir)
+    return build_strategy(cfg.strategy, cfg.strategy_params, cfg, cache_dir=settings.cache_dir)
 
 
 def _paper_wallet(options: RobotOptions, settings: Settings, state: Any) -> tuple[Any, str, str, str]:
@@ -775,6 +765,8 @@ def _run_comparison(
         sizing=config.get("sizing", "fixed"),
         market=config.get("market", "spot"),
         leverage=float(config.get("leverage", 1.0)),
+        fee=config.get("fee", config.get("fee_rate")),  # robots before the shared TradingConfig stored 'fee_rate'
+        **{k: config[k] for k in ("slippage_bps", "risk_overrides") if k in config},
     )
     candle_store = open_store(settings)
     try:

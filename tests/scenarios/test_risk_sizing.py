@@ -103,7 +103,7 @@ def _robot_for(tables: dict, t: int, aaa_qty: float, cash: float, config: Backte
     """A robot in the state the kernel was in at bar ``t``'s close: AAA held, BBB flat."""
     robot_cfg = RobotConfig(
         symbols=tuple(tables), timeframe="1h", capital=10_000.0, risk_level=config.risk_level,
-        risk_overrides=config.risk_overrides, fee_rate=0.0, slippage_bps=0.0, lookback_bars=100,
+        risk_overrides=config.risk_overrides, fee=0.0, slippage_bps=0.0, lookback_bars=100,
     )  # fmt: skip
     robot = Robot(robot_cfg, None, None, FunctionClock(lambda: T0 + t * HOUR_MS))  # type: ignore[arg-type]
     data = align({s: candles_from_rows(rows[: t + 1]) for s, rows in tables.items()})

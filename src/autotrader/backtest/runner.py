@@ -8,10 +8,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from autotrader import __version__
 from autotrader.backtest.fast.kernel import (
@@ -39,8 +39,10 @@ from autotrader.domain.candles import format_ms, parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import Instrument, default_instrument, kernel_filters
 from autotrader.domain.timeframe import Timeframe
-from autotrader.risk.limits import RiskLimits, risk_limits
-from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, daily_volatility
+from autotrader.risk.limits import RiskLimits
+from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY
+from autotrader.risk.trading import TradingConfig
+from autotrader.risk.volatility import daily_volatility_of
 from autotrader.strategy.base import Signals, Strategy
 
 log = logging.getLogger(__name__)
@@ -60,30 +62,23 @@ EVENT_NAMES = {
     102: "drawdown_kill_switch",
     103: "halt_resumed",
 }
-DEFAULT_FEES = {"spot": 0.001, "linear": 0.00055}
 _SIZING_CODES = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
 
 
-class BacktestConfig(BaseModel):
-    """Everything that defines a backtest run; saved with the result so it can be re-run."""
+class BacktestConfig(TradingConfig):
+    """Everything that defines a backtest run; saved with the result so it can be re-run.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The trading fields (symbols, market, timeframe, leverage, risk, sizing, fee, slippage) and
+    ``limits()`` come from ``TradingConfig``, shared with the robot's ``RobotConfig``.
+    """
 
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
     exchange: str = "binance"
-    timeframe: str = "1h"
     start: str = "2020-01-01"
     end: str = "2024-12-31"
     initial_capital: float = Field(default=10_000.0, gt=0)
     strategy: str = "ml"
     params: dict[str, Any] = Field(default_factory=dict)
-    risk_level: Literal["conservative", "medium", "aggressive"] = "medium"
-    risk_overrides: dict[str, Any] = Field(default_factory=dict)
-    sizing: Literal["fixed", "kelly", "volatility"] = "fixed"
-    market: Literal["spot", "linear"] = "spot"
-    leverage: float = Field(default=1.0, ge=1.0)
-    fee: float | None = Field(default=None, ge=0, lt=0.1, description="taker fee per side; None = Bybit default")
-    slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
     maintenance_margin: float = Field(default=0.005, ge=0, lt=0.5)
     max_volume_share: float | None = Field(
         default=None, gt=0, le=1, description="cap an entry at this share of the fill bar's volume"
@@ -108,18 +103,6 @@ class BacktestConfig(BaseModel):
         """How long a drawdown halt lasts before the peak is re-based and trading resumes (0 = for good)."""
         return parse_on_halt(self.on_halt)
 
-    @field_validator("symbols")
-    @classmethod
-    def _upper(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        out = tuple(s.strip().upper().replace("/", "") for s in v if s.strip())
-        if not out:
-            raise ValueError("at least one symbol is needed")
-        return out
-
-    @property
-    def fee_rate(self) -> float:
-        return DEFAULT_FEES[self.market] if self.fee is None else self.fee
-
     @property
     def start_ms(self) -> int:
         return _date_ms(self.start, "start")
@@ -129,16 +112,6 @@ class BacktestConfig(BaseModel):
         """Inclusive end: a bare date means the whole day."""
         ms = _date_ms(self.end, "end")
         return ms + 86_400_000 - 1 if len(self.end.strip()) == 10 else ms
-
-    def limits(self) -> RiskLimits:
-        limits = risk_limits(self.risk_level, **self.risk_overrides)
-        if self.leverage > limits.max_leverage:
-            raise ConfigError(
-                f"leverage {self.leverage:g} exceeds the {self.risk_level} risk level's cap of {limits.max_leverage:g}"
-            )
-        if self.market == "spot" and self.leverage != 1.0:
-            raise ConfigError("leverage applies to --market linear only (spot trades without leverage)")
-        return limits
 
 
 def parse_on_halt(text: str) -> int:
@@ -239,11 +212,6 @@ def atr_pct_of(data: AlignedCandles, period: int = 14) -> np.ndarray:
     return atr / data.close
 
 
-def daily_volatility_of(data: AlignedCandles, timeframe: str) -> np.ndarray:
-    """Expected daily volatility per bar and symbol for the volatility target (``rules.daily_volatility``)."""
-    return daily_volatility(data.close, Timeframe.parse(timeframe).ms)
-
-
 def equal_weight_buy_and_hold(data: AlignedCandles, capital: float) -> np.ndarray:
     """Equity of splitting ``capital`` equally and buying each symbol at its first open (no costs)."""
     m = len(data.symbols)
@@ -273,6 +241,7 @@ def run_backtest(
     signals: Signals | None = None,
     instruments: dict[str, Instrument] | None = None,
     start_row: int | None = None,
+    limits: RiskLimits | None = None,
 ) -> BacktestResult:
     """Simulate ``strategy`` on ``data`` under ``config``'s costs and risk limits.
 
@@ -283,9 +252,11 @@ def run_backtest(
     the run, its buy & hold benchmark and its time in market are all measured from the first bar
     that has the full warm-up behind it. ``BacktestResult.warmup`` records what was used and
     missing. ``None``: every row of ``data`` is part of the run (no warm-up handling).
+    ``limits``: ``config.limits()`` when the caller already computed them.
     """
     started = time.perf_counter()
-    limits = config.limits()
+    if limits is None:
+        limits = config.limits()
     if data.n_bars < 2:
         raise DataError("fewer than two bars in the requested period: nothing to backtest")
     if signals is None:

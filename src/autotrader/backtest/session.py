@@ -14,7 +14,9 @@ from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import SeriesKey, format_ms
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.marketdata.store import CandleStore, missing_series_hint, read_aligned
-from autotrader.strategy.base import Strategy, get_strategy
+from autotrader.risk.limits import RiskLimits
+from autotrader.strategy.base import Strategy
+from autotrader.strategy.build import build_strategy as strategy_for
 
 
 @dataclass(frozen=True)
@@ -76,18 +78,11 @@ def load_backtest_data(store: CandleStore, config: BacktestConfig, history_bars:
     return LoadedData(rows_from(data, lo), tuple(notes), start_row - lo)
 
 
-def build_strategy(config: BacktestConfig, cache_dir: Path | None = None) -> Strategy:
-    """The strategy a config names, with the risk level's confidence threshold and the prediction cache."""
-    strategy = get_strategy(config.strategy, **config.params)
-    if "threshold" in strategy.parameters and "threshold" not in config.params:
-        strategy.params["threshold"] = config.limits().min_confidence
-    if "cost" in strategy.parameters and "cost" not in config.params:  # the model learns net of these costs
-        strategy.params["cost"] = 2.0 * (config.fee_rate + config.slippage_bps / 10_000.0)
-    if cache_dir is not None and hasattr(strategy, "cache"):
-        from autotrader.strategy.cache import NpzPredictionCache
-
-        strategy.cache = NpzPredictionCache(cache_dir / "predictions")
-    return strategy
+def build_strategy(
+    config: BacktestConfig, cache_dir: Path | None = None, *, limits: RiskLimits | None = None
+) -> Strategy:
+    """The strategy a backtest config names (``strategy.build.build_strategy`` with the config's trading fields)."""
+    return strategy_for(config.strategy, config.params, config, limits=limits, cache_dir=cache_dir)
 
 
 def run_config(
@@ -101,10 +96,11 @@ def run_config(
 
     ``transform`` changes the candles before the run (stress scenarios use it).
     """
-    strategy = build_strategy(config, cache_dir)
+    limits = config.limits()
+    strategy = build_strategy(config, cache_dir, limits=limits)
     loaded = load_backtest_data(store, config, strategy.history_bars)
     data = transform(loaded.data) if transform is not None else loaded.data
-    result = run_backtest(config, data, strategy, start_row=loaded.start_row)
+    result = run_backtest(config, data, strategy, start_row=loaded.start_row, limits=limits)
     return with_notes(result, loaded.notes)
 
 

@@ -34,13 +34,13 @@ from autotrader.backtest.fast.kernel import T_PNL, signal_rows_nb, simulate_port
 from autotrader.backtest.runner import (
     _SIZING_CODES,
     BacktestConfig,
-    daily_volatility_of,
     instrument_rules_for,
     offline_mask,
 )
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import Instrument, kernel_filters
+from autotrader.risk.volatility import daily_volatility_of
 from autotrader.strategy.base import get_strategy
 from autotrader.strategy.indicators import sma_cross_direction_nb
 

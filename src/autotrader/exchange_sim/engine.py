@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from autotrader.domain.fees import DEFAULT_FEES
 from autotrader.domain.instrument import default_instrument
 from autotrader.exchange_sim.market import MarketReplay
 
@@ -322,10 +323,12 @@ Listener = Callable[[SimAccount, str, list[dict[str, Any]]], None]
 
 @dataclass
 class Fees:
-    spot_taker: Decimal = Decimal("0.001")
-    spot_maker: Decimal = Decimal("0.001")
-    linear_taker: Decimal = Decimal("0.00055")
-    linear_maker: Decimal = Decimal("0.0002")
+    """The venue's fee rates (defaults: the one fee table, ``domain.fees.DEFAULT_FEES``)."""
+
+    spot_taker: Decimal = Decimal(repr(DEFAULT_FEES["spot"].taker))
+    spot_maker: Decimal = Decimal(repr(DEFAULT_FEES["spot"].maker))
+    linear_taker: Decimal = Decimal(repr(DEFAULT_FEES["linear"].taker))
+    linear_maker: Decimal = Decimal(repr(DEFAULT_FEES["linear"].maker))
 
     def rate(self, category: str, maker: bool) -> Decimal:
         if category == "spot":

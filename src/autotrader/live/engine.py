@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import COLUMNS, Candles, format_ms
@@ -46,7 +46,6 @@ from autotrader.domain.errors import (
 )
 from autotrader.domain.instrument import Instrument
 from autotrader.domain.orders import OrderSide, OrderStatus, OrderSubmitted, OrderType, SubmitOrder
-from autotrader.domain.timeframe import Timeframe
 from autotrader.execution.ports import ExchangePort
 from autotrader.live.dead_letters import dead_letter, failure_detail
 from autotrader.live.metrics import RobotMetrics
@@ -68,7 +67,6 @@ from autotrader.live.records import (
     StoredOrder,
 )
 from autotrader.live.risk_state import KillSwitch, RiskState
-from autotrader.risk.limits import RiskLimits, risk_limits
 from autotrader.risk.rules import (
     ALLOWED,
     HALTED,
@@ -80,13 +78,14 @@ from autotrader.risk.rules import (
     decide_entry_nb,
     entry_quantity_nb,
 )
+from autotrader.risk.trading import TradingConfig
+from autotrader.risk.volatility import daily_volatility_of
 from autotrader.signals.intake import Delivery, SignalSource, Verdict
 from autotrader.signals.prediction import Prediction
 from autotrader.strategy.base import Strategy
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FEES = {"spot": 0.001, "linear": 0.00055}
 _SIZING = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
 _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 MINUTE_MS = 60_000
@@ -95,26 +94,19 @@ _ALIGNED = ("ts", "open", "high", "low", "close", "volume", "present")
 DAY_MS = 86_400_000
 
 
-class RobotConfig(BaseModel):
-    """What one robot trades and how (frozen; unknown fields are refused)."""
+class RobotConfig(TradingConfig):
+    """What one robot trades and how (frozen; unknown fields are refused).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The trading fields (symbols, market, timeframe, leverage, risk, sizing, fee, slippage) and
+    ``limits()`` come from ``TradingConfig``, shared with the backtest's ``BacktestConfig``.
+    """
 
     mode: Literal["demo", "live"] = "demo"
-    symbols: tuple[str, ...]
-    market: Literal["spot", "linear"] = "spot"
-    timeframe: str = "1h"
     capital: float = Field(gt=0)
-    risk_level: Literal["conservative", "medium", "aggressive"] = "medium"
-    risk_overrides: dict[str, Any] = Field(default_factory=dict)
-    sizing: Literal["fixed", "kelly", "volatility"] = "fixed"
-    leverage: float = Field(default=1.0, ge=1.0)
     tag: str = Field(default="atrobot", min_length=1, max_length=8, pattern=r"^[A-Za-z0-9]+$")
     strategy: str | None = None
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     trading_hours: str = "24/7"
-    fee_rate: float | None = Field(default=None, ge=0, lt=0.1)
-    slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
     poll_interval_s: float = Field(default=0.2, gt=0)
     reconcile_interval_s: float = Field(default=30.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
@@ -122,37 +114,22 @@ class RobotConfig(BaseModel):
     lookback_bars: int = Field(default=300, ge=20, le=100_000)
     signal_batch: int = Field(default=200, ge=1)
 
-    @field_validator("symbols")
+    @model_validator(mode="before")
     @classmethod
-    def _upper(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        out = tuple(dict.fromkeys(s.strip().upper().replace("/", "") for s in v if s.strip()))
-        if not out:
-            raise ValueError("at least one symbol is needed")
-        return out
+    def _old_fee_name(cls, data: Any) -> Any:
+        """Robot configs stored before the shared ``TradingConfig`` name the fee ``fee_rate``: still read."""
+        if isinstance(data, dict) and "fee_rate" in data:
+            data = dict(data)
+            old = data.pop("fee_rate")
+            if data.setdefault("fee", old) != old:
+                raise ValueError("give the fee once, as 'fee' ('fee_rate' is its old name)")
+        return data
 
     @field_validator("trading_hours")
     @classmethod
     def _hours(cls, v: str) -> str:
         parse_trading_hours(v)
         return v
-
-    @property
-    def tf(self) -> Timeframe:
-        return Timeframe.parse(self.timeframe)
-
-    @property
-    def fee(self) -> float:
-        return DEFAULT_FEES[self.market] if self.fee_rate is None else self.fee_rate
-
-    def limits(self) -> RiskLimits:
-        limits = risk_limits(self.risk_level, **self.risk_overrides)
-        if self.market == "spot" and self.leverage != 1.0:
-            raise ConfigError("leverage applies to linear markets only (spot trades without leverage)")
-        if self.leverage > limits.max_leverage:
-            raise ConfigError(
-                f"leverage {self.leverage:g} exceeds the {self.risk_level} risk level's cap of {limits.max_leverage:g}"
-            )
-        return limits
 
 
 def parse_trading_hours(text: str) -> list[tuple[int, int]]:
@@ -910,8 +887,6 @@ class Robot:
         )
         atr = 0.0
         if cfg.sizing == "volatility" and data is not None:
-            from autotrader.backtest.runner import daily_volatility_of
-
             atr = float(daily_volatility_of(data, cfg.timeframe)[t, j])
         side = float(p.sign)
         code, fraction = decide_entry_nb(
@@ -950,7 +925,7 @@ class Robot:
             self.lev,
             fill,
             self.book.free_cash(prices, self.lev),
-            cfg.fee,
+            cfg.fee_rate,
             float(inst.lot_step),
             float(inst.min_qty),
             float(inst.min_notional),
