@@ -533,12 +533,22 @@ class Robot:
         if halted and self.limits.flatten_on_halt:
             await self.flatten("drawdown_halt")
         assert self.om is not None
-        extremes = self._bar_extremes()
+        extremes = self._bar_extremes() if self.limits.trailing_stop else {}
         for symbol in self.symbols:
             if symbol in prices and not self.om.pending(symbol):
-                if symbol in extremes:  # the trailing stop ratchets with the closed bar's extreme
-                    await self.om.ratchet(symbol, *extremes[symbol], prices[symbol])
-                await self.om.protect(symbol, prices[symbol])
+                price = prices[symbol]
+                if symbol in extremes and self.book is not None and self.book.open_side(symbol, price):
+                    # the trailing stop ratchets with the closed bar's extreme; the new level applies from
+                    # now (the next bar's open): a price already through it exits at market, as the
+                    # kernel's gap through a stop fills at the open
+                    price = await self.price(symbol, max_age_s=0.0)
+                    await self.om.ratchet(symbol, *extremes[symbol], price)
+                    reason = self.om.crossed(symbol, price)
+                    if reason is not None:
+                        log.warning("%s of %s already crossed at %s: exit at market", reason, symbol, price)
+                        await self._exit_now(symbol, price, reason)
+                        continue
+                await self.om.protect(symbol, price)
 
     def _bar_extremes(self) -> dict[str, tuple[float, float]]:
         """(high, low) of the last closed bar per symbol (empty before the first bar close)."""

@@ -567,6 +567,8 @@ class OrderManager:
         current = self.stop_order(symbol)
         if level is None or current is None or current.order.is_terminal or current.order.trigger_price == level:
             return None
+        if self.crossed(symbol, price) is not None:
+            return level  # the price is already through the new level: the caller exits at market
         tighter = level > current.order.trigger_price if side > 0 else level < current.order.trigger_price
         if not tighter:
             return None
@@ -583,6 +585,15 @@ class OrderManager:
             return None  # the cancel is not confirmed: the next bar close tries again
         await self.ensure_stop(symbol, price, moved=True)
         return level
+
+    def crossed(self, symbol: str, price: float) -> str | None:
+        """The exit reason when ``price`` is already through the stop or the target (``None``: it is not)."""
+        side = self.book.open_side(symbol, price)
+        stop, target = self.stop_price(symbol), self.target_price(symbol)
+        hit = exits.exit_hit(side, price, float(stop or 0), float(target or 0))
+        if hit == "stop" and stop is not None:
+            return self.stop_reason(symbol, stop)
+        return hit
 
     async def ensure_stop(self, symbol: str, price: float, *, moved: bool = False) -> StoredOrder | None:
         """Place the position's stop at the venue unless one is resting (or an exit is pending).
