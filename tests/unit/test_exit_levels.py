@@ -23,6 +23,7 @@ from autotrader.live.clock import FunctionClock
 from autotrader.live.engine import check_exit_settings
 from autotrader.live.order_manager import STOP_REFUSALS_BEFORE_FALLBACK, OrderManager
 from autotrader.live.portfolio import Book
+from autotrader.live.reconcile import Reconciler
 from autotrader.live.records import IntentKind, Ledger
 from autotrader.risk.limits import risk_limits
 from autotrader.risk.rules import round_to_tick_nb
@@ -214,3 +215,32 @@ def test_refused_take_profit_becomes_robot_side_and_persists(store) -> None:
     restarted = manager(store, venue, take_profit=0.05)
     assert restarted.robot_target("BTCUSDT") == Decimal("42000.00")
     assert run(restarted.ensure_target("BTCUSDT", 40000.0)) is None  # the robot holds it: not sent again
+
+
+def test_reconcile_restores_a_missing_take_profit_and_the_trailed_stop_after_a_restart(store) -> None:
+    venue = TwoWayVenue(store)
+    om = manager(store, venue, take_profit=0.05, stop_loss=0.03, trailing_stop=0.01)
+    run(om.run_entry(entry(om, store), 40000.0))
+    venue.price = Decimal(40900)
+    run(om.ratchet("BTCUSDT", high=41000.0, low=40000.0, price=40900.0))
+    [target] = om.open_orders("BTCUSDT", (IntentKind.TARGET,))
+    stop_cid = store.load_positions()["BTCUSDT"].stop_client_order_id
+    for cid in (target.client_order_id, stop_cid):  # both vanish at the venue while the robot is down
+        venue.orders[cid] = dataclasses.replace(venue.orders[cid], status=OrderStatus.CANCELED)
+    restarted = manager(store, venue, take_profit=0.05, stop_loss=0.03, trailing_stop=0.01)
+    summary = run(
+        Reconciler(
+            restarted,
+            ["BTCUSDT"],
+            prices=lambda: {"BTCUSDT": float(venue.price)},
+            entry_block=lambda: None,
+            first_start_ms=venue.now,
+        ).run()
+    )
+    assert summary.stops_replaced == 2
+    [new_target] = restarted.open_orders("BTCUSDT", (IntentKind.TARGET,))
+    assert new_target.client_order_id != target.client_order_id
+    assert venue.orders[new_target.client_order_id].trigger_price == Decimal("42000.00")
+    new_stop = store.load_positions()["BTCUSDT"].stop_client_order_id
+    assert venue.orders[new_stop].status is OrderStatus.UNTRIGGERED
+    assert venue.orders[new_stop].trigger_price == Decimal("40590.00")  # the trailed level, not the entry's
