@@ -6,7 +6,9 @@
 
 Each loop iteration: refresh the clock and prices; on a newly closed bar, mark equity and update
 the risk state exactly as the backtest kernel does at a bar's close (daily loss, drawdown halt,
-flatten), check stops, and — with a strategy — decide on the bar's signals; then take the
+flatten), ratchet trailing stops with the bar's extreme and rest every position's stop and
+take-profit, and — with a strategy — decide on the bar's signals; every iteration also checks the
+robot-side exits the venue refused to hold; then take the
 signals the source delivered, decide each, persist the decision (with its intents and orders)
 and only then act and commit the source's offsets.
 
