@@ -7,10 +7,9 @@
 Each loop iteration: refresh the clock and prices; on a newly closed bar, mark equity and update
 the risk state exactly as the backtest kernel does at a bar's close (daily loss, drawdown halt,
 flatten), ratchet trailing stops with the bar's extreme and rest every position's stop and
-take-profit, and — with a strategy — decide on the bar's signals; every iteration also checks the
-robot-side exits the venue refused to hold; then take the
-signals the source delivered, decide each, persist the decision (with its intents and orders)
-and only then act and commit the source's offsets.
+take-profit, and — with a strategy — decide on the bar's signals; check the robot-side exits the
+venue refused to hold; then take the signals the source delivered, decide each, persist the
+decision (with its intents and orders) and only then act and commit the source's offsets.
 
 A decision is the kernel's step 3b for one signal: spot is long-only (a short means "be flat"), an
 opposite or flat signal exits, no pyramiding, and an entry passes ``decide_entry_nb`` (risk gate
