@@ -534,16 +534,16 @@ class Robot:
         if halted and self.limits.flatten_on_halt:
             await self.flatten("drawdown_halt")
         assert self.om is not None
-        extremes = self._bar_extremes() if self.limits.trailing_stop else {}
         for symbol in self.symbols:
             if symbol in prices and not self.om.pending(symbol):
                 price = prices[symbol]
-                if symbol in extremes and self.book is not None and self.book.open_side(symbol, price):
+                extremes = self._trail_extremes(symbol, price) if self.limits.trailing_stop else None
+                if extremes is not None:
                     # the trailing stop ratchets with the closed bar's extreme; the new level applies from
                     # now (the next bar's open): a price already through it exits at market, as the
                     # kernel's gap through a stop fills at the open
                     price = await self.price(symbol, max_age_s=0.0)
-                    await self.om.ratchet(symbol, *extremes[symbol], price)
+                    await self.om.ratchet(symbol, *extremes, price, bar_ts=self.last_bar_ts)
                     reason = self.om.crossed(symbol, price)
                     if reason is not None:
                         log.warning("%s of %s already crossed at %s: exit at market", reason, symbol, price)
@@ -551,14 +551,27 @@ class Robot:
                         continue
                 await self.om.protect(symbol, price)
 
-    def _bar_extremes(self) -> dict[str, tuple[float, float]]:
-        """(high, low) of the last closed bar per symbol (empty before the first bar close)."""
-        data = self.history
-        if data is None or self.last_bar_ts < 0 or int(data.ts[-1]) != self.last_bar_ts:
-            return {}
-        t = data.n_bars - 1
-        present = [(j, s) for j, s in enumerate(data.symbols) if data.present[t, j]]
-        return {s: (float(data.high[t, j]), float(data.low[t, j])) for j, s in present}
+    def _trail_extremes(self, symbol: str, price: float) -> tuple[float, float] | None:
+        """(highest high, lowest low) of the closed bars a position's trailing stop has not seen yet.
+
+        From the entry's bar (the kernel ratchets with it too) or the bar after the last one it
+        ratcheted with, to the bar that just closed: after a restart, the bars closed while the
+        robot was down count as well. ``None``: flat, or no such bar.
+        """
+        data, om, book = self.history, self.om, self.book
+        if data is None or om is None or book is None or symbol not in data.symbols:
+            return None
+        if self.last_bar_ts < 0 or int(data.ts[-1]) != self.last_bar_ts or not book.open_side(symbol, price):
+            return None
+        j = data.symbols.index(symbol)
+        since = (book.position(symbol).entry_ms // self.tf_ms) * self.tf_ms
+        seen = om.trail_bar(symbol)
+        if seen is not None:
+            since = max(since, seen + self.tf_ms)
+        rows = np.flatnonzero((data.ts >= since) & data.present[:, j])
+        if not len(rows):
+            return None
+        return float(data.high[rows, j].max()), float(data.low[rows, j].min())
 
     def _mark(self, prices: dict[str, float], as_of_ms: int) -> list[Any]:
         assert self.book is not None

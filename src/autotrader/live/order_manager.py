@@ -77,7 +77,8 @@ _VENUE_LAG_MS = 60_000
 STOP_REFUSALS_BEFORE_FALLBACK = 3
 ROBOT_STOPS_META = "robot_side_stops"
 ROBOT_TARGETS_META = "robot_side_targets"
-TRAILING_META = "trailing_stops"  # symbol -> {"entry": position key, "ref": best price since the entry}
+# symbol -> {"entry": position key, "ref": best price since the entry, "bar": last bar ratcheted with}
+TRAILING_META = "trailing_stops"
 TARGETS_META = "take_profit_orders"  # symbol -> {"entry": position key, "cid": resting target's id, "attempt": n}
 _EVENT_NAMES = {
     OrderSubmitted: "submitted",
@@ -538,8 +539,19 @@ class OrderManager:
         await self.ensure_stop(symbol, price)
         await self.ensure_target(symbol, price)
 
-    async def ratchet(self, symbol: str, high: float, low: float, price: float) -> Decimal | None:
-        """A bar closed with ``high``/``low``: move the trailing stop with it; returns the new level if it moved.
+    def trail_bar(self, symbol: str) -> int | None:
+        """The open time of the last bar the current position's trailing stop ratcheted with (``None``: none yet)."""
+        record = self.trails.get(symbol)
+        if record is None or record.get("entry") != self._position_key(symbol) or record.get("bar") is None:
+            return None
+        return int(str(record["bar"]))
+
+    async def ratchet(
+        self, symbol: str, high: float, low: float, price: float, bar_ts: int | None = None
+    ) -> Decimal | None:
+        """Bars closed with extremes ``high``/``low`` (up to the bar opened at ``bar_ts``): move the trailing stop.
+
+        Returns the new level if it moved.
 
         The kernel checks a bar against the level from before it and ratchets afterwards; the robot
         does the same at the bar's close: the resting stop (or the robot-side level) is moved to the
@@ -553,8 +565,8 @@ class OrderManager:
         ref = exits.ratchet(self.trail_ref(symbol), side, high, low)
         key = self._position_key(symbol)
         record = self.trails.get(symbol)
-        if record is None or record.get("entry") != key or float(str(record["ref"])) != ref:
-            self.trails[symbol] = {"entry": key, "ref": repr(ref)}
+        if record is None or record.get("entry") != key or float(str(record["ref"])) != ref or bar_ts is not None:
+            self.trails[symbol] = {"entry": key, "ref": repr(ref), "bar": bar_ts}
             self.store.set_meta(TRAILING_META, self.trails)
         level = self.stop_price(symbol)
         robot_side = self.robot_stops.get(symbol)
