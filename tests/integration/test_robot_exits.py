@@ -115,3 +115,48 @@ def test_robot_trailing_stop_follows_the_price_and_exits_as_trailing_stop(tmp_pa
     assert abs(float(trade.exit_price) - level) <= level * 0.011  # within the 1 % bar it fell through
     assert trade.pnl > 0  # the trailing stop locked in a profit
     assert not robot.om.open_orders("BTCUSDT")
+
+
+def test_trailing_stop_catches_up_with_the_bars_closed_while_the_robot_was_down(tmp_path) -> None:
+    with sim_server({"BTCUSDT": _out_and_back(1)}, warmup_bars=WARMUP) as sim:
+        account = new_account(sim)
+        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+        clock = sim.state.clock.now_ms
+        config = robot_config(
+            symbols=("BTCUSDT",), market="linear", risk_overrides={"stop_loss": 0.05, "trailing_stop": 0.03}
+        )
+        seen: dict = {}
+
+        async def go() -> None:
+            exchange = connect(sim, account)
+            source = ListSource(clock, store.seen)
+            robot = build_robot(sim, exchange, store, config, signals=source)
+            await robot.start()
+            source.push(signal(clock, "long"))
+            await robot.step()
+            for _ in range(12):  # flat, then 2 bars up
+                sim.admin.advance(MINUTE)
+                await robot.step()
+            seen["before"] = robot.book.position("BTCUSDT").stop_price
+            await robot.stop()
+            await exchange.close()
+            sim.admin.advance(7 * MINUTE)  # down while the price rises 6 more bars and turns
+            exchange = connect(sim, account)
+            robot = build_robot(sim, exchange, store, config, signals=ListSource(clock, store.seen))
+            await robot.start()
+            sim.admin.advance(MINUTE)  # the first bar close after the restart: a falling bar
+            await robot.step()
+            seen["after"] = robot.book.position("BTCUSDT").stop_price
+            seen["tick"] = float(robot.instruments["BTCUSDT"].tick_size)
+            seen["high"] = float(robot.history.high[robot.history.ts <= robot.last_bar_ts, 0].max())
+            seen["last_high"] = float(robot.history.high[-1, 0])
+            seen["open"] = robot.book.open_side("BTCUSDT", 42_000.0)
+            await exchange.close()
+
+        asyncio.run(go())
+        store.close()
+    expected = seen["high"] * 0.97  # the best price of every bar, the missed ones included, to the tick
+    assert abs(float(seen["after"]) - expected) <= seen["tick"] / 2 + 1e-6
+    assert seen["open"] == 1  # still held: the price is above the new level
+    assert seen["after"] > seen["before"]
+    assert seen["last_high"] < seen["high"]  # the bar that just closed is not the best one
