@@ -6,9 +6,10 @@
 
 Each loop iteration: refresh the clock and prices; on a newly closed bar, mark equity and update
 the risk state exactly as the backtest kernel does at a bar's close (daily loss, drawdown halt,
-flatten), check stops, and — with a strategy — decide on the bar's signals; then take the
-signals the source delivered, decide each, persist the decision (with its intents and orders)
-and only then act and commit the source's offsets.
+flatten), ratchet trailing stops with the bar's extreme and rest every position's stop and
+take-profit, and — with a strategy — decide on the bar's signals; check the robot-side exits the
+venue refused to hold; then take the signals the source delivered, decide each, persist the
+decision (with its intents and orders) and only then act and commit the source's offsets.
 
 A decision is the kernel's step 3b for one signal: spot is long-only (a short means "be flat"), an
 opposite or flat signal exits, no pyramiding, and an entry passes ``decide_entry_nb`` (risk gate
@@ -48,6 +49,7 @@ from autotrader.domain.instrument import Instrument
 from autotrader.domain.orders import OrderSide, OrderStatus, OrderSubmitted, OrderType, SubmitOrder
 from autotrader.execution.ports import ExchangePort
 from autotrader.live.dead_letters import dead_letter, failure_detail
+from autotrader.live.exits import exit_hit
 from autotrader.live.metrics import RobotMetrics
 from autotrader.live.order_manager import OrderManager
 from autotrader.live.portfolio import Book
@@ -130,6 +132,21 @@ class RobotConfig(TradingConfig):
     def _hours(cls, v: str) -> str:
         parse_trading_hours(v)
         return v
+
+
+def check_exit_settings(market: str, limits: RiskLimits) -> None:
+    """Refuse (one-line ``ConfigError`` naming the setting) an exit the robot could not place as backtested.
+
+    Stop-loss, take-profit and trailing stop rest at the venue as conditional orders, or are held
+    by the robot when the venue refuses them, on spot and linear alike. What no venue can hold is
+    a short's take-profit at or below zero (``take_profit`` of 100 % or more on linear, where
+    shorts are traded): the backtest never fires it, and the robot will not pretend to.
+    """
+    if market == "linear" and limits.take_profit is not None and limits.take_profit >= 1.0:
+        raise ConfigError(
+            f"risk setting 'take_profit' {limits.take_profit:g} cannot be honoured on linear: "
+            "a short's target would be at or below zero (use less than 1)"
+        )
 
 
 def parse_trading_hours(text: str) -> list[tuple[int, int]]:
@@ -227,6 +244,7 @@ class Robot:
         if missing:
             raise ConfigError(f"{', '.join(missing)} not listed on {self.exchange.venue} {cfg.market}")
         self.instruments = {s: instruments[s] for s in cfg.symbols}
+        check_exit_settings(cfg.market, self.limits)
         now = self.clock.now_ms()
         self._check_settings(now)
         ledger = self.store.load_ledger()
@@ -245,6 +263,8 @@ class Robot:
             tag=cfg.tag,
             instruments=self.instruments,
             stop_loss=self.limits.stop_loss,
+            take_profit=self.limits.take_profit,
+            trailing_stop=self.limits.trailing_stop,
             metrics=self.metrics,
             on_trade=self._on_trade,
         )
@@ -351,7 +371,7 @@ class Robot:
                 await self.handle(deliveries)
                 handled = len(deliveries)
         try:
-            await self.check_robot_stops()
+            await self.check_robot_exits()
         except TemporaryExchangeError as e:
             self._exchange_fault("robot-side stop", e)
         if time.monotonic() - self._last_reconcile >= self.config.reconcile_interval_s:
@@ -494,7 +514,42 @@ class Robot:
         assert self.om is not None
         for symbol in self.symbols:
             if symbol in prices and not self.om.pending(symbol):
-                await self.om.ensure_stop(symbol, prices[symbol])
+                price = prices[symbol]
+                extremes = self._trail_extremes(symbol, price) if self.limits.trailing_stop else None
+                if extremes is not None:
+                    # the trailing stop ratchets with the closed bar's extreme; the new level applies from
+                    # now (the next bar's open): a price already through it exits at market, as the
+                    # kernel's gap through a stop fills at the open
+                    price = await self.price(symbol, max_age_s=0.0)
+                    await self.om.ratchet(symbol, *extremes, price, bar_ts=self.last_bar_ts)
+                    reason = self.om.crossed(symbol, price)
+                    if reason is not None:
+                        log.warning("%s of %s already crossed at %s: exit at market", reason, symbol, price)
+                        await self._exit_now(symbol, price, reason)
+                        continue
+                await self.om.protect(symbol, price)
+
+    def _trail_extremes(self, symbol: str, price: float) -> tuple[float, float] | None:
+        """(highest high, lowest low) of the closed bars a position's trailing stop has not seen yet.
+
+        From the entry's bar (the kernel ratchets with it too) or the bar after the last one it
+        ratcheted with, to the bar that just closed: after a restart, the bars closed while the
+        robot was down count as well. ``None``: flat, or no such bar.
+        """
+        data, om, book = self.history, self.om, self.book
+        if data is None or om is None or book is None or symbol not in data.symbols:
+            return None
+        if self.last_bar_ts < 0 or int(data.ts[-1]) != self.last_bar_ts or not book.open_side(symbol, price):
+            return None
+        j = data.symbols.index(symbol)
+        since = (book.position(symbol).entry_ms // self.tf_ms) * self.tf_ms
+        seen = om.trail_bar(symbol)
+        if seen is not None:
+            since = max(since, seen + self.tf_ms)
+        rows = np.flatnonzero((data.ts >= since) & data.present[:, j])
+        if not len(rows):
+            return None
+        return float(data.high[rows, j].max()), float(data.low[rows, j].min())
 
     def _mark(self, prices: dict[str, float], as_of_ms: int) -> list[Any]:
         assert self.book is not None
@@ -647,47 +702,57 @@ class Robot:
         self.om.track(intent, stored)
         return await self.om.run_exit(stored, price)
 
-    async def check_robot_stops(self) -> int:
-        """Robot-side stops (the venue refused the conditional order): exit at market at the level.
+    async def check_robot_exits(self) -> int:
+        """Robot-side exits (the venue refused the conditional order): exit at market at the level.
 
-        Checked on every loop iteration with a fresh price. If that exit cannot be placed or is
+        Stops (``stop_loss`` or, once the level trailed, ``trailing_stop``) and targets
+        (``take_profit``) the venue would not hold are checked on every loop iteration with a fresh
+        price (a stop before a target, as the kernel assumes). If that exit cannot be placed or is
         refused too, every position is flattened and the kill switch engaged (entries halt);
-        returns how many stop exits were sent.
+        returns how many exits were sent.
         """
         om, book = self.om, self.book
-        if om is None or book is None or not om.robot_stops:
+        if om is None or book is None:
             return 0
         sent = 0
-        for symbol in list(om.robot_stops):
-            level = om.robot_stop(symbol)
-            if level is None or symbol not in self.instruments:
+        for symbol in om.robot_exit_symbols():
+            stop, target = om.robot_stop(symbol), om.robot_target(symbol)
+            if (stop is None and target is None) or symbol not in self.instruments:
                 continue
             try:
                 price = await self.price(symbol)
             except TemporaryExchangeError as e:
-                self._exchange_fault("robot-side stop", e)
+                self._exchange_fault("robot-side exit", e)
                 continue
             side = book.open_side(symbol, price)
             if side == 0:
                 om.clear_robot_stop(symbol)
+                om.clear_robot_target(symbol)
                 continue
-            if om.pending(symbol) or (price > float(level) if side > 0 else price < float(level)):
+            if om.pending(symbol):
                 continue
-            log.warning("robot-side stop of %s hit at %s (level %s): exit at market", symbol, price, level)
-            stored = await self._exit_now(symbol, price, "stop_loss")
+            hit = exit_hit(side, price, float(stop or 0), float(target or 0))
+            if hit is None:
+                continue
+            reason = om.stop_reason(symbol, stop) if hit == "stop" and stop is not None else hit
+            level = stop if hit == "stop" else target
+            log.warning("robot-side %s of %s hit at %s (level %s): exit at market", reason, symbol, price, level)
+            stored = await self._exit_now(symbol, price, reason)
             if stored is None or stored.order.status is OrderStatus.REJECTED:
                 await self._stops_impossible(symbol, stored)
                 return sent
             sent += 1
         return sent
 
+    check_robot_stops = check_robot_exits  # the name before take-profit and trailing stops joined it
+
     async def _stops_impossible(self, symbol: str, stored: StoredOrder | None) -> None:
         why = "could not be placed" if stored is None else f"was refused ({stored.order.reason})"
-        detail = f"{symbol}: the robot-side stop's market exit {why}: flattening everything and halting"
+        detail = f"{symbol}: the robot-side exit's market order {why}: flattening everything and halting"
         log.error(detail)
         event = RobotEvent(self.clock.now_ms(), "fault", f"StopFallbackFailed: {detail}"[:1000], symbol)
         self.store.record_event(event)
-        self.kill_switch.engage(f"robot-side stop of {symbol} failed")
+        self.kill_switch.engage(f"robot-side exit of {symbol} failed")
         await self.flatten("stop_failed")
 
     # ---------------------------------------------------------------------------------- signals

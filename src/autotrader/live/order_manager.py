@@ -14,7 +14,16 @@ Bybit 10001 on a conditional order) is permanent: the same stop is not worth sen
 ``STOP_REFUSALS_BEFORE_FALLBACK`` refusals for one position the stop is no longer sent; it becomes a
 *robot-side* stop (persisted under the ``robot_side_stops`` meta key, shown by ``status`` and the
 dashboard, recorded as a ``StopRefused`` fault) that the robot checks on every price update and
-exits at market (``Robot.check_robot_stops``).
+exits at market (``Robot.check_robot_exits``).
+
+Take-profit and trailing stop (``live.exits``, the kernel's levels): the take-profit rests at the
+exchange as a second conditional reduce-only order (``<tag>-<symbol>-tp-…``, intent kind TARGET)
+that triggers when the price reaches the target; the same refusal rule hands it to the robot
+(``robot_side_targets``). The trailing stop is the resting stop itself: at every bar close the
+best price since the entry is ratcheted with the bar's extreme (persisted under ``trailing_stops``)
+and, when that tightens the level, the resting stop is cancelled and placed again at the new level
+(or the robot-side level moves). Whichever exit fills, the other is cancelled once the position is
+flat.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from autotrader.domain.orders import (
 )
 from autotrader.domain.orders import OrderRejected as OrderRejectedEvent
 from autotrader.execution.ports import ExchangePort, fit_to_instrument
+from autotrader.live import exits
 from autotrader.live.metrics import RobotMetrics
 from autotrader.live.portfolio import Book
 from autotrader.live.ports import Clock, StateStore
@@ -59,13 +69,16 @@ from autotrader.live.records import (
     RobotEvent,
     StoredOrder,
 )
-from autotrader.risk.rules import round_to_tick_nb
 
 log = logging.getLogger(__name__)
 
 _VENUE_LAG_MS = 60_000
 STOP_REFUSALS_BEFORE_FALLBACK = 3
 ROBOT_STOPS_META = "robot_side_stops"
+ROBOT_TARGETS_META = "robot_side_targets"
+# symbol -> {"entry": position key, "ref": best price since the entry, "bar": last bar ratcheted with}
+TRAILING_META = "trailing_stops"
+TARGETS_META = "take_profit_orders"  # symbol -> {"entry": position key, "cid": resting target's id, "attempt": n}
 _EVENT_NAMES = {
     OrderSubmitted: "submitted",
     OrderAccepted: "accepted",
@@ -109,6 +122,8 @@ class OrderManager:
         tag: str,
         instruments: dict[str, Instrument],
         stop_loss: float | None,
+        take_profit: float | None = None,
+        trailing_stop: float | None = None,
         metrics: RobotMetrics | None = None,
         on_trade: Callable[[ClosedTrade], None] | None = None,
     ) -> None:
@@ -120,6 +135,8 @@ class OrderManager:
         self.tag = tag
         self.instruments = instruments
         self.stop_loss = stop_loss
+        self.take_profit = take_profit
+        self.trailing_stop = trailing_stop
         self.metrics = metrics or RobotMetrics()
         self.on_trade = on_trade
         self.orders: dict[str, StoredOrder] = {}
@@ -127,7 +144,11 @@ class OrderManager:
         self.faults: list[str] = []
         # symbol -> {"price", "entry" (the position's entry id), "since_ms", "refusals", "last"}
         self.robot_stops: dict[str, dict[str, object]] = {}
-        self._stop_refusals: dict[str, tuple[str, int]] = {}  # symbol -> (position's entry id, refusals)
+        self.robot_targets: dict[str, dict[str, object]] = {}  # the same for refused take-profits
+        self.trails: dict[str, dict[str, object]] = {}  # TRAILING_META
+        self.targets: dict[str, dict[str, object]] = {}  # TARGETS_META
+        # (symbol, "sl"|"tp") -> (position's entry id, refusals)
+        self._stop_refusals: dict[tuple[str, str], tuple[str, int]] = {}
 
     # ------------------------------------------------------------------------------------- state
 
@@ -141,6 +162,9 @@ class OrderManager:
         self.intents = {i.intent_id: i for i in self.store.load_intents(open_only=True)}
         self.orders = {o.client_order_id: o for o in self.store.load_orders(open_only=True)}
         self.robot_stops = dict(self.store.get_meta(ROBOT_STOPS_META) or {})
+        self.robot_targets = dict(self.store.get_meta(ROBOT_TARGETS_META) or {})
+        self.trails = dict(self.store.get_meta(TRAILING_META) or {})
+        self.targets = dict(self.store.get_meta(TARGETS_META) or {})
 
     def client_id(self, symbol: str, decision_id: str | int, intent: str, attempt: int = 0) -> str:
         return derive_client_order_id(self.tag, symbol, decision_id, intent, attempt)
@@ -207,7 +231,7 @@ class OrderManager:
             return
         order = stored.order
         filled = order.filled_qty > 0
-        done = filled or (order.status is OrderStatus.CANCELED and stored.kind is IntentKind.STOP)
+        done = filled or (order.status is OrderStatus.CANCELED and stored.kind in (IntentKind.STOP, IntentKind.TARGET))
         status = IntentStatus.DONE if done else IntentStatus.ABANDONED
         reason = order.reason or str(order.status)
         self.store.close_intent(intent.intent_id, status, reason)
@@ -352,7 +376,9 @@ class OrderManager:
         intent = self.intents.get(stored.intent_id)
         opening = stored.kind is IntentKind.ENTRY or (stored.kind is IntentKind.ADOPTED and self._increases(fill))
         if stored.kind is IntentKind.STOP:
-            reason = "stop_loss"
+            reason = intent.reason if intent is not None and intent.reason else self._stop_fill_reason(order)
+        elif stored.kind is IntentKind.TARGET:
+            reason = exits.TAKE_PROFIT
         elif stored.kind is IntentKind.ADOPTED:
             reason = "adopted"
         else:
@@ -466,26 +492,136 @@ class OrderManager:
             return None
         return self.orders.get(pos.stop_client_order_id) or self.store.load_order(pos.stop_client_order_id)
 
+    def _tick(self, symbol: str) -> float:
+        return float(self.instruments[symbol].tick_size)
+
+    def initial_stop(self, symbol: str) -> float:
+        """The kernel's stop-loss level: entry fill price × (1 ∓ stop_loss), rounded to the tick (0.0: none)."""
+        side = self.book.position(symbol).side
+        return exits.initial_stop(float(self.book.entry_price(symbol)), side, self.stop_loss, self._tick(symbol))
+
+    def trail_ref(self, symbol: str) -> float:
+        """The best price seen since the position's entry (the entry price until a bar closed beyond it)."""
+        record = self.trails.get(symbol)
+        if record is not None and record.get("entry") == self._position_key(symbol):
+            return float(str(record["ref"]))
+        return float(self.book.entry_price(symbol))
+
     def stop_price(self, symbol: str) -> Decimal | None:
-        """The kernel's stop level: entry fill price × (1 ∓ stop_loss), rounded to the tick."""
-        if self.stop_loss is None:
+        """The protective stop's level now: the stop-loss tightened by the trailing stop (``None``: neither)."""
+        if not self.stop_loss and not self.trailing_stop:
             return None
         side = self.book.position(symbol).side
-        entry = float(self.book.entry_price(symbol))
-        level = entry * (1.0 - self.stop_loss) if side > 0 else entry * (1.0 + self.stop_loss)
-        tick = self.instruments[symbol].tick_size
-        return _on_tick(round_to_tick_nb(level, float(tick)), tick)
+        tick = self._tick(symbol)
+        level = exits.stop_level(self.initial_stop(symbol), self.trail_ref(symbol), side, self.trailing_stop, tick)
+        return _on_tick(level, self.instruments[symbol].tick_size) if level > 0 else None
 
-    async def ensure_stop(self, symbol: str, price: float) -> StoredOrder | None:
-        """Place the position's stop-loss at the venue unless one is resting (or an exit is pending).
+    def stop_reason(self, symbol: str, level: Decimal | float) -> str:
+        """``trailing_stop`` when ``level`` is no longer the initial stop-loss, else ``stop_loss``."""
+        return exits.stop_reason(float(level), self.initial_stop(symbol))
 
-        Returns the new stop order, or ``None`` when nothing was placed.
+    def _stop_fill_reason(self, order: Order) -> str:
+        if order.trigger_price is None:
+            return exits.STOP_LOSS
+        return self.stop_reason(order.symbol, order.trigger_price)
+
+    def target_price(self, symbol: str) -> Decimal | None:
+        """The kernel's take-profit level: entry fill price × (1 ± take_profit), rounded to the tick."""
+        if not self.take_profit:
+            return None
+        side = self.book.position(symbol).side
+        level = exits.target_level(float(self.book.entry_price(symbol)), side, self.take_profit, self._tick(symbol))
+        return _on_tick(level, self.instruments[symbol].tick_size) if level > 0 else None
+
+    async def protect(self, symbol: str, price: float) -> None:
+        """Rest every exit the settings ask for (stop and target) unless it rests already or the robot holds it."""
+        await self.ensure_stop(symbol, price)
+        await self.ensure_target(symbol, price)
+
+    def trail_bar(self, symbol: str) -> int | None:
+        """The open time of the last bar the current position's trailing stop ratcheted with (``None``: none yet)."""
+        record = self.trails.get(symbol)
+        if record is None or record.get("entry") != self._position_key(symbol) or record.get("bar") is None:
+            return None
+        return int(str(record["bar"]))
+
+    async def ratchet(
+        self, symbol: str, high: float, low: float, price: float, bar_ts: int | None = None
+    ) -> Decimal | None:
+        """Bars closed with extremes ``high``/``low`` (up to the bar opened at ``bar_ts``): move the trailing stop.
+
+        Returns the new level if it moved.
+
+        The kernel checks a bar against the level from before it and ratchets afterwards; the robot
+        does the same at the bar's close: the resting stop (or the robot-side level) is moved to the
+        tighter level. No trailing stop, a flat position or a pending exit: nothing happens.
         """
-        if self.stop_loss is None or self.pending_exit(symbol):
+        if not self.trailing_stop or self.pending_exit(symbol):
+            return None
+        side = self.book.open_side(symbol, price)
+        if side == 0:
+            return None
+        ref = exits.ratchet(self.trail_ref(symbol), side, high, low)
+        key = self._position_key(symbol)
+        record = self.trails.get(symbol)
+        if record is None or record.get("entry") != key or float(str(record["ref"])) != ref or bar_ts is not None:
+            self.trails[symbol] = {"entry": key, "ref": repr(ref), "bar": bar_ts}
+            self.store.set_meta(TRAILING_META, self.trails)
+        level = self.stop_price(symbol)
+        robot_side = self.robot_stops.get(symbol)
+        if robot_side is not None and robot_side.get("entry") == key:
+            if level is not None and str(level) != robot_side.get("price"):
+                robot_side["price"] = str(level)
+                self.store.set_meta(ROBOT_STOPS_META, self.robot_stops)
+                return level
+            return None
+        current = self.stop_order(symbol)
+        if level is None or current is None or current.order.is_terminal or current.order.trigger_price == level:
+            return None
+        if self.crossed(symbol, price) is not None:
+            return level  # the price is already through the new level: the caller exits at market
+        tighter = level > current.order.trigger_price if side > 0 else level < current.order.trigger_price
+        if not tighter:
+            return None
+        log.info(
+            "trailing stop of %s moves from %s to %s",
+            symbol,
+            current.order.trigger_price,
+            level,
+            extra={"symbol": symbol, "client_order_id": current.client_order_id, "signal_id": current.signal_id},
+        )
+        await self.cancel(current, "trailing stop moves")
+        current = self.stop_order(symbol)
+        if current is not None and not current.order.is_terminal:
+            return None  # the cancel is not confirmed: the next bar close tries again
+        await self.ensure_stop(symbol, price, moved=True)
+        return level
+
+    def crossed(self, symbol: str, price: float) -> str | None:
+        """The exit reason when ``price`` is already through the stop or the target (``None``: it is not)."""
+        side = self.book.open_side(symbol, price)
+        stop, target = self.stop_price(symbol), self.target_price(symbol)
+        hit = exits.exit_hit(side, price, float(stop or 0), float(target or 0))
+        if hit == "stop" and stop is not None:
+            return self.stop_reason(symbol, stop)
+        return hit
+
+    async def ensure_stop(self, symbol: str, price: float, *, moved: bool = False) -> StoredOrder | None:
+        """Place the position's stop at the venue unless one is resting (or an exit is pending).
+
+        The stop's level is the stop-loss tightened by the trailing stop (``stop_price``). A flat
+        position's leftover stop (its target filled) is cancelled. Returns the new stop order, or
+        ``None`` when nothing was placed.
+        """
+        if not self.stop_loss and not self.trailing_stop:
+            return None
+        if self.pending_exit(symbol):
             return None
         side = self.book.open_side(symbol, price)
         if side == 0:
             self.clear_robot_stop(symbol)
+            for stale in self.open_orders(symbol, (IntentKind.STOP,)):  # its target filled: the stop goes
+                await self.cancel(stale, "position flat")
             return None
         if self.robot_stop(symbol) is not None:
             return None  # the venue refused it: the robot watches this stop itself
@@ -495,13 +631,15 @@ class OrderManager:
         pos = self.book.position(symbol)
         attempt = pos.stop_attempt + 1 if current is not None else pos.stop_attempt
         trigger = self.stop_price(symbol)
-        assert trigger is not None
+        if trigger is None:
+            return None
         qty = self.book.tradable_qty(symbol, price)
         exit_side = OrderSide.SELL if side > 0 else OrderSide.BUY
         basis = pos.entry_client_order_id or f"pos{pos.entry_ms}"
         cid = self.client_id(symbol, basis, "sl", attempt)
         now = self.clock.now_ms()
-        intent = Intent(cid, IntentKind.STOP, symbol, exit_side, now, reason="stop_loss", signal_id=pos.signal_id)
+        reason = self.stop_reason(symbol, trigger)
+        intent = Intent(cid, IntentKind.STOP, symbol, exit_side, now, reason=reason, signal_id=pos.signal_id)
         command = SubmitOrder(
             cid,
             symbol,
@@ -524,7 +662,7 @@ class OrderManager:
         self.store.save_intent(intent, stored.order, position)
         self.book.with_position(position)
         self.track(intent, stored)
-        if current is not None:
+        if current is not None and not moved:
             log.warning(
                 "stop-loss of %s disappeared (%s); placing it again as %s",
                 symbol,
@@ -534,47 +672,132 @@ class OrderManager:
             )
             self.store.record_event(RobotEvent(now, "stop_replaced", f"{current.client_order_id} -> {cid}", symbol))
         stored = await self.execute(stored)
-        self._count_stop_refusal(symbol, stored)
+        self._count_refusal(symbol, stored, "sl")
         return stored
+
+    # ------------------------------------------------------------------------------------- targets
+
+    def target_order(self, symbol: str) -> StoredOrder | None:
+        """The take-profit order of ``symbol``'s current position (resting or finished), if any."""
+        record = self.targets.get(symbol)
+        if record is None or record.get("entry") != self._position_key(symbol):
+            return None
+        cid = str(record["cid"])
+        return self.orders.get(cid) or self.store.load_order(cid)
+
+    def _resting_targets(self, symbol: str) -> list[StoredOrder]:
+        return self.open_orders(symbol, (IntentKind.TARGET,))
+
+    async def ensure_target(self, symbol: str, price: float) -> StoredOrder | None:
+        """Rest the position's take-profit at the venue unless it rests already (or an exit is pending).
+
+        A conditional reduce-only market order at the kernel's target level, triggered when the
+        price reaches it. A flat position's leftover target (its stop filled) is cancelled. Returns
+        the new target order, or ``None`` when nothing was placed.
+        """
+        if not self.take_profit:
+            return None
+        side = self.book.open_side(symbol, price)
+        if side == 0:
+            self.clear_robot_target(symbol)
+            for stale in self._resting_targets(symbol):
+                await self.cancel(stale, "position flat")
+            return None
+        if self.pending_exit(symbol) or self.robot_target(symbol) is not None:
+            return None
+        key = self._position_key(symbol)
+        for stale in self._resting_targets(symbol):  # an earlier position's target
+            record = self.targets.get(symbol)
+            if record is None or record.get("entry") != key or record.get("cid") != stale.client_order_id:
+                await self.cancel(stale, "earlier position")
+        current = self.target_order(symbol)
+        if current is not None and not current.order.is_terminal:
+            return None
+        level = self.target_price(symbol)
+        if level is None:
+            return None
+        record = self.targets.get(symbol)
+        attempt = int(str(record["attempt"])) + 1 if record is not None and record.get("entry") == key else 0
+        pos = self.book.position(symbol)
+        qty = self.book.tradable_qty(symbol, price)
+        exit_side = OrderSide.SELL if side > 0 else OrderSide.BUY
+        cid = self.client_id(symbol, key, "tp", attempt)
+        now = self.clock.now_ms()
+        intent = Intent(
+            cid, IntentKind.TARGET, symbol, exit_side, now, reason=exits.TAKE_PROFIT, signal_id=pos.signal_id
+        )
+        command = SubmitOrder(
+            cid,
+            symbol,
+            self.market,
+            exit_side,
+            OrderType.STOP_MARKET,
+            qty,
+            trigger_price=level,
+            reduce_only=self.market == "linear",
+        )
+        try:
+            command = self.fit(command, price)
+        except OrderRejected as e:
+            self._fault("TargetNotPlaceable", f"{symbol}: {e}", symbol)
+            return None
+        stored = self.new_order(intent, command)
+        self.targets[symbol] = {"entry": key, "cid": cid, "attempt": attempt}
+        self.store.save_intent(intent, stored.order)
+        self.store.set_meta(TARGETS_META, self.targets)
+        self.track(intent, stored)
+        stored = await self.execute(stored)
+        self._count_refusal(symbol, stored, "tp")
+        return stored
+
+    # ------------------------------------------------------------------------------- robot-side exits
 
     def _position_key(self, symbol: str) -> str:
         pos = self.book.position(symbol)
         return pos.entry_client_order_id or f"pos{pos.entry_ms}"
 
-    def _count_stop_refusal(self, symbol: str, stored: StoredOrder) -> None:
-        """After a stop's send: count a refusal; at the limit, hand the stop to the robot."""
+    def _count_refusal(self, symbol: str, stored: StoredOrder, kind: str) -> None:
+        """After a stop's (``sl``) or target's (``tp``) send: count a refusal; at the limit, the robot takes it over."""
         order = stored.order
         key = self._position_key(symbol)
         if order.status is not OrderStatus.REJECTED:
             if order.status is not OrderStatus.SUBMITTED:  # accepted (an unknown outcome counts as nothing)
-                self._stop_refusals.pop(symbol, None)
+                self._stop_refusals.pop((symbol, kind), None)
             return
-        seen_key, n = self._stop_refusals.get(symbol, (key, 0))
+        seen_key, n = self._stop_refusals.get((symbol, kind), (key, 0))
         n = n + 1 if seen_key == key else 1
-        self._stop_refusals[symbol] = (key, n)
+        self._stop_refusals[(symbol, kind)] = (key, n)
         if n < STOP_REFUSALS_BEFORE_FALLBACK:
             return
         level = order.trigger_price
         last = (order.reason or "refused")[:300]
-        self.robot_stops[symbol] = {
+        record: dict[str, object] = {
             "price": str(level),
             "entry": key,
             "since_ms": self.clock.now_ms(),
             "refusals": n,
             "last": last,
         }
-        self.store.set_meta(ROBOT_STOPS_META, self.robot_stops)
+        what = "stop-loss" if kind == "sl" else "take-profit"
+        if kind == "sl":
+            self.robot_stops[symbol] = record
+            self.store.set_meta(ROBOT_STOPS_META, self.robot_stops)
+        else:
+            self.robot_targets[symbol] = record
+            self.store.set_meta(ROBOT_TARGETS_META, self.robot_targets)
         log.error(
-            "the exchange refused the stop-loss of %s %d times (%s): robot-side stop at %s from now on, "
+            "the exchange refused the %s of %s %d times (%s): robot-side %s at %s from now on, "
             "exit at market when the price reaches it",
+            what,
             symbol,
             n,
             last,
+            what,
             level,
             extra={"symbol": symbol, "client_order_id": order.client_order_id, "signal_id": stored.signal_id},
         )
-        detail = f"{symbol}: stop-loss refused {n} times ({last}); robot-side stop at {level}"
-        self._fault("StopRefused", detail, symbol)
+        detail = f"{symbol}: {what} refused {n} times ({last}); robot-side {what} at {level}"
+        self._fault("StopRefused" if kind == "sl" else "TargetRefused", detail, symbol)
 
     def robot_stop(self, symbol: str) -> Decimal | None:
         """The robot-side stop level of ``symbol``'s current position (``None``: none, or on the venue)."""
@@ -586,36 +809,61 @@ class OrderManager:
             return None
         return Decimal(str(record["price"]))
 
+    def robot_target(self, symbol: str) -> Decimal | None:
+        """The robot-side take-profit level of ``symbol``'s current position (``None``: none, or on the venue)."""
+        record = self.robot_targets.get(symbol)
+        if record is None:
+            return None
+        if record.get("entry") != self._position_key(symbol):
+            self.clear_robot_target(symbol)
+            return None
+        return Decimal(str(record["price"]))
+
+    def robot_exit_symbols(self) -> list[str]:
+        """Symbols with a robot-side stop or target."""
+        return list(dict.fromkeys([*self.robot_stops, *self.robot_targets]))
+
     def clear_robot_stop(self, symbol: str) -> None:
-        self._stop_refusals.pop(symbol, None)
+        self._stop_refusals.pop((symbol, "sl"), None)
         if self.robot_stops.pop(symbol, None) is not None:
             self.store.set_meta(ROBOT_STOPS_META, self.robot_stops)
+
+    def clear_robot_target(self, symbol: str) -> None:
+        self._stop_refusals.pop((symbol, "tp"), None)
+        if self.robot_targets.pop(symbol, None) is not None:
+            self.store.set_meta(ROBOT_TARGETS_META, self.robot_targets)
 
     async def cancel_stop(self, symbol: str, reason: str) -> None:
         stop = self.stop_order(symbol)
         if stop is not None and not stop.order.is_terminal:
             await self.cancel(stop, reason)
 
+    async def cancel_exits(self, symbol: str, reason: str) -> bool:
+        """Cancel the resting stop and target of ``symbol``; ``True`` when none is left resting."""
+        await self.cancel_stop(symbol, reason)
+        for target in self._resting_targets(symbol):
+            await self.cancel(target, reason)
+        stop = self.stop_order(symbol)
+        return (stop is None or stop.order.is_terminal) and not self._resting_targets(symbol)
+
     # ------------------------------------------------------------------------------ entries/exits
 
     async def run_entry(self, stored: StoredOrder, price: float, received_perf: float | None = None) -> StoredOrder:
-        """Send an entry and, once it filled, rest its stop-loss at the exchange."""
+        """Send an entry and, once it filled, rest its stop-loss and take-profit at the exchange."""
         stored = await self.execute(stored, received_perf)
         if stored.order.filled_qty > 0:
-            await self.ensure_stop(stored.order.symbol, float(stored.order.avg_fill_price or price))
+            await self.protect(stored.order.symbol, float(stored.order.avg_fill_price or price))
         return stored
 
     async def run_exit(self, stored: StoredOrder, price: float, received_perf: float | None = None) -> StoredOrder:
-        """Cancel the position's stop, then send the exit for what is still held.
+        """Cancel the position's stop and target, then send the exit for what is still held.
 
         An unsent exit is resized to the position first (a stop may have filled meanwhile); if the
         position is already flat, the exit is denied. If the exit does not close the position, the
-        stop is placed again.
+        stop and target are placed again.
         """
         symbol = stored.order.symbol
-        await self.cancel_stop(symbol, "exit")
-        stop = self.stop_order(symbol)
-        if stop is not None and not stop.order.is_terminal:  # cancel not confirmed: try the exit later
+        if not await self.cancel_exits(symbol, "exit"):  # cancel not confirmed: try the exit later
             return stored
         order = stored.order
         if order.status is OrderStatus.INITIALIZED:
@@ -627,7 +875,7 @@ class OrderManager:
                 stored = self._save(stored, order, "resized", f"to the position's {qty}")
         stored = await self.execute(stored, received_perf)
         if stored.order.is_terminal and self.book.open_side(symbol, price) != 0:
-            await self.ensure_stop(symbol, price)
+            await self.protect(symbol, price)
         return stored
 
     def update_position(self, position: PositionState) -> None:

@@ -14,7 +14,8 @@ A pass, in order:
 4. **Positions and balance** compared with the account: a linear position must equal the venue's;
    a spot position must not exceed the account's coin balance, nor the robot's cash its USDT. A
    mismatch fails the pass (``ReconcileError`` says what differs): the robot refuses to trade.
-5. **Stops**: every open position gets its stop-loss back if it is missing at the venue.
+5. **Stops and targets**: every open position gets its stop (stop-loss / trailing stop, at the level
+   persisted before the crash) and its take-profit back if they are missing at the venue.
 """
 
 from __future__ import annotations
@@ -152,16 +153,26 @@ class Reconciler:
             return self.entry_block()
         if stored.kind is IntentKind.EXIT:
             return "position already flat" if side == 0 else None
-        if stored.kind is IntentKind.STOP:
-            pos = om.book.position(symbol)
-            if side == 0:
-                return "position already flat"
-            if pos.stop_client_order_id != stored.client_order_id:
-                return "superseded by a newer stop"
-            if om.pending_exit(symbol):
-                return "an exit is pending"
-            return None
+        if stored.kind in (IntentKind.STOP, IntentKind.TARGET):
+            return self._unwanted_exit(stored, side)
         return "adopted orders are never re-sent"
+
+    def _unwanted_exit(self, stored: StoredOrder, side: int) -> str | None:
+        """Why a resting stop or take-profit that never reached the venue should not be sent now."""
+        om = self.om
+        symbol = stored.order.symbol
+        if side == 0:
+            return "position already flat"
+        if stored.kind is IntentKind.STOP:
+            if om.book.position(symbol).stop_client_order_id != stored.client_order_id:
+                return "superseded by a newer stop"
+        else:
+            record = om.targets.get(symbol)
+            if record is None or record.get("cid") != stored.client_order_id:
+                return "superseded by a newer take-profit"
+        if om.pending_exit(symbol):
+            return "an exit is pending"
+        return None
 
     async def _resume(self, stored: StoredOrder) -> None:
         om = self.om
@@ -330,4 +341,6 @@ class Reconciler:
             if price is None:
                 continue
             if await om.ensure_stop(symbol, price) is not None:
+                self._count("stops")
+            if await om.ensure_target(symbol, price) is not None:
                 self._count("stops")

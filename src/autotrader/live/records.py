@@ -24,7 +24,8 @@ class Outcome(StrEnum):
 class IntentKind(StrEnum):
     ENTRY = "entry"
     EXIT = "exit"
-    STOP = "stop"  # the exchange-resting stop-loss of a position
+    STOP = "stop"  # the exchange-resting stop-loss (or trailing stop) of a position
+    TARGET = "target"  # the exchange-resting take-profit of a position
     ADOPTED = "adopted"  # an order with our prefix found at the venue but unknown locally
 
 

@@ -1,0 +1,162 @@
+"""Take-profit and trailing stop on exchange-sim: the robot places every exit the backtest simulates.
+
+BTC is flat at 40,000, then moves 1 % a bar one way for 8 bars and 1 % a bar back for 12. The
+robot enters on a signal while it is flat, on linear, long and short. With a take-profit of 5 %
+the position closes at the target (``take_profit``) on the way out; with a trailing stop of 2 %
+(and a stop-loss of 3 %) the resting stop follows the price bar by bar and closes the position on
+the way back with ``trailing_stop``, in profit. ``venue``: the exits rest at exchange-sim as
+conditional orders; ``robot-side``: exchange-sim refuses every conditional order (Bybit 10001),
+so after the refusals the robot holds the exits itself and exits at market.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
+
+from autotrader.adapters.state import open_state_store
+from autotrader.domain.candles import Candles
+
+T0 = 1_704_067_200_000
+WARMUP = 400
+PRICE = 40_000.0
+
+
+def _out_and_back(side: int) -> Candles:
+    """Flat until 10 bars after the start, 1 % a bar in ``side``'s favour for 8 bars, then 1 % a bar back for 12."""
+    n = WARMUP + 60
+    close = np.full(n, PRICE)
+    up = PRICE * (1 + 0.01 * side) ** np.arange(1, 9)
+    back = up[-1] * (1 - 0.01 * side) ** np.arange(1, 13)
+    close[WARMUP + 10 : WARMUP + 30] = np.concatenate([up, back])
+    close[WARMUP + 30 :] = back[-1]
+    open_ = np.concatenate(([PRICE], close[:-1]))
+    ts = T0 + MINUTE * np.arange(n, dtype=np.int64)
+    high = np.maximum(open_, close) * 1.0005
+    low = np.minimum(open_, close) * 0.9995
+    return Candles(ts, open_, high, low, close, np.full(n, 50.0))
+
+
+def signal(clock_ms, direction: str) -> bytes:
+    body = {"id": "a", "symbol": "BTCUSDT", "ts": clock_ms(), "direction": direction, "confidence": 0.9}
+    return json.dumps({**body, "horizon": "1h", "model": "m"}).encode()
+
+
+def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, object, dict]:
+    with sim_server({"BTCUSDT": _out_and_back(side)}, warmup_bars=WARMUP) as sim:
+        if where == "robot-side":
+            sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
+        account = new_account(sim)
+        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+        exchange = connect(sim, account)
+        clock = sim.state.clock.now_ms
+        source = ListSource(clock, store.seen)
+        config = robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides=overrides)
+        robot = build_robot(sim, exchange, store, config, signals=source)
+        seen: dict = {"stops": []}
+
+        async def go() -> None:
+            await robot.start()
+            source.push(signal(clock, "long" if side > 0 else "short"))
+            await robot.step()
+            for _ in range(40):
+                sim.admin.advance(MINUTE)
+                await robot.step()
+                pos = robot.book.position("BTCUSDT")
+                level = robot.om.robot_stop("BTCUSDT") if where == "robot-side" else pos.stop_price
+                if level is not None and pos.qty != 0:
+                    seen["stops"].append(level)
+            await exchange.close()
+
+        asyncio.run(go())
+        view = venue_view(sim, account[0])
+    trades = store.load_trades()
+    store.close()
+    assert view["positions"] == {}  # the venue agrees: flat
+    [trade] = trades
+    return trade, robot, seen
+
+
+@pytest.mark.parametrize("where", ["venue", "robot-side"])
+@pytest.mark.parametrize("direction", ["long", "short"])
+def test_robot_takes_profit_at_the_target(tmp_path, direction, where) -> None:
+    side = 1 if direction == "long" else -1
+    trade, robot, _ = _trade(tmp_path, side, where, {"stop_loss": 0.03, "take_profit": 0.05})
+    target = Decimal(str(round(float(trade.entry_price) * (1 + 0.05 * side), 2)))
+    assert (trade.side, trade.exit_reason) == (side, "take_profit")
+    if where == "venue":  # the resting order fills at the target (the first price through it), less slippage
+        assert abs(trade.exit_price - target) <= target * Decimal("0.0005")
+    else:  # robot-side: at market on the first price the robot sees past it (within one 1 % bar)
+        assert (trade.exit_price - target) * side >= 0
+        assert abs(trade.exit_price - target) <= target * Decimal("0.011")
+    assert trade.pnl > 0
+    assert not robot.om.open_orders("BTCUSDT")  # the stop left behind is cancelled
+    assert robot.om.robot_targets == {} and robot.om.robot_stops == {}
+
+
+@pytest.mark.parametrize("where", ["venue", "robot-side"])
+@pytest.mark.parametrize("direction", ["long", "short"])
+def test_robot_trailing_stop_follows_the_price_and_exits_as_trailing_stop(tmp_path, direction, where) -> None:
+    side = 1 if direction == "long" else -1
+    trade, robot, seen = _trade(tmp_path, side, where, {"stop_loss": 0.03, "trailing_stop": 0.02})
+    assert (trade.side, trade.exit_reason) == (side, "trailing_stop")
+    stops = [float(s) for s in seen["stops"]]
+    assert len(set(stops)) >= 5  # it moved bar by bar
+    assert all((b - a) * side >= 0 for a, b in itertools.pairwise(stops))  # and only ever tightened
+    best = PRICE * (1 + 0.01 * side) ** 8 * (1 + 0.0005 * side)  # the best bar's extreme
+    level = best * (1 - 0.02 * side)
+    assert abs(stops[-1] - level) <= 0.01 * 2 + 1e-6 * level
+    assert abs(float(trade.exit_price) - level) <= level * 0.011  # within the 1 % bar it fell through
+    assert trade.pnl > 0  # the trailing stop locked in a profit
+    assert not robot.om.open_orders("BTCUSDT")
+
+
+def test_trailing_stop_catches_up_with_the_bars_closed_while_the_robot_was_down(tmp_path) -> None:
+    with sim_server({"BTCUSDT": _out_and_back(1)}, warmup_bars=WARMUP) as sim:
+        account = new_account(sim)
+        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+        clock = sim.state.clock.now_ms
+        config = robot_config(
+            symbols=("BTCUSDT",), market="linear", risk_overrides={"stop_loss": 0.05, "trailing_stop": 0.03}
+        )
+        seen: dict = {}
+
+        async def go() -> None:
+            exchange = connect(sim, account)
+            source = ListSource(clock, store.seen)
+            robot = build_robot(sim, exchange, store, config, signals=source)
+            await robot.start()
+            source.push(signal(clock, "long"))
+            await robot.step()
+            for _ in range(12):  # flat, then 2 bars up
+                sim.admin.advance(MINUTE)
+                await robot.step()
+            seen["before"] = robot.book.position("BTCUSDT").stop_price
+            await robot.stop()
+            await exchange.close()
+            sim.admin.advance(7 * MINUTE)  # down while the price rises 6 more bars and turns
+            exchange = connect(sim, account)
+            robot = build_robot(sim, exchange, store, config, signals=ListSource(clock, store.seen))
+            await robot.start()
+            sim.admin.advance(MINUTE)  # the first bar close after the restart: a falling bar
+            await robot.step()
+            seen["after"] = robot.book.position("BTCUSDT").stop_price
+            seen["tick"] = float(robot.instruments["BTCUSDT"].tick_size)
+            seen["high"] = float(robot.history.high[robot.history.ts <= robot.last_bar_ts, 0].max())
+            seen["last_high"] = float(robot.history.high[-1, 0])
+            seen["open"] = robot.book.open_side("BTCUSDT", 42_000.0)
+            await exchange.close()
+
+        asyncio.run(go())
+        store.close()
+    expected = seen["high"] * 0.97  # the best price of every bar, the missed ones included, to the tick
+    assert abs(float(seen["after"]) - expected) <= seen["tick"] / 2 + 1e-6
+    assert seen["open"] == 1  # still held: the price is above the new level
+    assert seen["after"] > seen["before"]
+    assert seen["last_high"] < seen["high"]  # the bar that just closed is not the best one
