@@ -69,6 +69,7 @@ from autotrader.live.records import (
     StoredOrder,
 )
 from autotrader.live.risk_state import KillSwitch, RiskState
+from autotrader.risk.limits import RiskLimits
 from autotrader.risk.rules import (
     ALLOWED,
     HALTED,

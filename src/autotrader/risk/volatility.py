@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from autotrader.domain.timeframe import Timeframe
 from autotrader.domain.aligned import AlignedCandles
+from autotrader.domain.timeframe import Timeframe
 from autotrader.risk.rules import daily_volatility
 
 
