@@ -623,7 +623,7 @@ class AnalyzeTarget(Target):
 
     def run(self, inp: bytes) -> None:
         from autotrader.analytics.report_data import load_report
-        from autotrader.cli_analyze import _render_metrics, _saved_config
+        from autotrader.cli.analyze import _render_metrics, _saved_config
         from autotrader.domain.errors import DataError
 
         path = self.workdir / "backtest.json"

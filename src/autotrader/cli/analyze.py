@@ -217,7 +217,7 @@ def analyze(
     deflated Sharpe and PBO.
     """
     from autotrader.analytics.report_data import load_report
-    from autotrader.cli import _console, _settings
+    from autotrader.cli.common import settings_from_options, stdout_console
 
     if not backtest_file.exists():
         raise missing_backtest_file(backtest_file)
@@ -230,7 +230,7 @@ def analyze(
                             optuna_storage, workers, seed),
         walk_forward,
     )  # fmt: skip
-    run = _Analysis(doc, config, opts, _console(), out, _settings())
+    run = _Analysis(doc, config, opts, stdout_console(), out, settings_from_options())
     try:
         run.execute()
     finally:
@@ -333,9 +333,9 @@ class _Analysis:
     @property
     def store(self) -> CandleStore:
         if self._store is None:
-            from autotrader.cli import _store
+            from autotrader.cli.common import open_candle_store
 
-            self._store = _store(self.settings)
+            self._store = open_candle_store(self.settings)
         return self._store
 
     def close(self) -> None:
@@ -354,7 +354,7 @@ class _Analysis:
             from autotrader.validation.montecarlo import monte_carlo_report
 
             try:
-                from autotrader.cli_progress import progress
+                from autotrader.cli.progress import progress
 
                 what = f"running {self.opts.monte_carlo:,} Monte Carlo simulations per method"
                 with progress(what) as advance:
@@ -366,7 +366,7 @@ class _Analysis:
 
     def charts_section(self) -> None:
         from autotrader.analytics.charts import write_charts
-        from autotrader.cli_progress import progress
+        from autotrader.cli.progress import progress
 
         fan = None
         try:
@@ -382,13 +382,11 @@ class _Analysis:
             self.console.print(f"  {path.name}")
 
     def stress_section(self) -> None:
-        from autotrader.cli_progress import progress
+        from autotrader.cli.progress import progress
         from autotrader.validation.stress import run_stress_tests
 
         with progress("re-running the strategy under 10 stress scenarios") as advance:
-            self.stress = run_stress_tests(
-                self.config, self.store, cache_dir=self.settings.cache_dir, progress=advance
-            )
+            self.stress = run_stress_tests(self.config, self.store, cache_dir=self.settings.cache_dir, progress=advance)
         self.saved["stress"] = self.stress.to_dict()
         _render_stress(self.console, self.stress)
 
@@ -475,21 +473,28 @@ def optimize(
     from pydantic import ValidationError
 
     from autotrader.backtest.runner import BacktestConfig
-    from autotrader.cli import _console, _parse_params, _parse_period, _settings, _store, _validation_error
+    from autotrader.cli.common import (
+        config_error_from,
+        open_candle_store,
+        parse_params,
+        parse_period,
+        settings_from_options,
+        stdout_console,
+    )
     from autotrader.domain.candles import parse_date_ms
 
-    start, end = _parse_period(period)
+    start, end = parse_period(period)
     try:
         config = BacktestConfig(
             symbols=tuple(symbols.split(",")), exchange=exchange, timeframe=timeframe, start=start, end=end,
-            initial_capital=initial_capital, strategy=strategy, params=_parse_params(param or []),
+            initial_capital=initial_capital, strategy=strategy, params=parse_params(param or []),
             risk_level=risk,  # type: ignore[arg-type]
         )  # fmt: skip
     except ValidationError as e:
-        raise _validation_error(e) from None
+        raise config_error_from(e) from None
     config.limits()
     if grid:
-        from autotrader.cli_sweep import run_grid_sweep
+        from autotrader.cli.sweep import run_grid_sweep
 
         run_grid_sweep(config, grid, objective, output)
         return
@@ -497,8 +502,8 @@ def optimize(
         trials, is_days, oos_days, anchored, objective, min_trades, scheduler, optuna_storage, workers, seed,
         _parse_space(space or []),
     )  # fmt: skip
-    console = _console()
-    store = _store(_settings())
+    console = stdout_console()
+    store = open_candle_store(settings_from_options())
     try:
         span = (config.end_ms - parse_date_ms(start)) / 86_400_000
         result = _run_walk_forward(console, config, store, opts, span)
@@ -539,7 +544,7 @@ def _default_windows(span_days: float) -> tuple[float, float]:
 def _run_walk_forward(
     console: Console, config: BacktestConfig, store: CandleStore, opts: _WalkForwardOptions, span_days: float
 ) -> WalkForwardResult:
-    from autotrader.cli_progress import progress
+    from autotrader.cli.progress import progress
     from autotrader.validation.walkforward import OBJECTIVES, run_walk_forward
 
     if opts.objective not in OBJECTIVES:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from autotrader.live.engine import RobotConfig
     from autotrader.live.status import BacktestComparison
 
-log = logging.getLogger("autotrader.cli_autotrade")
+log = logging.getLogger("autotrader.cli.autotrade")
 
 # Demo mode connects to these only (an allow-list): Bybit's demo trading and testnet, or a local server.
 DEMO_HOSTS = frozenset({"api-demo.bybit.com", "api-testnet.bybit.com"})
@@ -263,10 +263,10 @@ def strategy_warmup_bars(strategy: str, params: list[str], risk: str) -> int:
     """Closed bars the strategy needs before it gives a signal (the robot loads that much history)."""
     from autotrader.backtest.runner import BacktestConfig
     from autotrader.backtest.session import build_strategy
-    from autotrader.cli import _parse_params
+    from autotrader.cli.common import parse_params
 
     try:
-        bt = BacktestConfig(symbols=("BTCUSDT",), strategy=strategy, params=_parse_params(params), risk_level=risk)  # type: ignore[arg-type]
+        bt = BacktestConfig(symbols=("BTCUSDT",), strategy=strategy, params=parse_params(params), risk_level=risk)  # type: ignore[arg-type]
     except ValueError:
         return 0  # build_config reports the bad value in its own words
     from autotrader.live.signal_engine import window_bars_for
@@ -641,7 +641,7 @@ def _paper_wallet(options: RobotOptions, settings: Settings, state: Any) -> tupl
     import numpy as np
 
     from autotrader.adapters.storage import open_store
-    from autotrader.cli_signals import default_replay_start, replay_clock
+    from autotrader.cli.signals import default_replay_start, replay_clock
     from autotrader.domain.timeframe import Timeframe
     from autotrader.exchange_sim import SimAccountSpec, SimConfig, SimServer, sim_candles_from_store
     from autotrader.exchange_sim.persist import account_state, restore_account
