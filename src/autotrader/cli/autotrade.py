@@ -706,8 +706,9 @@ def _wallet_text(wallet: dict[str, Any]) -> str:
 def status_report(*, db: str | None, days: int, settings_file: Path | None = None, now_ms: int | None = None) -> str:
     """Print (and return) the RISK MANAGEMENT and LIVE TRADING RESULTS blocks from the state store."""
     from autotrader.adapters.state import open_state_store, state_url
+    from autotrader.cli.status import render_results, render_risk
     from autotrader.config import load_settings
-    from autotrader.live.status import live_results, render_results, render_risk, results_window, risk_management
+    from autotrader.live.status import live_results, results_window, risk_management
 
     settings = load_settings(settings_file)
     store = open_state_store(state_url(settings.home, db))
