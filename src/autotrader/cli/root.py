@@ -538,8 +538,3 @@ def run(application: typer.Typer) -> None:
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)
         sys.exit(130)
-
-
-def main() -> None:
-    """Entry point: run the app; turn our errors into one clear line and an exit code."""
-    run(app)
