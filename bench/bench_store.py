@@ -154,7 +154,7 @@ def bench_cli(repeats: int) -> Result:
     """Wall time of ``autotrader --help`` in a fresh process (interpreter start-up included)."""
     measure, workload, goal = "CLI start-up", "autotrader --help", 0.5
     if importlib.util.find_spec("autotrader.cli") is None:
-        return Result(measure, workload, None, goal, "src/autotrader/cli.py does not exist yet")
+        return Result(measure, workload, None, goal, "the autotrader.cli package does not exist yet")
     script = Path(sys.executable).with_name("autotrader")
     command = [str(script), "--help"] if script.exists() else [sys.executable, "-m", "autotrader", "--help"]
     env = {**os.environ, "AUTOTRADER_HOME": tempfile.gettempdir() + "/autotrader-bench-home"}

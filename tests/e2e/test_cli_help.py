@@ -55,7 +55,7 @@ def test_stress_table_at_80_columns_keeps_one_row_per_scenario_and_whole_figures
 
     from rich.console import Console
 
-    from autotrader.cli_analyze import _render_stress
+    from autotrader.cli.analyze import _render_stress
     from autotrader.validation.stress import ScenarioResult, StressReport
 
     title = "liquidity crisis (slippage x10, fees x2, fills <= 1 % of bar volume)"

@@ -623,14 +623,15 @@ class AnalyzeTarget(Target):
 
     def run(self, inp: bytes) -> None:
         from autotrader.analytics.report_data import load_report
-        from autotrader.cli_analyze import _render_metrics, _saved_config
+        from autotrader.cli.analyze import _render_metrics
         from autotrader.domain.errors import DataError
+        from autotrader.validation.analysis import saved_config
 
         path = self.workdir / "backtest.json"
         path.write_bytes(inp)
         try:
             doc = load_report(path)
-            _saved_config(doc, path)
+            saved_config(doc, path)
             _render_metrics(self.console, doc)
         except DataError as e:
             one_line(e)

@@ -3,7 +3,7 @@
 Starting a robot process from scratch costs seconds (ccxt, numba, Kafka and SQLAlchemy imports);
 twenty-odd SIGKILL restarts would take minutes. This process imports and warms everything once,
 single-threaded, then forks: each child is a complete robot process running
-``autotrader.cli_autotrade.run_robot`` — the same function ``autotrader autotrade`` runs after
+``autotrader.cli.autotrade.run_robot`` — the same function ``autotrader autotrade`` runs after
 parsing its flags — and is killed with a real SIGKILL by the test.
 
 Protocol (one JSON object per line): on stdin ``{"spawn": {...options...}, "log": PATH, "env": {...}}``
@@ -25,7 +25,7 @@ def warm_up() -> None:
 
     import autotrader.adapters.broker.kafka
     import autotrader.adapters.state
-    import autotrader.cli_autotrade
+    import autotrader.cli.autotrade
     import autotrader.live.engine  # noqa: F401
     from autotrader.adapters.exchange.bybit import _client_class
     from autotrader.risk import rules
@@ -72,7 +72,7 @@ def child(spec: dict, log_path: str, env: dict[str, str]) -> None:
     os.dup2(devnull, 0)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.environ.update(env)
-    from autotrader.cli_autotrade import RobotOptions, run_robot
+    from autotrader.cli.autotrade import RobotOptions, run_robot
     from autotrader.live.engine import RobotConfig
 
     options = RobotOptions(

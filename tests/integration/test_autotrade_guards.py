@@ -9,7 +9,7 @@ import typer
 from robot_harness import new_account, sim_server
 from typer.testing import CliRunner
 
-from autotrader.cli_autotrade import _exchange_config, demo_url_allowed, register
+from autotrader.cli.autotrade import _exchange_config, demo_url_allowed, register
 from autotrader.domain.errors import ConfigError
 
 KEYS = ("demo-key-123456", "demo-secret-123456")

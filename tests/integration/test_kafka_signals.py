@@ -32,7 +32,7 @@ from autotrader.adapters.broker.kafka import (  # noqa: E402
 )
 from autotrader.adapters.broker.tansu import BrokerStartError, TansuBroker  # noqa: E402
 from autotrader.adapters.storage import open_store  # noqa: E402
-from autotrader.cli_signals import latest_predictions  # noqa: E402
+from autotrader.cli.signals import latest_predictions  # noqa: E402
 from autotrader.config import load_settings  # noqa: E402
 from autotrader.domain.aligned import AlignedCandles  # noqa: E402
 from autotrader.domain.errors import ConfigError  # noqa: E402
@@ -312,7 +312,7 @@ class AlwaysLongOnBtc:
 
 def test_cli_signals_publish_once_then_tail(kafka_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from autotrader.backtest import session
-    from autotrader.cli_signals import register
+    from autotrader.cli.signals import register
 
     monkeypatch.setattr(session, "build_strategy", lambda config, cache_dir=None: AlwaysLongOnBtc())
     app = typer.Typer()

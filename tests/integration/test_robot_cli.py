@@ -23,13 +23,13 @@ from robot_harness import new_account, sim_server
 from typer.testing import CliRunner
 
 from autotrader.adapters.state import open_state_store
-from autotrader.cli_autotrade import register
+from autotrader.cli.autotrade import register
 
-# The real CLI's entry point (its error handling) with ``autotrade`` registered, as cli.py will do.
+# The real CLI's entry point (its error handling) with ``autotrade`` registered, as autotrader.cli does.
 _APP = """
 import typer
 import autotrader.cli as cli
-from autotrader.cli_autotrade import register
+from autotrader.cli.autotrade import register
 app = typer.Typer(pretty_exceptions_enable=False)
 register(app)
 app.command("noop")(lambda: None)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from autotrader.adapters.broker.kafka import KafkaSignalPublisher, KafkaSignalSource, tail_messages  # noqa: E402
 from autotrader.adapters.state import open_state_store  # noqa: E402
-from autotrader.cli_autotrade import register  # noqa: E402
+from autotrader.cli.autotrade import register  # noqa: E402
 from autotrader.live.records import Outcome  # noqa: E402
 
 HOUR = 3_600_000

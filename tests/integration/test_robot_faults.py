@@ -14,9 +14,10 @@ from decimal import Decimal
 from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
 
 from autotrader.adapters.state import open_state_store
+from autotrader.cli.status import render_risk
 from autotrader.live.metrics import LogCounter
 from autotrader.live.records import IntentKind, Outcome
-from autotrader.live.status import render_risk, risk_management
+from autotrader.live.status import risk_management
 
 FAULTS = [
     {"kind": "timeout", "path": "/v5/order/create", "count": 2, "probability": 0.3, "delay_s": 1.3},

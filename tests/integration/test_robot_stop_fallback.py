@@ -16,11 +16,12 @@ import pytest
 from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
 
 from autotrader.adapters.state import open_state_store
+from autotrader.cli.status import render_risk
 from autotrader.dashboard.snapshot import build_snapshot
 from autotrader.domain.candles import Candles
 from autotrader.live.order_manager import STOP_REFUSALS_BEFORE_FALLBACK
 from autotrader.live.risk_state import KillSwitch
-from autotrader.live.status import render_risk, risk_management
+from autotrader.live.status import risk_management
 
 T0 = 1_704_067_200_000
 WARMUP = 400

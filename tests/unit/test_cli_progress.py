@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from autotrader.cli_progress import PipedProgress, progress
+from autotrader.cli.progress import PipedProgress, progress
 
 
 class FakeClock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autotrader.cli_analyze import positions_from_trades
+from autotrader.validation.analysis import positions_from_trades
 
 HOUR = 3_600_000
 TS = np.arange(10, dtype=np.int64) * HOUR

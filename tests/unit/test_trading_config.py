@@ -15,7 +15,6 @@ from autotrader.backtest import session
 from autotrader.backtest.runner import BacktestConfig
 from autotrader.backtest.session import build_strategy as backtest_strategy
 from autotrader.backtest.session import run_config
-from autotrader.cli_analyze import _saved_config
 from autotrader.domain.candles import SeriesKey
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.fees import DEFAULT_FEES
@@ -24,6 +23,7 @@ from autotrader.live.engine import RobotConfig
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 from autotrader.risk.trading import TradingConfig
 from autotrader.strategy.build import build_strategy
+from autotrader.validation.analysis import saved_config
 
 TRADING_CASES: dict[str, dict[str, Any]] = {
     "spot-defaults": {"symbols": ("BTCUSDT",)},
@@ -130,7 +130,7 @@ def test_an_old_saved_backtest_config_still_loads_with_the_same_values_and_flat_
 
 
 def test_analyze_reads_the_config_of_an_old_saved_result(tmp_path: Path) -> None:
-    config = _saved_config({"config": OLD_SAVED_BACKTEST_CONFIG}, tmp_path / "old.json")
+    config = saved_config({"config": OLD_SAVED_BACKTEST_CONFIG}, tmp_path / "old.json")
     assert config == BacktestConfig(**{**OLD_SAVED_BACKTEST_CONFIG, "symbols": ("BTCUSDT", "ETHUSDT")})
 
 

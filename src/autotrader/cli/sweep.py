@@ -29,14 +29,14 @@ def run_grid_sweep(config: BacktestConfig, grid_items: Sequence[str], objective:
 
     from autotrader.backtest.session import load_backtest_data
     from autotrader.backtest.sweep import METRICS, parse_grid, sweep
-    from autotrader.cli import _console, _settings, _store
+    from autotrader.cli.common import open_candle_store, settings_from_options, stdout_console
     from autotrader.domain.errors import ConfigError
 
     if objective not in METRICS:
         raise ConfigError(f"--objective {objective!r} with --grid: choose one of {', '.join(METRICS)}")
     grid = parse_grid(grid_items)
-    console = _console()
-    store = _store(_settings())
+    console = stdout_console()
+    store = open_candle_store(settings_from_options())
     try:
         loaded = load_backtest_data(store, config)
     finally:

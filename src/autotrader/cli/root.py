@@ -1,4 +1,4 @@
-"""Command-line interface: ``autotrader <command>``.
+"""The root command tree of ``autotrader``: the data and backtest commands and the entry point.
 
 Heavy libraries are imported inside commands so ``autotrader --help`` starts fast. Every
 ``AutoTraderError`` becomes one red line on stderr and a non-zero exit code, never a traceback.
@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from autotrader.config import Settings
-    from autotrader.marketdata.store import CandleStore
+from autotrader.cli.common import (
+    config_error_from,
+    open_candle_store,
+    parse_params,
+    parse_period,
+    root_options,
+    settings_from_options,
+    stdout_console,
+)
 
 app = typer.Typer(
     name="autotrader",
@@ -32,42 +38,13 @@ ConfigOption = Annotated[
 ]
 
 
-class _State:
-    config_file: Path | None = None
-    verbose: bool = False
-
-
-_state = _State()
-
-
 @app.callback()
 def _root(
     config: ConfigOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")] = False,
 ) -> None:
-    _state.config_file = config
-    _state.verbose = verbose
-
-
-def _settings() -> Settings:
-    from autotrader.config import load_settings
-    from autotrader.logs import configure_logging
-
-    settings = load_settings(_state.config_file)
-    configure_logging("INFO" if _state.verbose else settings.log_level)
-    return settings
-
-
-def _store(settings: Settings) -> CandleStore:
-    from autotrader.adapters.storage import open_store
-
-    return open_store(settings)
-
-
-def _console():  # type: ignore[no-untyped-def]
-    from rich.console import Console
-
-    return Console()
+    root_options.config_file = config
+    root_options.verbose = verbose
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -80,8 +57,8 @@ def data_list() -> None:
 
     from autotrader.domain.candles import format_ms
 
-    settings = _settings()
-    store = _store(settings)
+    settings = settings_from_options()
+    store = open_candle_store(settings)
     try:
         coverage = store.coverage()
     finally:
@@ -108,9 +85,9 @@ def data_list() -> None:
             f"{cov.rows:,}",
             gaps,
         )
-    _console().print(table)
+    stdout_console().print(table)
     if not coverage:
-        _console().print("The store is empty: import candles with 'autotrader data import'.")
+        stdout_console().print("The store is empty: import candles with 'autotrader data import'.")
 
 
 @data_app.command("import")
@@ -141,7 +118,7 @@ def data_import(
 
     Bars already stored with other values are replaced only with --overwrite (and counted).
     """
-    from autotrader.cli_progress import progress
+    from autotrader.cli.progress import progress
     from autotrader.domain.candles import SeriesKey, format_ms
     from autotrader.domain.errors import DataError
     from autotrader.marketdata.importer import ImportOptions, compare_with_stored, load_file, parse_column_mapping
@@ -155,8 +132,8 @@ def data_import(
         advance(0, 3, f"reading and checking {file.name}")
         loaded = load_file(file, key.tf, options)
         candles = loaded.candles
-        settings = _settings()
-        store = _store(settings)
+        settings = settings_from_options()
+        store = open_candle_store(settings)
         try:
             advance(1, 3, f"comparing {len(candles):,} bars with {key}")
             changes = compare_with_stored(store.read(key, int(candles.ts[0]), int(candles.ts[-1])), candles)
@@ -170,7 +147,7 @@ def data_import(
             advance(3, 3, f"imported into {key}")
         finally:
             store.close()
-    console = _console()
+    console = stdout_console()
     console.print(
         f"Imported {written:,} bars into {key} "
         f"({format_ms(int(candles.ts[0]))} .. {format_ms(int(candles.ts[-1]))}, {settings.storage.backend} store): "
@@ -206,9 +183,9 @@ def data_verify(
     from autotrader.marketdata.store import missing_series_hint
     from autotrader.marketdata.verify import has_errors, verify_candles
 
-    settings = _settings()
-    store = _store(settings)
-    console = _console()
+    settings = settings_from_options()
+    store = open_candle_store(settings)
+    console = stdout_console()
     failed = False
     listing: list[str] = []
     shown_one_of_many = 0
@@ -283,9 +260,9 @@ def data_resample(
     from autotrader.marketdata.resample import resample
 
     src_tf, dst_tf = Timeframe.parse(source), Timeframe.parse(to)
-    settings = _settings()
-    store = _store(settings)
-    console = _console()
+    settings = settings_from_options()
+    store = open_candle_store(settings)
+    console = stdout_console()
     try:
         keys = [
             k
@@ -310,55 +287,16 @@ def data_seed() -> None:
     """(Re)load the bundled real Binance candles into the configured store."""
     from autotrader.marketdata.bundled import seed
 
-    settings = _settings()
-    store = _store(settings)
+    settings = settings_from_options()
+    store = open_candle_store(settings)
     try:
         rows = seed(store)
     finally:
         store.close()
-    _console().print(f"Loaded {rows:,} bundled candles into the {settings.storage.backend} store.")
+    stdout_console().print(f"Loaded {rows:,} bundled candles into the {settings.storage.backend} store.")
 
 
 # ------------------------------------------------------------------------------------------- backtest
-
-
-def _parse_params(items: list[str]) -> dict[str, str]:
-    from autotrader.domain.errors import ConfigError
-
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param {item!r}: expected key=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _parse_period(period: str) -> tuple[str, str]:
-    from autotrader.domain.candles import parse_date_ms
-    from autotrader.domain.errors import ConfigError
-
-    start, sep, end = period.partition(":")
-    if not sep or not start or not end:
-        raise ConfigError(f"--period {period!r}: expected FROM:TO, e.g. 2020-01-01:2024-12-31")
-    for part in (start, end):
-        try:
-            parse_date_ms(part)
-        except ValueError:
-            raise ConfigError(f"--period {period!r}: {part!r} is not a date (YYYY-MM-DD)") from None
-    return start.strip(), end.strip()
-
-
-def _validation_error(e: Exception) -> Exception:
-    from pydantic import ValidationError
-
-    from autotrader.domain.errors import ConfigError
-
-    if isinstance(e, ValidationError):
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "value"
-        return ConfigError(f"{where.replace('_', '-')}: {first['msg']}")
-    return e
 
 
 def _check_on_halt(value: str) -> None:
@@ -438,8 +376,8 @@ def backtest(
 
     if output_format not in ("tradingview", "json", "csv"):
         raise ConfigError(f"--output-format {output_format!r}: choose tradingview, json or csv")
-    start, end = _parse_period(period)
-    params: dict[str, str] = _parse_params(param or [])
+    start, end = parse_period(period)
+    params: dict[str, str] = parse_params(param or [])
     _check_on_halt(on_halt)
     if signals is not None:
         strategy = "signals"
@@ -463,12 +401,12 @@ def backtest(
             on_halt=on_halt,
         )
     except ValidationError as e:
-        raise _validation_error(e) from None
+        raise config_error_from(e) from None
     limits = config.limits()  # validate risk overrides and leverage before any work
-    settings = _settings()
+    settings = settings_from_options()
     strat = build_strategy(config, settings.cache_dir, limits=limits)
-    console = _console()
-    store = _store(settings)
+    console = stdout_console()
+    store = open_candle_store(settings)
     try:
         loaded = load_backtest_data(store, config, strat.history_bars)
     finally:
@@ -476,7 +414,7 @@ def backtest(
     if not quiet:
         for note in loaded.notes:
             console.print(f"[yellow]note:[/yellow] {note}")
-    from autotrader.cli_progress import progress
+    from autotrader.cli.progress import progress
 
     steps = 4 if check_lookahead else 3
     computing = f"computing {config.strategy} signals on {loaded.data.n_bars:,} bars"
@@ -505,7 +443,7 @@ def backtest(
     if stress_test:
         from autotrader.validation.stress import run_stress_tests
 
-        store = _store(settings)
+        store = open_candle_store(settings)
         try:
             with progress("re-running the strategy under 10 stress scenarios", quiet=quiet) as advance:
                 stress = run_stress_tests(config, store, cache_dir=settings.cache_dir, progress=advance)
@@ -550,14 +488,14 @@ def _write_backtest_outputs(doc: dict, output_format: str, output: Path | None, 
 # ------------------------------------------------------------------------------- other command groups
 def _register_command_groups() -> None:
     """Commands that live in their own modules (each imports its heavy libraries lazily)."""
-    from autotrader import cli_analyze, cli_autotrade, cli_broker, cli_dashboard, cli_exchange, cli_signals
+    from autotrader.cli import analyze, autotrade, broker, dashboard, exchange, signals
 
-    cli_signals.register(app)
-    cli_broker.register(app)
-    cli_exchange.register(app, data_app)
-    cli_analyze.register(app)
-    cli_autotrade.register(app)
-    cli_dashboard.register(app)
+    signals.register(app)
+    broker.register(app)
+    exchange.register(app, data_app)
+    analyze.register(app)
+    autotrade.register(app)
+    dashboard.register(app)
 
 
 _register_command_groups()
@@ -585,13 +523,13 @@ def _use_plain_help(command: object) -> None:
         _use_plain_help(sub)
 
 
-def main() -> None:
-    """Entry point: run the app; turn our errors into one clear line and an exit code."""
+def run(application: typer.Typer) -> None:
+    """Run a command tree; turn our errors into one clear line and an exit code."""
     from autotrader.domain.errors import AutoTraderError
     from autotrader.domain.redact import redact
 
     try:
-        command = typer.main.get_command(app)
+        command = typer.main.get_command(application)
         if _terminal_columns() < _RICH_HELP_MIN_COLUMNS:
             _use_plain_help(command)
         command(prog_name="autotrader")

@@ -7,27 +7,10 @@ re-run the saved configuration on the stored candles. A section that cannot run 
 line and the others still run; the exit code is then non-zero. Everything computed is also saved
 as ``analysis.json`` in the output folder.
 
-What the overfitting panel measures
------------------------------------
-* PSR of the backtest: its daily returns (marked equity) against a Sharpe ratio of 0 (in-sample).
-* Deflated Sharpe ratio, per walk-forward window, where the selection happened: the window's
-  in-sample winner on its in-sample daily returns, deflated by that window's number of trials and
-  the variance of their Sharpe ratios (Bailey & López de Prado 2014); the panel and the
-  scorecard use the median over the windows, and the per-window table shows each.
-* PSR of the stitched out-of-sample record against 0: it was not selected as a best of anything,
-  so no second selection penalty. N/A (both) without a walk-forward: the number of trials behind
-  a saved backtest is not known.
-* PBO: CSCV on each window's trial matrix (in-sample daily returns × trials), averaged over the
-  windows (up to 16 partitions, fewer for short windows). The matrix is saved as
-  ``walk_forward_trial_returns.parquet`` and the stitched out-of-sample days as
-  ``walk_forward_oos_daily.parquet`` beside ``analysis.json``, so PBO, DSR and PSR can be
-  recomputed from the output alone.
-* Permutation test: the backtest's positions (rebuilt from its trades on the stored candles, each
-  symbol weighted ``1 / symbols``: gross unit exposure, no costs, not the strategy's sizing)
-  shuffled in blocks against the open-to-open returns.
-
-The scorecard uses the walk-forward's out-of-sample figures; when the walk-forward cannot run it
-falls back to the backtest's own figures and says they are in-sample.
+The figures come from ``autotrader.validation.analysis`` (what each overfitting statistic
+measures is explained there); this module parses the options, prints each section with rich and
+writes the charts, ``analysis.json`` and the walk-forward's ``walk_forward_trial_returns.parquet``
+and ``walk_forward_oos_daily.parquet`` (so PBO, DSR and PSR can be recomputed from the output alone).
 
 Boolean options accept ``--flag``, ``--no-flag`` and ``--flag=true`` / ``--flag=false``.
 
@@ -40,7 +23,6 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,15 +33,13 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from autotrader.backtest.runner import BacktestConfig
-    from autotrader.config import Settings
-    from autotrader.marketdata.store import CandleStore
+    from autotrader.validation.analysis import AnalysisOptions, BacktestAnalyzer, WalkForwardOptions
     from autotrader.validation.montecarlo import MonteCarloReport
     from autotrader.validation.stress import StressReport
     from autotrader.validation.walkforward import WalkForwardResult
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
-_MAX_PARTITIONS = 16
 
 
 class _BoolValueCommand(TyperCommand):
@@ -119,33 +99,6 @@ WorkersOption = Annotated[
     int | None, typer.Option(min=1, help="Local worker processes (default: one per CPU; 1 = no pool).")
 ]
 SeedOption = Annotated[int, typer.Option(min=0, help="Seed of the samplers and simulations.")]
-
-
-@dataclass(frozen=True)
-class _WalkForwardOptions:
-    trials: int = 100
-    is_days: float | None = None
-    oos_days: float | None = None
-    anchored: bool = False
-    objective: str = "sharpe"
-    min_trades: int = 10
-    scheduler: str | None = None
-    storage: str | None = None
-    workers: int | None = None
-    seed: int = 0
-    space: dict[str, tuple[float, float]] | None = None
-
-
-@dataclass(frozen=True)
-class _AnalyzeOptions:
-    generate_charts: bool
-    stress_test: bool
-    monte_carlo: int
-    walk_forward: bool
-    validate: bool
-    permutations: int
-    wf: _WalkForwardOptions
-    walk_forward_asked: bool = False
 
 
 # ------------------------------------------------------------------------------------------- analyze
@@ -217,85 +170,54 @@ def analyze(
     deflated Sharpe and PBO.
     """
     from autotrader.analytics.report_data import load_report
-    from autotrader.cli import _console, _settings
+    from autotrader.cli.common import open_candle_store, settings_from_options, stdout_console
+    from autotrader.validation.analysis import AnalysisOptions, BacktestAnalyzer, WalkForwardOptions, saved_config
 
     if not backtest_file.exists():
         raise missing_backtest_file(backtest_file)
     doc = load_report(backtest_file)
-    config = _saved_config(doc, backtest_file)
+    config = saved_config(doc, backtest_file)
     out = output_dir if output_dir is not None else backtest_file.with_name(f"{backtest_file.stem}_analysis")
-    opts = _AnalyzeOptions(
+    opts = AnalysisOptions(
         generate_charts, stress_test, monte_carlo, walk_forward or validate, validate, permutations,
-        _WalkForwardOptions(trials, is_days, oos_days, anchored, objective, min_trades, scheduler,
-                            optuna_storage, workers, seed),
+        WalkForwardOptions(trials, is_days, oos_days, anchored, objective, min_trades, scheduler,
+                           optuna_storage, workers, seed),
         walk_forward,
     )  # fmt: skip
-    run = _Analysis(doc, config, opts, _console(), out, _settings())
+    settings = settings_from_options()
+    analyzer = BacktestAnalyzer(doc, config, opts, lambda: open_candle_store(settings), settings.cache_dir)
+    run = _AnalyzeRun(analyzer, stdout_console(), out)
     try:
         run.execute()
     finally:
-        run.close()
+        analyzer.close()
     if run.failed:
         raise typer.Exit(1)
 
 
-def _validate_turned_on(o: _AnalyzeOptions) -> list[str]:
-    on = ["validation scorecard", "overfitting panel (PBO, deflated Sharpe, out-of-sample PSR)"]
-    if not o.walk_forward_asked:
-        on.insert(0, "walk-forward optimisation")
-    return on
-
-
-def _validate_left_off(o: _AnalyzeOptions) -> list[str]:
-    return [] if o.stress_test else ["stress tests (--no-stress-test): the stress gate will be N/A"]
-
-
-def _validate_line(o: _AnalyzeOptions) -> str:
-    line = "--validate turned on: " + ", ".join(_validate_turned_on(o)) + "."
-    off = _validate_left_off(o)
+def _validate_line(o: AnalysisOptions) -> str:
+    line = "--validate turned on: " + ", ".join(o.validate_turned_on()) + "."
+    off = o.validate_left_off()
     return line + (" Left off as asked: " + "; ".join(off) + "." if off else "")
 
 
-def _saved_config(doc: dict[str, Any], path: Path) -> BacktestConfig:
-    from pydantic import ValidationError
-
-    from autotrader.backtest.runner import BacktestConfig
-    from autotrader.domain.errors import DataError
-
-    try:
-        return BacktestConfig.model_validate(doc["config"])
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise DataError(f"{path}: the saved configuration is not valid ({where}: {first['msg']})") from None
-
-
 @dataclass
-class _Analysis:
-    """State of one ``analyze`` run: inputs, lazily opened store, results per section."""
+class _AnalyzeRun:
+    """One ``analyze`` run: each section computed by the analyzer, printed, and its files written."""
 
-    doc: dict[str, Any]
-    config: BacktestConfig
-    opts: _AnalyzeOptions
+    analyzer: BacktestAnalyzer
     console: Console
     out_dir: Path
-    settings: Settings
     files: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    saved: dict[str, Any] = field(default_factory=dict)
-    stress: StressReport | None = None
-    wf: WalkForwardResult | None = None
-    overfitting: dict[str, Any] = field(default_factory=dict)
-    _store: CandleStore | None = None
-    _mc: MonteCarloReport | None = None
-    _mc_error: str | None = None
+    walk_forward_files: dict[str, str] = field(default_factory=dict)
 
     def execute(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        o = self.opts
+        o = self.analyzer.options
         if o.validate:
             self.console.print(_validate_line(o))
-            self.saved["validate"] = {"turned_on": _validate_turned_on(o), "left_off": _validate_left_off(o)}
+            self.analyzer.validate()
         sections: list[tuple[str, bool, Callable[[], None]]] = [
             ("Metrics summary", True, self.metrics_section),
             ("Charts", o.generate_charts, self.charts_section),
@@ -308,7 +230,10 @@ class _Analysis:
         for title, wanted, body in sections:
             if wanted:
                 self.section(title, body)
-        self.files.append(_write_json(self.out_dir / "analysis.json", self.saved))
+        saved = self.analyzer.result().to_dict()
+        if "walk_forward" in saved and self.walk_forward_files:
+            saved["walk_forward"]["files"] = self.walk_forward_files
+        self.files.append(_write_json(self.out_dir / "analysis.json", saved))
         self.console.print("Files written:")
         for path in self.files:
             self.console.print(f"  {path}")
@@ -330,51 +255,38 @@ class _Analysis:
         self.failed.append(title)
         self.console.print(f"[red]{title} {escape(message)}[/red]")
 
-    @property
-    def store(self) -> CandleStore:
-        if self._store is None:
-            from autotrader.cli import _store
-
-            self._store = _store(self.settings)
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-
     # ------------------------------------------------------------------- sections
 
     def metrics_section(self) -> None:
-        _render_metrics(self.console, self.doc)
-        self.saved["metric_bases"] = METRIC_BASES
+        self.analyzer.metrics()
+        _render_metrics(self.console, self.analyzer.doc)
 
-    def monte_carlo_report(self) -> MonteCarloReport | None:
-        if self._mc is None and self._mc_error is None and self.opts.monte_carlo > 0:
-            from autotrader.domain.errors import AutoTraderError
-            from autotrader.validation.montecarlo import monte_carlo_report
+    def monte_carlo_report(self) -> MonteCarloReport:
+        if not self.analyzer.monte_carlo_pending:
+            return self.analyzer.monte_carlo()
+        from autotrader.cli.progress import progress
 
-            try:
-                from autotrader.cli_progress import progress
-
-                what = f"running {self.opts.monte_carlo:,} Monte Carlo simulations per method"
-                with progress(what) as advance:
-                    self._mc = monte_carlo_report(self.doc, n_simulations=self.opts.monte_carlo, seed=self.opts.wf.seed)
-                    advance(1, 1, "Monte Carlo done")
-            except AutoTraderError as e:
-                self._mc_error = str(e)
-        return self._mc
+        what = f"running {self.analyzer.options.monte_carlo:,} Monte Carlo simulations per method"
+        with progress(what) as advance:
+            report = self.analyzer.monte_carlo()
+            advance(1, 1, "Monte Carlo done")
+        return report
 
     def charts_section(self) -> None:
         from autotrader.analytics.charts import write_charts
-        from autotrader.cli_progress import progress
+        from autotrader.cli.progress import progress
+        from autotrader.domain.errors import AutoTraderError
 
         fan = None
-        try:
-            fan = _fan_input(self.monte_carlo_report())
-        except ImportError:
-            self.console.print("Monte Carlo is unavailable: the fan chart is left out.")
+        if self.analyzer.options.monte_carlo > 0:
+            try:
+                fan = _fan_input(self.monte_carlo_report())
+            except ImportError:
+                self.console.print("Monte Carlo is unavailable: the fan chart is left out.")
+            except AutoTraderError:
+                pass  # the Monte Carlo section says why
         with progress("drawing charts") as advance:
-            written = write_charts(self.doc, self.out_dir / "charts", monte_carlo=fan)
+            written = write_charts(dict(self.analyzer.doc), self.out_dir / "charts", monte_carlo=fan)
             advance(1, 1, "charts drawn")
         self.files.extend(written)
         self.console.print(f"{len(written)} chart files in {self.out_dir / 'charts'}:")
@@ -382,46 +294,28 @@ class _Analysis:
             self.console.print(f"  {path.name}")
 
     def stress_section(self) -> None:
-        from autotrader.cli_progress import progress
-        from autotrader.validation.stress import run_stress_tests
+        from autotrader.cli.progress import progress
 
         with progress("re-running the strategy under 10 stress scenarios") as advance:
-            self.stress = run_stress_tests(
-                self.config, self.store, cache_dir=self.settings.cache_dir, progress=advance
-            )
-        self.saved["stress"] = self.stress.to_dict()
-        _render_stress(self.console, self.stress)
+            report = self.analyzer.stress(progress=advance)
+        _render_stress(self.console, report)
 
     def monte_carlo_section(self) -> None:
-        from autotrader.domain.errors import DataError
-
-        report = self.monte_carlo_report()
-        if report is None:
-            raise DataError(self._mc_error or "no result")
-        self.saved["monte_carlo"] = report.to_dict()
-        _render_monte_carlo(self.console, report)
+        _render_monte_carlo(self.console, self.monte_carlo_report())
 
     def walk_forward_section(self) -> None:
-        span = float(self.doc.get("period", {}).get("days") or 0)
-        self.wf = _run_walk_forward(self.console, self.config, self.store, self.opts.wf, span)
-        self.saved["walk_forward"] = self.wf.to_dict()
-        written = _write_walk_forward_returns(self.out_dir, self.wf)
-        self.saved["walk_forward"]["files"] = {p.stem: p.name for p in written}
+        a = self.analyzer
+        wf = _run_walk_forward(self.console, a.config, a.options.wf, a.span_days, a.walk_forward)
+        written = _write_walk_forward_returns(self.out_dir, wf)
+        self.walk_forward_files = {p.stem: p.name for p in written}
         self.files.extend(written)
-        _render_walk_forward(self.console, self.wf)
+        _render_walk_forward(self.console, wf)
 
     def overfitting_section(self) -> None:
-        self.overfitting = _overfitting(self)
-        self.saved["overfitting"] = {k: v for k, v in self.overfitting.items() if not k.startswith("_")}
-        _render_overfitting(self.console, self.overfitting)
+        _render_overfitting(self.console, self.analyzer.overfitting().to_dict())
 
     def scorecard_section(self) -> None:
-        from autotrader.validation.scorecard import build_scorecard
-
-        figures, reasons = _scorecard_figures(self)
-        card = build_scorecard(figures, reasons)
-        self.saved["scorecard"] = card.to_dict()
-        _render_scorecard(self.console, card)
+        _render_scorecard(self.console, self.analyzer.scorecard())
 
 
 # ------------------------------------------------------------------------------------------- optimize
@@ -475,33 +369,47 @@ def optimize(
     from pydantic import ValidationError
 
     from autotrader.backtest.runner import BacktestConfig
-    from autotrader.cli import _console, _parse_params, _parse_period, _settings, _store, _validation_error
+    from autotrader.cli.common import (
+        config_error_from,
+        open_candle_store,
+        parse_params,
+        parse_period,
+        settings_from_options,
+        stdout_console,
+    )
     from autotrader.domain.candles import parse_date_ms
+    from autotrader.validation.analysis import WalkForwardOptions, run_walk_forward_with
 
-    start, end = _parse_period(period)
+    start, end = parse_period(period)
     try:
         config = BacktestConfig(
             symbols=tuple(symbols.split(",")), exchange=exchange, timeframe=timeframe, start=start, end=end,
-            initial_capital=initial_capital, strategy=strategy, params=_parse_params(param or []),
+            initial_capital=initial_capital, strategy=strategy, params=parse_params(param or []),
             risk_level=risk,  # type: ignore[arg-type]
         )  # fmt: skip
     except ValidationError as e:
-        raise _validation_error(e) from None
+        raise config_error_from(e) from None
     config.limits()
     if grid:
-        from autotrader.cli_sweep import run_grid_sweep
+        from autotrader.cli.sweep import run_grid_sweep
 
         run_grid_sweep(config, grid, objective, output)
         return
-    opts = _WalkForwardOptions(
+    opts = WalkForwardOptions(
         trials, is_days, oos_days, anchored, objective, min_trades, scheduler, optuna_storage, workers, seed,
         _parse_space(space or []),
     )  # fmt: skip
-    console = _console()
-    store = _store(_settings())
+    console = stdout_console()
+    store = open_candle_store(settings_from_options())
     try:
         span = (config.end_ms - parse_date_ms(start)) / 86_400_000
-        result = _run_walk_forward(console, config, store, opts, span)
+        result = _run_walk_forward(
+            console,
+            config,
+            opts,
+            span,
+            lambda on_window, status: run_walk_forward_with(config, store, opts, span, on_window, status),
+        )
     finally:
         store.close()
     _render_walk_forward(console, result)
@@ -526,29 +434,18 @@ def _parse_space(items: Sequence[str]) -> dict[str, tuple[float, float]] | None:
     return out or None
 
 
-# ------------------------------------------------------------------------------------------- walk-forward
-
-
-def _default_windows(span_days: float) -> tuple[float, float]:
-    """365 / 90 days, or half / an eighth of a period shorter than two years."""
-    if span_days >= 730 or span_days <= 0:
-        return 365.0, 90.0
-    return float(max(round(span_days / 2), 1)), float(max(round(span_days / 8), 1))
-
-
 def _run_walk_forward(
-    console: Console, config: BacktestConfig, store: CandleStore, opts: _WalkForwardOptions, span_days: float
+    console: Console,
+    config: BacktestConfig,
+    opts: WalkForwardOptions,
+    span_days: float,
+    run: Callable[[Callable[[Any, int, int], None], Callable[[str], None]], WalkForwardResult],
 ) -> WalkForwardResult:
-    from autotrader.cli_progress import progress
-    from autotrader.validation.walkforward import OBJECTIVES, run_walk_forward
+    """Print the walk-forward's plan, then ``run(on_window, status)`` it with a progress bar per window."""
+    from autotrader.cli.progress import progress
+    from autotrader.validation.analysis import walk_forward_windows
 
-    if opts.objective not in OBJECTIVES:
-        from autotrader.domain.errors import ConfigError
-
-        raise ConfigError(f"--objective {opts.objective!r}: choose {', '.join(OBJECTIVES)}")
-    default_is, default_oos = _default_windows(span_days)
-    is_days = opts.is_days or default_is
-    oos_days = opts.oos_days or default_oos
+    is_days, oos_days = walk_forward_windows(opts, span_days)
     where = opts.scheduler or f"{opts.workers or 'all'} local CPUs"
     console.print(
         f"{config.strategy}: {opts.trials} trials per window, {'anchored' if opts.anchored else 'rolling'} windows of "
@@ -568,12 +465,7 @@ def _run_walk_forward(
         def note(text: str) -> None:
             console.print(text, soft_wrap=True)
 
-        return run_walk_forward(
-            config, store, is_days=is_days, oos_days=oos_days, anchored=opts.anchored, n_trials=opts.trials,
-            objective=opts.objective,  # type: ignore[arg-type]
-            min_trades=opts.min_trades, seed=opts.seed, search_space_overrides=opts.space, workers=opts.workers,
-            scheduler=opts.scheduler, storage=opts.storage, progress=on_window, status=note,
-        )  # fmt: skip
+        return run(on_window, note)
 
 
 TRIAL_RETURNS_FILE = "walk_forward_trial_returns.parquet"
@@ -628,233 +520,6 @@ def _write_walk_forward_returns(out_dir: Path, wf: WalkForwardResult) -> list[Pa
     oos_path = out_dir / OOS_DAILY_FILE
     pq.write_table(oos, oos_path)
     return [trial_path, oos_path]
-
-
-# ------------------------------------------------------------------------------------------- overfitting
-
-
-def _overfitting(a: _Analysis) -> dict[str, Any]:
-    """PSR of the backtest, DSR and PSR of the walk-forward OOS record, PBO, permutation test."""
-    import numpy as np
-
-    from autotrader.analytics import metrics
-    from autotrader.validation import overfitting as of
-
-    out: dict[str, Any] = {}
-    day_equity = np.asarray(a.doc["equity_curve"]["daily"]["equity"], dtype=np.float64)
-    r = metrics.daily_returns(day_equity)
-    out["psr_backtest"] = _finite(of.probabilistic_sharpe_ratio(r)) if r.size >= 2 else None
-    out["backtest_days"] = int(r.size)
-    wf = a.wf
-    if wf is None:
-        why = (
-            "the walk-forward optimisation did not run (see above): no trials to count"
-            if a.opts.walk_forward
-            else "no optimisation trials were run (add --walk-forward)"
-        )
-        out["dsr"] = out["pbo"] = out["psr_oos"] = None
-        out["dsr_reason"] = out["pbo_reason"] = out["psr_oos_reason"] = why
-    else:
-        out.update(_deflated_sharpe(wf))
-        out.update(_pbo(wf))
-    out.update(_permutation(a))
-    return out
-
-
-def _deflated_sharpe(wf: WalkForwardResult) -> dict[str, Any]:
-    """DSR per window (the in-sample winner, that window's trials) and PSR of the stitched OOS record.
-
-    The deflated Sharpe is applied where a selection was made: each window's optimiser picked
-    its best of ``N`` trials on the in-sample days, so the winner's in-sample Sharpe is deflated
-    by that window's ``N`` and the variance of that window's trial Sharpe ratios. The stitched
-    out-of-sample record was not selected as a best of anything: its PSR against 0 (no second
-    selection penalty) says whether it shows skill.
-    """
-    import numpy as np
-
-    from autotrader.domain.errors import AutoTraderError
-    from autotrader.validation import overfitting as of
-
-    rows: list[dict[str, Any]] = []
-    reasons: list[str] = []
-    for w in wf.windows:
-        k = w.window.index + 1
-        if w.best_trial not in w.trial_numbers or w.trial_returns.ndim != 2:
-            reasons.append(f"window {k}: the winner's in-sample returns were not kept")
-            continue
-        try:
-            d = of.deflated_sharpe_of_selection(w.trial_returns, w.trial_numbers.index(w.best_trial))
-        except AutoTraderError as e:
-            reasons.append(f"window {k}: {e}")
-            continue
-        rows.append({"window": k, "best_trial": w.best_trial, "dsr": _finite(d.dsr), "psr": _finite(d.psr),
-                     "n_trials": d.n_trials, "n_obs": d.n_obs, "sharpe_annualised": _finite(d.sharpe_annualised),
-                     "benchmark_sharpe_annualised": _finite(d.benchmark_sharpe_annualised),
-                     "sharpe_variance": d.sharpe_variance, "skewness": _finite(d.skewness),
-                     "kurtosis": _finite(d.kurtosis)})  # fmt: skip
-    out: dict[str, Any] = {"dsr_basis": "per walk-forward window: the in-sample winner's daily returns, deflated "
-                           "by that window's trial count and the variance of its trials' Sharpe ratios"}  # fmt: skip
-    values = [r["dsr"] for r in rows if r["dsr"] is not None]
-    if values:
-        out.update({"dsr": float(np.median(values)), "dsr_min": min(values), "dsr_max": max(values),
-                    "dsr_windows": rows, "dsr_skipped": reasons})  # fmt: skip
-    else:
-        out.update({"dsr": None, "dsr_reason": "; ".join(reasons) or "no window to deflate", "dsr_windows": rows})
-    oos = wf.oos_daily_returns()
-    sr, skew, kurt, n = of.sharpe_moments(oos) if oos.size >= 2 else (float("nan"),) * 3 + (int(oos.size),)
-    psr = of.psr_from_stats(sr, n, skew, kurt, 0.0)
-    out["psr_oos"] = _finite(psr)
-    out["psr_oos_detail"] = {
-        "basis": "stitched out-of-sample daily returns (marked equity) against a Sharpe ratio of 0; "
-        "no selection penalty: this record was not picked as a best",
-        "n_obs": n, "sharpe_annualised": _finite(sr * math.sqrt(365.0)), "skewness": _finite(skew),
-        "kurtosis": _finite(kurt),
-    }  # fmt: skip
-    if out["psr_oos"] is None:
-        out["psr_oos_reason"] = f"undefined on {n} out-of-sample daily returns (flat or too short)"
-    out["oos_days"] = n
-    return out
-
-
-def _pbo(wf: WalkForwardResult) -> dict[str, Any]:
-    from autotrader.domain.errors import AutoTraderError
-    from autotrader.validation import overfitting as of
-
-    rows = []
-    reasons = []
-    for w in wf.windows:
-        m = w.trial_returns
-        if m.ndim != 2 or m.shape[1] < 2:
-            reasons.append(f"window {w.window.index + 1}: fewer than 2 trials")
-            continue
-        s = min(_MAX_PARTITIONS, (m.shape[0] // 4) // 2 * 2)
-        if s < 2:
-            reasons.append(f"window {w.window.index + 1}: too few days")
-            continue
-        try:
-            res = of.probability_of_backtest_overfitting(m, n_partitions=s)
-        except AutoTraderError as e:
-            reasons.append(f"window {w.window.index + 1}: {e}")
-            continue
-        rows.append({"window": w.window.index + 1, "pbo": res.pbo, "partitions": s,
-                     "combinations": res.n_combinations, "trials": res.n_trials,
-                     "prob_oos_loss": res.prob_oos_loss, "slope": _finite(res.slope),
-                     "n_flat_scores": res.n_flat_scores, "flat_trials": len(res.flat_trials)})  # fmt: skip
-    if not rows:
-        return {"pbo": None, "pbo_reason": "; ".join(reasons) or "no window to test"}
-    values = [row["pbo"] for row in rows]
-    return {
-        "pbo": sum(values) / len(values),
-        "pbo_min": min(values),
-        "pbo_max": max(values),
-        "pbo_windows": rows,
-        "pbo_skipped": reasons,
-    }
-
-
-def _permutation(a: _Analysis) -> dict[str, Any]:
-    import numpy as np
-
-    from autotrader.backtest.session import load_backtest_data
-    from autotrader.domain.errors import AutoTraderError
-    from autotrader.validation.overfitting import permutation_test
-
-    trades = a.doc.get("trades") or []
-    if not trades:
-        return {"permutation": None, "permutation_reason": "the backtest made no trades"}
-    try:
-        data = load_backtest_data(a.store, a.config).data
-    except AutoTraderError as e:
-        return {"permutation": None, "permutation_reason": f"cannot load the candles: {e}"}
-    pos = positions_from_trades(trades, data.ts, data.symbols)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ret = np.zeros_like(pos)
-        ret[:-1] = data.open[1:] / data.open[:-1] - 1.0
-    ret[~np.isfinite(ret)] = 0.0
-    try:
-        res = permutation_test(pos, ret, n_permutations=a.opts.permutations, seed=a.opts.wf.seed)
-    except AutoTraderError as e:
-        return {"permutation": None, "permutation_reason": str(e)}
-    basis = ("gross unit exposure: each open trade holds 1/symbols of equity, no costs, not the strategy's "
-             "sizing; positions rebuilt from the trades, open-to-open bar returns")  # fmt: skip
-    return {"permutation": {**res.to_dict(), "basis": basis}}
-
-
-def positions_from_trades(trades: list[dict[str, Any]], ts: Any, symbols: tuple[str, ...]) -> Any:
-    """Per-bar exposure (±1/len(symbols) per open trade) for open-to-open bar returns.
-
-    A trade filled at bar e's open is exposed from bar e. A signal or kill-switch exit fills at
-    bar x's open, so exposure ends before bar x; a stop, target or liquidation fills INSIDE bar
-    x, so the trade stays exposed to that whole bar (ending it earlier would hide the very move
-    that stopped it: a lookahead that makes any stop-loss strategy look skilful).
-    """
-    import numpy as np
-
-    col = {s: j for j, s in enumerate(symbols)}
-    m = len(symbols)
-    pos = np.zeros((len(ts), m))
-    for t in trades:
-        j = col.get(t["symbol"])
-        if j is None:
-            continue
-        lo, hi = np.searchsorted(ts, [_iso_ms(t["entry_time"]), _iso_ms(t["exit_time"])])
-        if t.get("exit_reason") not in ("signal", "kill_switch"):
-            hi += 1
-        pos[lo:hi, j] += (1.0 if t["side"] == "long" else -1.0) / m
-    return pos
-
-
-def _iso_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-# ------------------------------------------------------------------------------------------- scorecard
-
-
-def _scorecard_figures(a: _Analysis) -> tuple[dict[str, Any], dict[str, str]]:
-    figures: dict[str, Any] = {}
-    reasons: dict[str, str] = {}
-    wf = a.wf
-    if wf is not None:
-        s = wf.oos_summary
-        figures["sample"] = "out_of_sample"
-        acc = wf.oos_accuracy
-        if acc is None:
-            reasons["accuracy"] = "the strategy's signals have no forecast horizon (rule-based): nothing to score"
-    else:
-        s = a.doc["summary"]
-        figures["sample"] = "in_sample"
-        saved = s.get("signal_accuracy") or {}
-        acc = saved.get("accuracy")
-        if not saved:
-            reasons["accuracy"] = "the strategy's signals have no forecast horizon"
-    figures["accuracy"] = acc
-    for key in ("profit_factor", "max_drawdown", "sharpe_ratio"):
-        figures[key] = _figure(s.get(key))
-    if a.stress is not None:
-        figures["stress_survived"] = a.stress.survived
-        figures["stress_scenarios"] = a.stress.total
-    else:
-        off = "the stress tests were switched off (--no-stress-test)"
-        reasons["stress_survived"] = "the stress tests did not run" if a.opts.stress_test else off
-    figures["deflated_sharpe"] = a.overfitting.get("dsr")
-    if figures["deflated_sharpe"] is None:
-        reasons["deflated_sharpe"] = a.overfitting.get("dsr_reason", "the overfitting panel did not run")
-    figures["oos_psr"] = a.overfitting.get("psr_oos")
-    if figures["oos_psr"] is None:
-        reasons["oos_psr"] = a.overfitting.get(
-            "psr_oos_reason", a.overfitting.get("dsr_reason", "the overfitting panel did not run")
-        )
-    figures["pbo"] = a.overfitting.get("pbo")
-    if figures["pbo"] is None:
-        reasons["pbo"] = a.overfitting.get("pbo_reason", "the overfitting panel did not run")
-    return figures, reasons
-
-
-def _figure(v: Any) -> float | None:
-    if isinstance(v, str) and v in ("inf", "-inf"):
-        return float(v)
-    return None if v is None else float(v)
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -929,19 +594,6 @@ def _render_metrics(console: Console, doc: dict[str, Any]) -> None:
         rows.append(("Signal accuracy", f"{_pct(acc.get('accuracy'), 1, sign=False)} of {acc.get('evaluated')}",
                      "direction over each signal's horizon"))  # fmt: skip
     console.print(_table("Backtest (in-sample) metrics", ("metric", "value", "basis"), rows))
-
-
-METRIC_BASES = {
-    "total_return": "marked equity at bar closes",
-    "max_drawdown": "marked equity at bar closes",
-    "sharpe_ratio": "daily returns of marked equity, annualised with 365 days",
-    "sortino_ratio": "daily returns of marked equity, annualised with 365 days",
-    "value_at_risk_95": "daily returns of marked equity",
-    "expected_shortfall_95": "daily returns of marked equity",
-    "stability_score": "100 x R^2 of a least-squares line through log daily equity against time (0-100)",
-    "trades": "closed trades",
-    "win_rate": "closed trades, net P&L > 0",
-}
 
 
 def _fan_input(report: MonteCarloReport | None) -> dict[str, Any] | None:
@@ -1118,10 +770,6 @@ def _render_scorecard(console: Console, card: Any) -> None:
     console.print(f"[bold {style[card.verdict]}]{card.summary}[/bold {style[card.verdict]}]")
     for note in card.notes:
         console.print(f"note: {note}")
-
-
-def _finite(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else float(v)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> Path:

@@ -549,7 +549,7 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _parse_params(items: list[str]) -> dict[str, str]:
-    from autotrader.cli import _parse_params as parse
+    from autotrader.cli.common import parse_params as parse
 
     return parse(items)
 

@@ -162,7 +162,7 @@ async def _download(
     from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
     from autotrader.adapters.exchange.download import download_candles
     from autotrader.adapters.storage import open_store
-    from autotrader.cli_progress import progress
+    from autotrader.cli.progress import progress
     from autotrader.domain.candles import SeriesKey
 
     config = BybitConfig.from_settings(settings.exchange, url=url, testnet=testnet, demo=demo)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from autotrader.live.engine import RobotConfig
     from autotrader.live.status import BacktestComparison
 
-log = logging.getLogger("autotrader.cli_autotrade")
+log = logging.getLogger("autotrader.cli.autotrade")
 
 # Demo mode connects to these only (an allow-list): Bybit's demo trading and testnet, or a local server.
 DEMO_HOSTS = frozenset({"api-demo.bybit.com", "api-testnet.bybit.com"})
@@ -261,7 +261,7 @@ def build_config(
 
 def strategy_warmup_bars(strategy: str, params: list[str], risk: str) -> int:
     """Closed bars the strategy needs before it gives a signal (the robot loads that much history)."""
-    from autotrader.cli import _parse_params
+    from autotrader.cli.common import parse_params
     from autotrader.risk.trading import TradingConfig
     from autotrader.strategy.build import build_strategy
 
@@ -271,7 +271,7 @@ def strategy_warmup_bars(strategy: str, params: list[str], risk: str) -> int:
         return 0  # build_config reports the bad value in its own words
     from autotrader.live.signal_engine import window_bars_for
 
-    return window_bars_for(build_strategy(strategy, _parse_params(params), trading)) - 1
+    return window_bars_for(build_strategy(strategy, parse_params(params), trading)) - 1
 
 
 # ------------------------------------------------------------------------------------------- running
@@ -631,7 +631,7 @@ def _paper_wallet(options: RobotOptions, settings: Settings, state: Any) -> tupl
     import numpy as np
 
     from autotrader.adapters.storage import open_store
-    from autotrader.cli_signals import default_replay_start, replay_clock
+    from autotrader.cli.signals import default_replay_start, replay_clock
     from autotrader.domain.timeframe import Timeframe
     from autotrader.exchange_sim import SimAccountSpec, SimConfig, SimServer, sim_candles_from_store
     from autotrader.exchange_sim.persist import account_state, restore_account
@@ -696,8 +696,9 @@ def _wallet_text(wallet: dict[str, Any]) -> str:
 def status_report(*, db: str | None, days: int, settings_file: Path | None = None, now_ms: int | None = None) -> str:
     """Print (and return) the RISK MANAGEMENT and LIVE TRADING RESULTS blocks from the state store."""
     from autotrader.adapters.state import open_state_store, state_url
+    from autotrader.cli.status import render_results, render_risk
     from autotrader.config import load_settings
-    from autotrader.live.status import live_results, render_results, render_risk, results_window, risk_management
+    from autotrader.live.status import live_results, results_window, risk_management
 
     settings = load_settings(settings_file)
     store = open_state_store(state_url(settings.home, db))
