@@ -58,6 +58,7 @@ last timestamp the model was trained on).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
@@ -805,14 +806,16 @@ def _denial_episodes(ctx: _Context) -> dict[str, int]:
     symbol in between and at most ``EPISODE_GAP_MS`` (a day) between consecutive denials.
     """
     events = ctx.result.events
-    entries: dict[str, np.ndarray] = {}
+    entries: dict[str, list[int]] = {}  # sorted Python lists: bisect per event is far cheaper than np.searchsorted
     for sym in set(str(x) for x in ctx.trades["symbol"]):
-        entries[sym] = np.sort(np.asarray(ctx.trades["entry_ts"][ctx.trades["symbol"] == sym], dtype=np.int64))
+        entries[sym] = np.sort(np.asarray(ctx.trades["entry_ts"][ctx.trades["symbol"] == sym], dtype=np.int64)).tolist()
     out: Counter[str] = Counter()
     last: dict[tuple[str, str], int] = {}
-    order = np.argsort(np.asarray(events["ts"], dtype=np.int64), kind="stable")
-    for i in order:
-        reason, sym, ts = str(events["event"][i]), str(events["symbol"][i]), int(events["ts"][i])
+    ts_all = np.asarray(events["ts"], dtype=np.int64)
+    order = np.argsort(ts_all, kind="stable")
+    reasons = [str(x) for x in np.asarray(events["event"])[order].tolist()]
+    symbols = [str(x) for x in np.asarray(events["symbol"])[order].tolist()]
+    for reason, sym, ts in zip(reasons, symbols, ts_all[order].tolist(), strict=True):
         if reason in STATE_EVENTS:
             continue
         prev = last.get((sym, reason))
@@ -820,7 +823,7 @@ def _denial_episodes(ctx: _Context) -> dict[str, int]:
         entered = (
             prev is not None
             and sym_entries is not None
-            and np.searchsorted(sym_entries, ts) > np.searchsorted(sym_entries, prev, side="right")
+            and bisect.bisect_left(sym_entries, ts) > bisect.bisect_right(sym_entries, prev)
         )
         if prev is None or ts - prev > EPISODE_GAP_MS or entered:
             out[reason] += 1
@@ -1017,6 +1020,11 @@ def _iso_array(ts_ms: np.ndarray) -> list[str]:
 
 def _jsonable(obj: Any) -> Any:
     """Plain JSON types only: numpy → Python, tuples → lists, NaN → None, ±inf → "inf"/"-inf"."""
+    kind = type(obj)  # exact types first: the bulk of a report (its trades) is plain floats, ints and strings
+    if kind is float:
+        return obj if math.isfinite(obj) else None if math.isnan(obj) else "inf" if obj > 0 else "-inf"
+    if kind is str or kind is int or kind is bool or obj is None:
+        return obj
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
