@@ -243,7 +243,7 @@ def build_report(result: BacktestResult) -> dict[str, Any]:
         "performance": _performance(ctx, summary),
         "conventions": dict(CONVENTIONS),
         "per_symbol": _per_symbol(ctx),
-        **_curves(ctx),
+        **_curves(ctx, summary),
         **_calendar_returns(ctx),
         "trades": _trades(ctx),
         "distributions": _distributions(ctx),
@@ -610,7 +610,7 @@ def _own_return(pnl: np.ndarray, notional: np.ndarray) -> float:
     return float(np.sum(pnl)) / used if used > 0 else math.nan
 
 
-def _curves(ctx: _Context) -> dict[str, Any]:
+def _curves(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
     idx = downsample_indices(MAX_CURVE_POINTS, ctx.equity, ctx.benchmark, ctx.drawdown)
     ts = ctx.ts[idx]
     day_dd = metrics.drawdown_series(ctx.day_equity)
@@ -641,8 +641,7 @@ def _curves(ctx: _Context) -> dict[str, Any]:
             "peak_time": _iso(int(ctx.ts[peak])),
             "trough_time": _iso(int(ctx.ts[trough])),
             "recovery_time": recovered,
-            "max_drawdown_duration_days": metrics.max_drawdown_duration(ctx.equity, ctx.ts)
-            / metrics.MS_PER_DAY,
+            "max_drawdown_duration_days": summary["max_drawdown_duration_days"],  # same equity and clock
         },
     }
 
