@@ -58,6 +58,7 @@ last timestamp the model was trained on).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
@@ -243,7 +244,7 @@ def build_report(result: BacktestResult) -> dict[str, Any]:
         "performance": _performance(ctx, summary),
         "conventions": dict(CONVENTIONS),
         "per_symbol": _per_symbol(ctx),
-        **_curves(ctx),
+        **_curves(ctx, summary),
         **_calendar_returns(ctx),
         "trades": _trades(ctx),
         "distributions": _distributions(ctx),
@@ -610,7 +611,7 @@ def _own_return(pnl: np.ndarray, notional: np.ndarray) -> float:
     return float(np.sum(pnl)) / used if used > 0 else math.nan
 
 
-def _curves(ctx: _Context) -> dict[str, Any]:
+def _curves(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
     idx = downsample_indices(MAX_CURVE_POINTS, ctx.equity, ctx.benchmark, ctx.drawdown)
     ts = ctx.ts[idx]
     day_dd = metrics.drawdown_series(ctx.day_equity)
@@ -641,8 +642,7 @@ def _curves(ctx: _Context) -> dict[str, Any]:
             "peak_time": _iso(int(ctx.ts[peak])),
             "trough_time": _iso(int(ctx.ts[trough])),
             "recovery_time": recovered,
-            "max_drawdown_duration_days": metrics.max_drawdown_duration(ctx.equity, ctx.ts)
-            / metrics.MS_PER_DAY,
+            "max_drawdown_duration_days": summary["max_drawdown_duration_days"],  # same equity and clock
         },
     }
 
@@ -806,14 +806,16 @@ def _denial_episodes(ctx: _Context) -> dict[str, int]:
     symbol in between and at most ``EPISODE_GAP_MS`` (a day) between consecutive denials.
     """
     events = ctx.result.events
-    entries: dict[str, np.ndarray] = {}
+    entries: dict[str, list[int]] = {}  # sorted Python lists: bisect per event is far cheaper than np.searchsorted
     for sym in set(str(x) for x in ctx.trades["symbol"]):
-        entries[sym] = np.sort(np.asarray(ctx.trades["entry_ts"][ctx.trades["symbol"] == sym], dtype=np.int64))
+        entries[sym] = np.sort(np.asarray(ctx.trades["entry_ts"][ctx.trades["symbol"] == sym], dtype=np.int64)).tolist()
     out: Counter[str] = Counter()
     last: dict[tuple[str, str], int] = {}
-    order = np.argsort(np.asarray(events["ts"], dtype=np.int64), kind="stable")
-    for i in order:
-        reason, sym, ts = str(events["event"][i]), str(events["symbol"][i]), int(events["ts"][i])
+    ts_all = np.asarray(events["ts"], dtype=np.int64)
+    order = np.argsort(ts_all, kind="stable")
+    reasons = [str(x) for x in np.asarray(events["event"])[order].tolist()]
+    symbols = [str(x) for x in np.asarray(events["symbol"])[order].tolist()]
+    for reason, sym, ts in zip(reasons, symbols, ts_all[order].tolist(), strict=True):
         if reason in STATE_EVENTS:
             continue
         prev = last.get((sym, reason))
@@ -821,7 +823,7 @@ def _denial_episodes(ctx: _Context) -> dict[str, int]:
         entered = (
             prev is not None
             and sym_entries is not None
-            and np.searchsorted(sym_entries, ts) > np.searchsorted(sym_entries, prev, side="right")
+            and bisect.bisect_left(sym_entries, ts) > bisect.bisect_right(sym_entries, prev)
         )
         if prev is None or ts - prev > EPISODE_GAP_MS or entered:
             out[reason] += 1

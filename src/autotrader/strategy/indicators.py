@@ -26,10 +26,15 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
-from autotrader.domain.candles import FloatArray
-from autotrader.domain.errors import ConfigError
+from autotrader.jit import start_numba
+
+start_numba()  # before the kernels are defined: numba's start-up with the garbage collector paused
+
+from numba import njit  # noqa: E402
+
+from autotrader.domain.candles import FloatArray  # noqa: E402
+from autotrader.domain.errors import ConfigError  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------
 # 1-D kernels on the compressed (present-bars-only) series
