@@ -40,26 +40,15 @@ from autotrader.domain.instrument import InstrumentRules, default_rules
 from autotrader.domain.timeframe import Timeframe
 from autotrader.marketdata.store import AlignedCandles
 from autotrader.risk.limits import RiskLimits, risk_limits
-from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, daily_volatility
+from autotrader.risk.policy import Transition
+from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, Denial, daily_volatility
 from autotrader.strategy.base import Signals, Strategy
 
 log = logging.getLogger(__name__)
 
 EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "liquidation", "kill_switch", "end_of_data")
-EVENT_NAMES = {
-    1: "halted_by_drawdown",
-    2: "daily_loss_limit",
-    3: "correlation_limit",
-    4: "below_min_notional",
-    5: "insufficient_funds",
-    6: "kelly_no_edge",
-    7: "low_confidence",
-    8: "short_not_allowed",
-    9: "no_price",
-    101: "daily_loss_limit_hit",
-    102: "drawdown_kill_switch",
-    103: "halt_resumed",
-}
+# event code -> name: the one vocabulary of denials and risk-state changes the robot shows too
+EVENT_NAMES = {int(code): code.label for code in (*Denial, *Transition) if code != Denial.NONE}
 DEFAULT_FEES = {"spot": 0.001, "linear": 0.00055}
 _SIZING_CODES = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
 

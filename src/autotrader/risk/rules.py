@@ -15,7 +15,11 @@ from numba import njit
 
 
 class Denial(IntEnum):
-    """Why the risk engine or the venue rules refused an entry (recorded as events)."""
+    """Why the risk engine or the venue rules refused an entry: THE denial vocabulary.
+
+    ``label`` (the name, lower-cased) is what every environment shows: the backtest's events and
+    reports, the robot's decisions, ``autotrade --mode=status`` and the dashboard.
+    """
 
     NONE = 0
     HALTED_DRAWDOWN = 1  # the kill switch: drawdown limit breached earlier
@@ -25,8 +29,13 @@ class Denial(IntEnum):
     INSUFFICIENT_FUNDS = 5  # not enough cash/margin for the minimum order
     KELLY_NO_EDGE = 6  # (informational) Kelly estimate <= 0; sized at the floor instead
     LOW_CONFIDENCE = 7  # signal confidence below the risk level's threshold
-    SHORT_NOT_ALLOWED = 8  # short signal on a spot market (treated as exit)
+    # 8 was SHORT_NOT_ALLOWED: a spot short is not a denial but the signal rule's ``policy.Skip``
     NO_PRICE = 9  # the symbol has no bar at the fill time (gap or not listed)
+
+    @property
+    def label(self) -> str:
+        """The name reports, decisions, status and the dashboard show."""
+        return self.name.lower()
 
 
 class EngineState(IntEnum):
