@@ -14,6 +14,7 @@ from autotrader.risk.policy import (
     exposure_vector_nb,
     kelly_update_nb,
     mark_risk_nb,
+    roll_day_nb,
     signal_action_nb,
     transitions_of,
 )
@@ -46,28 +47,33 @@ def test_signal_action_rule(given, expected) -> None:
     assert (action.exit, action.entry_side, action.skip or Skip.NONE) == expected
 
 
-def _mark(state, equity, previous, peak, day_start, now, next_day, halted_at=0, resume=0):
-    return mark_risk_nb(state, equity, previous, peak, day_start, now, next_day, halted_at, 0.05, 0.15, resume)
+def _mark(state, equity, peak, day_start, now, halted_at=0, resume=0):
+    return mark_risk_nb(state, equity, peak, day_start, now, halted_at, 0.05, 0.15, resume)
 
 
-def test_marking_blocks_the_day_on_a_daily_loss_and_lifts_it_at_the_next_utc_day() -> None:
-    state, peak, day_start, next_day, _, moves = _mark(ACTIVE, 949.0, 1000.0, 1000.0, 1000.0, T0 + HOUR, T0 + DAY)
-    assert (state, peak, day_start, next_day) == (DAILY_BLOCKED, 1000.0, 1000.0, T0 + DAY)
+def test_marking_blocks_the_day_on_a_daily_loss_and_the_next_utc_day_lifts_it() -> None:
+    state, day_start, next_day, reset = roll_day_nb(ACTIVE, T0 + HOUR, T0 + DAY, 1000.0, 1000.0)
+    assert (state, day_start, next_day, reset) == (ACTIVE, 1000.0, T0 + DAY, False)  # the same day
+    state, peak, _, moves = _mark(state, 949.0, 1000.0, day_start, T0 + HOUR)
+    assert (state, peak) == (DAILY_BLOCKED, 1000.0)
     assert transitions_of(moves) == [Transition.DAILY_LOSS_HIT]
-    state, _, day_start, next_day, _, moves = _mark(state, 950.0, 949.0, peak, day_start, T0 + DAY, next_day)
-    assert (state, day_start, next_day) == (ACTIVE, 949.0, T0 + 2 * DAY)  # the day starts at the previous mark
-    assert transitions_of(moves) == [Transition.DAILY_RESET]
+    state, day_start, next_day, reset = roll_day_nb(state, T0 + DAY, next_day, 949.0, day_start)
+    assert (state, day_start, next_day, reset) == (ACTIVE, 949.0, T0 + 2 * DAY, True)  # from the previous mark
+    assert _mark(state, 950.0, peak, day_start, T0 + DAY) == (ACTIVE, 1000.0, 0, 0)
 
 
 def test_marking_halts_on_drawdown_and_resumes_after_the_cooling_off_with_the_peak_rebased() -> None:
-    state, peak, _, _, halted_at, moves = _mark(ACTIVE, 1010.0, 1190.0, 1200.0, 1190.0, T0 + HOUR, T0 + DAY)
+    state, peak, halted_at, moves = _mark(ACTIVE, 1010.0, 1200.0, 1190.0, T0 + HOUR)
     assert (state, peak, halted_at) == (HALTED, 1200.0, T0 + HOUR)
     assert transitions_of(moves) == [Transition.DRAWDOWN_HALT]
-    state, peak, *_, moves = _mark(state, 1000.0, 1010.0, peak, 1000.0, T0 + 2 * HOUR, T0 + DAY, halted_at, HOUR)
+    assert _mark(state, 1000.0, peak, 1000.0, T0 + 2 * HOUR - 1, halted_at, HOUR)[0] == HALTED  # cooling off
+    state, peak, _, moves = _mark(state, 1000.0, peak, 1000.0, T0 + 2 * HOUR, halted_at, HOUR)
     assert (state, peak) == (ACTIVE, 1000.0)
     assert transitions_of(moves) == [Transition.HALT_RESUMED]
-    state, *_ = _mark(HALTED, 1000.0, 1000.0, 1200.0, 1000.0, T0 + 9 * DAY, T0 + DAY, T0, 0)
-    assert state == HALTED  # no cooling-off: a halt is for good
+    state, peak, _, moves = _mark(HALTED, 900.0, 1200.0, 1000.0, T0 + 2 * HOUR, halted_at, HOUR)
+    assert (state, peak) == (DAILY_BLOCKED, 900.0)  # resumed, but today's loss is beyond the limit
+    assert transitions_of(moves) == [Transition.HALT_RESUMED, Transition.DAILY_LOSS_HIT]
+    assert _mark(HALTED, 1000.0, 1200.0, 1000.0, T0 + 9 * DAY, T0, 0)[0] == HALTED  # no cooling-off: for good
 
 
 def test_kelly_statistics_count_wins_and_positive_loss_sums() -> None:

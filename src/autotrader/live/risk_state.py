@@ -1,7 +1,7 @@
 """The risk engine's run-time state: peak and day-start equity, ACTIVE / DAILY_BLOCKED / HALTED, Kelly stats.
 
-The transitions are the backtest's: marking calls ``autotrader.risk.policy.mark_risk_nb`` and a
-closed trade ``kelly_update_nb``, the functions the kernel's step 3 calls. A daily loss beyond
+The transitions are the backtest's: marking calls ``autotrader.risk.policy.roll_day_nb`` and ``mark_risk_nb``,
+a closed trade ``kelly_update_nb``, the functions the kernel's step 3 calls. A daily loss beyond
 ``daily_loss`` blocks entries until the next UTC day; a drawdown beyond ``max_drawdown`` from the
 peak halts entries for good (and, with
 ``flatten_on_halt``, closes every position). The day starts at 00:00 UTC: the first mark of a new
@@ -22,7 +22,7 @@ from pathlib import Path
 from autotrader.domain.errors import StorageError
 from autotrader.live.records import ClosedTrade, RiskSnapshot
 from autotrader.risk.limits import RiskLimits
-from autotrader.risk.policy import Transition, kelly_update_nb, mark_risk_nb, transitions_of
+from autotrader.risk.policy import Transition, kelly_update_nb, mark_risk_nb, roll_day_nb, transitions_of
 from autotrader.risk.rules import ACTIVE, EngineState
 
 DAY_MS = 86_400_000
@@ -172,19 +172,20 @@ class RiskState:
     # ---------------------------------------------------------------------------------- marking
 
     def mark(self, equity: float, as_of_ms: int) -> list[RiskTransition]:
-        """Mark equity at ``as_of_ms`` (the shared ``mark_risk_nb``: new UTC day, peak, limits); the changes made."""
+        """Mark equity at ``as_of_ms`` (the shared ``roll_day_nb``, ``mark_risk_nb``); the changes made."""
         if not math.isfinite(equity):
             return []
         if self.day_start_ms < 0:  # the first mark ever: today is the current day, started at the capital
             self.day_start_ms = as_of_ms // DAY_MS * DAY_MS
-        state, peak, day_start_equity, next_day_ms, _, moves = mark_risk_nb(
-            self.state,
+        state, day_start_equity, next_day_ms, reset = roll_day_nb(
+            self.state, as_of_ms, self.day_start_ms + DAY_MS, self.last_equity, self.day_start_equity
+        )
+        state, peak, _, moves = mark_risk_nb(
+            state,
             equity,
-            self.last_equity,
             self.peak_equity,
-            self.day_start_equity,
+            day_start_equity,
             as_of_ms,
-            self.day_start_ms + DAY_MS,
             0,
             self.limits.daily_loss,
             self.limits.max_drawdown,
@@ -192,7 +193,8 @@ class RiskState:
         )
         self.state, self.peak_equity, self.day_start_equity = int(state), float(peak), float(day_start_equity)
         self.day_start_ms = int(next_day_ms) - DAY_MS
-        out = [RiskTransition(tr, self._detail(tr, equity)) for tr in transitions_of(int(moves))]
+        mask = int(moves) | (Transition.DAILY_RESET.bit if reset else 0)
+        out = [RiskTransition(tr, self._detail(tr, equity)) for tr in transitions_of(mask)]
         for tr in out:
             if tr.transition is Transition.DRAWDOWN_HALT:
                 self.halted_reason = tr.detail

@@ -4,9 +4,9 @@ Three rules live here and nowhere else:
 
 * :func:`signal_action_nb` - a signal's direction against the position held becomes "exit the
   position", "consider an entry on this side", or a :class:`Skip` reason when nothing is done;
-* :func:`mark_risk_nb` (with :func:`kelly_update_nb`) - marking equity moves the peak, the day's
-  start equity and the engine state (daily loss, drawdown halt, resume after a cooling-off) and
-  reports the :class:`Transition` s made;
+* :func:`roll_day_nb` and :func:`mark_risk_nb` (with :func:`kelly_update_nb`) - marking equity
+  moves the day's start equity, the peak and the engine state (daily loss, drawdown halt, resume
+  after a cooling-off) and reports the :class:`Transition` s made;
 * :func:`exposure_vector_nb` - the signed exposure the correlation check sees: positions held and
   not being exited, plus entries decided but not filled yet.
 
@@ -22,7 +22,7 @@ from enum import IntEnum
 import numpy as np
 from numba import njit
 
-from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED, halt_cooled_off_nb, update_state_nb
+from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED
 
 DAY_MS = 86_400_000
 
@@ -82,81 +82,104 @@ def transitions_of(mask: int) -> list[Transition]:
     return [tr for tr in order if mask & tr.bit]
 
 
-@njit(cache=True)
-def signal_action_nb(direction: float, held_side: int, exit_pending: bool, linear: bool) -> tuple[bool, int, int]:
+@njit(cache=True, inline="always")
+def signal_action_nb(direction: float, held: float, exit_pending: bool, linear: bool) -> tuple[bool, int, int]:
     """THE signal-to-action rule: ``(exit, entry_side, skip)`` for one signal.
 
-    ``direction`` is the signal (+1 long, -1 short, 0 flat); ``held_side`` the position's side
-    (+1/-1/0). On spot a short means "be flat" (long-only). A flat or opposite signal exits the
-    position (unless its exit is already pending); an entry is considered (``entry_side`` ±1)
-    unless the wanted side is flat or already held (no pyramiding); a reversal is an exit and
-    then an entry. ``skip`` is a :class:`Skip` code when neither an exit nor an entry results.
+    ``direction`` is the signal (+1 long, -1 short, 0 flat); ``held`` the position (its sign is
+    the side held: the signed quantity, or +1/-1/0). On spot a short means "be flat" (long-only).
+    A flat or opposite signal exits the position (unless its exit is already pending); an entry
+    is considered (``entry_side`` ±1) unless the wanted side is flat or already held (no
+    pyramiding); a reversal is an exit and then an entry. ``skip`` is a :class:`Skip` code when
+    neither an exit nor an entry results.
     """
-    want = 0
     if direction > 0.0:
         want = 1
-    elif direction < 0.0:
-        want = -1 if linear else 0
-    leaving = held_side != 0 and want != held_side
-    do_exit = leaving and not exit_pending
-    if want == 0 or want == held_side:
-        if do_exit:
-            return True, 0, SKIP_NONE
-        if leaving:
-            return False, 0, SKIP_EXIT_PENDING
+    elif direction < 0.0 and linear:
+        want = -1
+    else:
+        want = 0
+    held_side = 1 if held > 0 else (-1 if held < 0 else 0)
+    do_exit = False  # one return point: inlined into the kernel's loop, it stays straight-line code
+    entry_side = 0
+    skip = SKIP_NONE
+    if want == held_side:  # the usual case on a bar: nothing changes
         if want != 0:
-            return False, 0, SKIP_ALREADY_IN_POSITION
-        return False, 0, SKIP_SHORT_NOT_ALLOWED if direction < 0.0 else SKIP_NO_POSITION
-    return do_exit, want, SKIP_NONE
+            skip = SKIP_ALREADY_IN_POSITION
+        elif direction < 0.0:
+            skip = SKIP_SHORT_NOT_ALLOWED
+        else:
+            skip = SKIP_NO_POSITION
+    else:
+        entry_side = want
+        if held_side != 0:
+            if not exit_pending:
+                do_exit = True
+            elif want == 0:
+                skip = SKIP_EXIT_PENDING
+    return do_exit, entry_side, skip
 
 
-@njit(cache=True)
-def mark_risk_nb(
-    state: int,
-    equity: float,
-    previous_equity: float,
-    peak: float,
-    day_start_equity: float,
-    now_ms: int,
-    next_day_ms: int,
-    halted_at_ms: int,
-    daily_loss: float,
-    max_drawdown: float,
-    resume_after_ms: int,
-) -> tuple[int, float, float, int, int, int]:
-    """THE risk-state marking: ``(state, peak, day_start_equity, next_day_ms, halted_at_ms, transitions)``.
+@njit(cache=True, inline="always")
+def roll_day_nb(
+    state: int, now_ms: int, next_day_ms: int, previous_equity: float, day_start_equity: float
+) -> tuple[int, float, int, bool]:
+    """THE UTC-day roll, before marking: ``(state, day_start_equity, next_day_ms, daily_reset)``.
 
-    In order: at the first mark of a new UTC day (``now_ms >= next_day_ms``) the day starts at
-    the previous mark's equity (``previous_equity``) and a daily block is lifted; the peak
-    follows equity up; a drawdown halt whose cooling-off (``resume_after_ms`` > 0) is over
-    resumes with the peak re-based on this equity; then ``update_state_nb`` applies the daily
-    loss and drawdown limits. ``transitions`` is a bit mask of :class:`Transition` bits.
+    At the first mark of a new UTC day (``now_ms >= next_day_ms``) the day starts at the previous
+    mark's equity and a daily block is lifted (``daily_reset``); otherwise nothing changes (no
+    integer division on ordinary marks).
     """
-    transitions = 0
-    if now_ms >= next_day_ms:  # a new UTC day (no integer division on ordinary marks)
+    reset = False  # one return point: inlined into the kernel's loop, it stays straight-line code
+    if now_ms >= next_day_ms:
         next_day_ms = (now_ms // DAY_MS + 1) * DAY_MS
         day_start_equity = previous_equity
         if state == DAILY_BLOCKED:
             state = ACTIVE
-            transitions |= BIT_DAILY_RESET
+            reset = True
+    return state, day_start_equity, next_day_ms, reset
+
+
+@njit(cache=True, inline="always")
+def mark_risk_nb(
+    state: int,
+    equity: float,
+    peak: float,
+    day_start_equity: float,
+    now_ms: int,
+    halted_at_ms: int,
+    daily_loss: float,
+    max_drawdown: float,
+    resume_after_ms: int,
+) -> tuple[int, float, int, int]:
+    """THE risk-state marking (after :func:`roll_day_nb`): ``(state, peak, halted_at_ms, transitions)``.
+
+    The peak follows equity up. A drawdown halt is final unless ``resume_after_ms`` > 0: once it
+    has lasted that long, entries resume with the peak re-based on this equity (an operator's
+    reset after a cooling-off: the next halt needs a fresh drawdown). Then equity at or below
+    ``peak × (1 - max_drawdown)`` halts (the kill switch), and equity at or below
+    ``day_start_equity × (1 - daily_loss)`` blocks entries for the rest of the UTC day.
+    ``transitions`` is a bit mask of :class:`Transition` bits.
+    """
+    transitions = 0  # one return point: inlined into the kernel's loop, it stays straight-line code
     if equity > peak:
         peak = equity
-    if halt_cooled_off_nb(state, now_ms, halted_at_ms, resume_after_ms):
+    if state == HALTED and resume_after_ms > 0 and now_ms >= halted_at_ms + resume_after_ms:
         state = ACTIVE
-        peak = equity  # the operator's reset: a new halt needs a fresh drawdown from here
-        transitions |= BIT_HALT_RESUMED
-    new_state = update_state_nb(state, equity, peak, day_start_equity, daily_loss, max_drawdown)
-    if new_state != state:
-        if new_state == HALTED:
+        peak = equity
+        transitions = BIT_HALT_RESUMED
+    if state != HALTED:
+        if peak > 0.0 and equity <= peak * (1.0 - max_drawdown):
+            state = HALTED
             halted_at_ms = now_ms
             transitions |= BIT_DRAWDOWN_HALT
-        elif new_state == DAILY_BLOCKED:
+        elif state == ACTIVE and day_start_equity > 0.0 and equity <= day_start_equity * (1.0 - daily_loss):
+            state = DAILY_BLOCKED
             transitions |= BIT_DAILY_LOSS_HIT
-        state = new_state
-    return state, peak, day_start_equity, next_day_ms, halted_at_ms, transitions
+    return state, peak, halted_at_ms, transitions
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def kelly_update_nb(
     trade_return: float, n_wins: int, n_losses: int, sum_win: float, sum_loss: float
 ) -> tuple[int, int, float, float]:
@@ -166,11 +189,15 @@ def kelly_update_nb(
     positive number.
     """
     if trade_return > 0:
-        return n_wins + 1, n_losses, sum_win + trade_return, sum_loss
-    return n_wins, n_losses + 1, sum_win, sum_loss - trade_return
+        n_wins += 1
+        sum_win += trade_return
+    else:
+        n_losses += 1
+        sum_loss -= trade_return
+    return n_wins, n_losses, sum_win, sum_loss
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exposure_vector_nb(
     qty: np.ndarray,
     mark: np.ndarray,

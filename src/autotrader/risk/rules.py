@@ -306,31 +306,6 @@ def entry_denial_nb(
 
 
 @njit(cache=True)
-def update_state_nb(
-    state: int, equity: float, peak_equity: float, day_start_equity: float, daily_loss: float, max_drawdown: float
-) -> int:
-    """Next engine state after marking equity: HALTED is final; daily block lasts the UTC day."""
-    if state == HALTED:
-        return HALTED
-    if peak_equity > 0.0 and equity <= peak_equity * (1.0 - max_drawdown):
-        return HALTED
-    if day_start_equity > 0.0 and equity <= day_start_equity * (1.0 - daily_loss):
-        return DAILY_BLOCKED
-    return state
-
-
-@njit(cache=True)
-def halt_cooled_off_nb(state: int, now_ms: int, halted_at_ms: int, resume_after_ms: int) -> bool:
-    """True when a drawdown halt has lasted ``resume_after_ms`` and trading may resume.
-
-    ``resume_after_ms <= 0`` means a halt is for good (``--on-halt stop``, the default, as in
-    live trading). On resuming, the caller re-bases the peak on the current equity, as an
-    operator's reset after a cooling-off period does: the next halt needs a fresh drawdown.
-    """
-    return state == HALTED and resume_after_ms > 0 and now_ms >= halted_at_ms + resume_after_ms
-
-
-@njit(cache=True)
 def decide_entry_nb(
     state: int,
     confidence: float,

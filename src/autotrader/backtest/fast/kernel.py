@@ -47,6 +47,7 @@ from autotrader.risk.policy import (
     exposure_vector_nb,
     kelly_update_nb,
     mark_risk_nb,
+    roll_day_nb,
     signal_action_nb,
 )
 from autotrader.risk.rules import (
@@ -293,6 +294,9 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     slip_dn = 1.0 - slippage
 
     for t in range(n):
+        # a new UTC day starts from the previous close's equity (before this bar's fills)
+        state, day_start_equity, next_day_ms, _ = roll_day_nb(state, ts[t], next_day_ms, equity, day_start_equity)
+
         # ---- 1a. open: gaps through resting stops / targets, then pending exits
         for j in range(m if n_open > 0 else 0):
             if not present[t, j]:
@@ -522,7 +526,6 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     last_close[j] = close[t, j]
                 upnl += qty[j] * (last_close[j] - entry_price[j])
                 gross += abs(qty[j]) * last_close[j]
-        previous_equity = equity
         equity = wallet + upnl
         equity_out[t] = equity
         exposure_out[t] = gross / equity if n_open > 0 and equity > 0.0 else 0.0
@@ -531,18 +534,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
             idx = n_wins + n_losses
             r = trades[idx, T_PNL] / (trades[idx, T_QTY] * trades[idx, T_ENTRY_PRICE])
             n_wins, n_losses, sum_win, sum_loss = kelly_update_nb(r, n_wins, n_losses, sum_win, sum_loss)
-        state, peak, day_start_equity, next_day_ms, halted_at_ms, moves = mark_risk_nb(
-            state,
-            equity,
-            previous_equity,
-            peak,
-            day_start_equity,
-            ts[t],
-            next_day_ms,
-            halted_at_ms,
-            daily_loss,
-            max_drawdown,
-            resume_after_ms,
+        state, peak, halted_at_ms, moves = mark_risk_nb(
+            state, equity, peak, day_start_equity, ts[t], halted_at_ms, daily_loss, max_drawdown, resume_after_ms
         )
         if moves != 0:
             if moves & BIT_HALT_RESUMED:
@@ -569,7 +562,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
             if math.isnan(d) or not present[t, j]:
                 continue
             q = qty[j]
-            do_exit, side, _skip = signal_action_nb(d, 1 if q > 0.0 else (-1 if q < 0.0 else 0), pend_exit[j], linear)
+            do_exit, side, _skip = signal_action_nb(d, q, pend_exit[j], linear)
             if do_exit:
                 pend_exit[j] = True
                 pend_exit_reason[j] = EXIT_SIGNAL
