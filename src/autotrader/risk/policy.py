@@ -13,6 +13,10 @@ Three rules live here and nowhere else:
 The entry gate and sizing (``decide_entry_nb``, ``entry_quantity_nb``) are in
 :mod:`autotrader.risk.rules`; every code's name, lower-cased (``.label``), is what reports,
 the robot's decisions, ``--mode=status`` and the dashboard show.
+
+The functions are inlined into the kernel's loop (``inline="always"``, one return point each, so
+the loop is as fast as with the rules written in place); numba's cache of the kernel does not
+notice edits here: delete the ``*.nbi``/``*.nbc`` files after changing them.
 """
 
 from __future__ import annotations
