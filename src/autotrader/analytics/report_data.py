@@ -114,7 +114,8 @@ REQUIRED_KEYS: Final = (
 )
 
 # risk events that record a change of the risk engine's state; every other event is a denied entry
-STATE_EVENTS: Final = frozenset({"daily_loss_limit_hit", "drawdown_kill_switch", "halt_resumed"})
+# (the labels of ``autotrader.risk.policy.Transition``; analytics does not import risk, a test keeps them equal)
+STATE_EVENTS: Final = frozenset({"daily_loss_hit", "drawdown_halt", "halt_resumed", "daily_reset"})
 EPISODE_GAP_MS: Final = 86_400_000  # denials of one symbol and reason further apart start a new episode
 _MS_PER_HOUR: Final = 3_600_000
 _WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -839,7 +840,7 @@ def _halts(ctx: _Context) -> list[dict[str, Any]]:
     """
     events = ctx.result.events
     kinds = np.asarray(events["event"]).astype(str)
-    halt_ts = np.sort(np.asarray(events["ts"][kinds == "drawdown_kill_switch"], dtype=np.int64))
+    halt_ts = np.sort(np.asarray(events["ts"][kinds == "drawdown_halt"], dtype=np.int64))
     resume_ts = np.sort(np.asarray(events["ts"][kinds == "halt_resumed"], dtype=np.int64))
     out = []
     span = float(ctx.ts[-1] - ctx.ts[0]) or 1.0
