@@ -739,7 +739,7 @@ class OrderManager:
         attempt_after: StoredOrder | None,
         replaced: bool = False,
     ) -> StoredOrder | None:
-        """Persist a new stop at ``trigger`` as the position's stop (next attempt id after ``attempt_after``), send it."""
+        """Persist a stop at ``trigger`` as the position's stop (next attempt id after ``attempt_after``); send it."""
         side = self.book.open_side(symbol, price)
         pos = self.book.position(symbol)
         attempt = pos.stop_attempt + 1 if attempt_after is not None else pos.stop_attempt

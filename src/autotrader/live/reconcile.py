@@ -342,9 +342,8 @@ class Reconciler:
             price = prices.get(symbol)
             if price is None:
                 continue
-            if await om.ensure_stop(symbol, price) is not None:
-                self._count("stops")
-            elif await om.align_stop(symbol, price) is not None:  # a move a crash interrupted
+            placed = await om.ensure_stop(symbol, price) is not None
+            if placed or await om.align_stop(symbol, price) is not None:  # or a move a crash interrupted
                 self._count("stops")
             if await om.ensure_target(symbol, price) is not None:
                 self._count("stops")
