@@ -261,6 +261,14 @@ def test_amend_moves_a_resting_stop_in_place_and_answers_like_bybit(sim, account
             assert await ex.amend_trigger(market, "BTCUSDT", cid, moved) is True
             [resting] = await ex.open_orders(market, "BTCUSDT")
             again = await ex.amend_trigger(market, "BTCUSDT", cid, moved)  # 34040: already there
+            with pytest.raises(OrderRejected) as unchanged:
+                await ex._call(
+                    "privatePostV5OrderAmend",
+                    "/v5/order/amend",
+                    {"category": market, "symbol": "BTCUSDT", "orderLinkId": cid, "triggerPrice": str(moved)},
+                    category=market,
+                )
+            assert ret_code_of(unchanged.value) == 34040
             with pytest.raises(OrderRejected) as refused:
                 await ex._call(
                     "privatePostV5OrderAmend",
