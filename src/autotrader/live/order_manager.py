@@ -21,9 +21,15 @@ exchange as a second conditional reduce-only order (``<tag>-<symbol>-tp-…``, i
 that triggers when the price reaches the target; the same refusal rule hands it to the robot
 (``robot_side_targets``). The trailing stop is the resting stop itself: at every bar close the
 best price since the entry is ratcheted with the bar's extreme (persisted under ``trailing_stops``)
-and, when that tightens the level, the resting stop is cancelled and placed again at the new level
-(or the robot-side level moves). Whichever exit fills, the other is cancelled once the position is
-flat.
+and, when that tightens the level, the resting stop is moved there (or the robot-side level moves).
+Whichever exit fills, the other is cancelled once the position is flat.
+
+Moving a stop never leaves the position without one resting (``move_stop``): the stop is amended in
+place (Bybit ``/v5/order/amend``); if the venue refuses or cannot amend, the new stop is placed
+FIRST and the old one cancelled once the new one rests; if the new one is refused as well, the old
+one keeps resting and the robot watches the tighter level itself. The trailing reference is
+persisted before the venue is asked, so a crash mid-move is finished by the reconciliation
+(``align_stop``), and a superseded stop left resting next to its replacement is cancelled then.
 """
 
 from __future__ import annotations
