@@ -24,8 +24,8 @@ from __future__ import annotations
 from enum import IntEnum
 
 import numpy as np
-from numba import njit
 
+from autotrader.jit import njit
 from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED
 
 DAY_MS = 86_400_000

@@ -11,7 +11,8 @@ import math
 from enum import IntEnum
 
 import numpy as np
-from numba import njit
+
+from autotrader.jit import njit
 
 
 class Denial(IntEnum):

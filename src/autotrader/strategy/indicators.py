@@ -27,14 +27,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from autotrader.jit import start_numba
-
-start_numba()  # before the kernels are defined: numba's start-up with the garbage collector paused
-
-from numba import njit  # noqa: E402
-
-from autotrader.domain.candles import FloatArray  # noqa: E402
-from autotrader.domain.errors import ConfigError  # noqa: E402
+from autotrader.domain.candles import FloatArray
+from autotrader.domain.errors import ConfigError
+from autotrader.jit import njit
 
 # --------------------------------------------------------------------------------------------------
 # 1-D kernels on the compressed (present-bars-only) series

@@ -35,8 +35,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from autotrader.jit import njit
 from autotrader.risk.policy import (
     BIT_DAILY_LOSS_HIT,
     BIT_DRAWDOWN_HALT,
