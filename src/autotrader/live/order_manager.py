@@ -210,6 +210,28 @@ class OrderManager:
         order = Order.from_command(command, self.clock.now_ms())
         return StoredOrder(order, intent.intent_id, intent.kind, intent.signal_id)
 
+    def _conditional_exit(
+        self, intent: Intent, qty: Decimal, trigger: Decimal, price: float, fault: str
+    ) -> StoredOrder | None:
+        """The resting stop-market exit of ``intent`` at ``trigger``, fitted to the venue's steps; ``None``
+        (and a ``fault`` recorded) when the venue's minimums make it impossible."""
+        command = SubmitOrder(
+            intent.intent_id,
+            intent.symbol,
+            self.market,
+            intent.side,
+            OrderType.STOP_MARKET,
+            qty,
+            trigger_price=trigger,
+            reduce_only=self.market == "linear",
+        )
+        try:
+            command = self.fit(command, price)
+        except OrderRejected as e:
+            self._fault(fault, f"{intent.symbol}: {e}", intent.symbol)
+            return None
+        return self.new_order(intent, command)
+
     def track(self, intent: Intent, stored: StoredOrder | None) -> None:
         """Remember an intent and its order once they are persisted."""
         self.intents[intent.intent_id] = intent
@@ -756,22 +778,9 @@ class OrderManager:
         now = self.clock.now_ms()
         reason = self.stop_reason(symbol, trigger)
         intent = Intent(cid, IntentKind.STOP, symbol, exit_side, now, reason=reason, signal_id=pos.signal_id)
-        command = SubmitOrder(
-            cid,
-            symbol,
-            self.market,
-            exit_side,
-            OrderType.STOP_MARKET,
-            qty,
-            trigger_price=trigger,
-            reduce_only=self.market == "linear",
-        )
-        try:
-            command = self.fit(command, price)
-        except OrderRejected as e:
-            self._fault("StopNotPlaceable", f"{symbol}: {e}", symbol)
+        stored = self._conditional_exit(intent, qty, trigger, price, "StopNotPlaceable")
+        if stored is None:
             return None
-        stored = self.new_order(intent, command)
         position = dataclasses.replace(
             pos, stop_client_order_id=cid, stop_price=trigger, stop_attempt=attempt, updated_ms=now
         )
@@ -842,22 +851,9 @@ class OrderManager:
         intent = Intent(
             cid, IntentKind.TARGET, symbol, exit_side, now, reason=exits.TAKE_PROFIT, signal_id=pos.signal_id
         )
-        command = SubmitOrder(
-            cid,
-            symbol,
-            self.market,
-            exit_side,
-            OrderType.STOP_MARKET,
-            qty,
-            trigger_price=level,
-            reduce_only=self.market == "linear",
-        )
-        try:
-            command = self.fit(command, price)
-        except OrderRejected as e:
-            self._fault("TargetNotPlaceable", f"{symbol}: {e}", symbol)
+        stored = self._conditional_exit(intent, qty, level, price, "TargetNotPlaceable")
+        if stored is None:
             return None
-        stored = self.new_order(intent, command)
         self.targets[symbol] = {"entry": key, "cid": cid, "attempt": attempt}
         self.store.save_intent(intent, stored.order)
         self.store.set_meta(TARGETS_META, self.targets)
