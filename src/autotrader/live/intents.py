@@ -1,7 +1,7 @@
 """Orders from decisions, with no I/O: an entry plan or an exit becomes an ``Intent`` and its ``SubmitOrder``.
 
     # the plan's quantity fitted to the instrument (``OrderRejected`` below its minimums)
-    intent, command = entry_order(plan, prediction, 1, price, now_ms, client_id, "spot", instrument)
+    intent, command = entry_order(plan, prediction, price, now_ms, client_id, "spot", instrument)
     intent = exit_intent(client_id, symbol, 1, now_ms, "signal", price, prediction)
     command = market_order(intent, qty, market)  # reduce-only on linear
 
@@ -25,13 +25,13 @@ def order_side(side: int) -> OrderSide:
     return OrderSide.BUY if side > 0 else OrderSide.SELL
 
 
-def entry_intent(plan: EntryPlan, p: Prediction, side: int, price: float, now_ms: int, client_id: str) -> Intent:
-    """The entry intent of ``plan`` for signal ``p`` on ``side``, decided at ``price`` at ``now_ms``."""
+def entry_intent(plan: EntryPlan, p: Prediction, price: float, now_ms: int, client_id: str) -> Intent:
+    """The entry intent of ``plan`` (on its side) for signal ``p``, decided at ``price`` at ``now_ms``."""
     return Intent(
         client_id,
         IntentKind.ENTRY,
         p.symbol,
-        order_side(side),
+        order_side(plan.side),
         now_ms,
         reason="signal",
         signal_id=p.id,
@@ -46,7 +46,6 @@ def entry_intent(plan: EntryPlan, p: Prediction, side: int, price: float, now_ms
 def entry_order(
     plan: EntryPlan,
     p: Prediction,
-    side: int,
     price: float,
     now_ms: int,
     client_id: str,
@@ -57,7 +56,7 @@ def entry_order(
 
     Raises ``OrderRejected`` (from ``fit_to_instrument``) when the fitted order is below the venue's minimums.
     """
-    intent = entry_intent(plan, p, side, price, now_ms, client_id)
+    intent = entry_intent(plan, p, price, now_ms, client_id)
     command = SubmitOrder(client_id, p.symbol, market, intent.side, OrderType.MARKET, Decimal(repr(plan.qty)))
     return intent, fit_to_instrument(command, instrument, Decimal(repr(float(plan.fill_price))))
 

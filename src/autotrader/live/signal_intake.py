@@ -255,7 +255,7 @@ class SignalIntake:
             return plan.label
         cid = robot.om.client_id(symbol, p.id, "entry")
         try:
-            intent, command = entry_order(plan, p, side, price, now, cid, cfg.market, robot.instruments[symbol])
+            intent, command = entry_order(plan, p, price, now, cid, cfg.market, robot.instruments[symbol])
         except OrderRejected as e:
             return f"{Denial.BELOW_MIN_NOTIONAL.label}: {e}"[:100]
         return intent, robot.om.new_order(intent, command)
