@@ -131,7 +131,7 @@ def _robot_for(tables: dict, t: int, aaa_qty: float, cash: float, config: Backte
 
     robot.om = _Orders()  # type: ignore[assignment]
     for s, rows in tables.items():
-        robot.market.set_price(s, rows[t][3])
+        robot.market_view.set_price(s, rows[t][3])
     return robot
 
 

@@ -41,23 +41,23 @@ class BarClose:
     async def on_bar_close(self, bar_ts: int) -> None:
         """The bar opened at ``bar_ts`` closed: mark, update risk, protect positions, act on strategy signals."""
         robot = self.robot
-        await robot.market.load_history()
+        await robot.market_view.load_history()
         data = robot.history
         if data is None or int(data.ts[-1]) < bar_ts:
             return  # the venue has not served the bar yet: try again on the next iteration
         robot.last_bar_ts = bar_ts
         t = data.n_bars - 1
         closes = {s: float(data.close[t, j]) for j, s in enumerate(data.symbols) if data.present[t, j]}
-        robot.market.bar_closes = closes
+        robot.market_view.bar_closes = closes
         assert robot.om is not None
         await robot.om.sync_open_orders()  # stops that filled during the bar: the book must know before marking
         for symbol, value in closes.items():
-            if symbol not in robot.market.prices:
-                robot.market.set_price(symbol, value)
+            if symbol not in robot.market_view.prices:
+                robot.market_view.set_price(symbol, value)
         await self._mark_and_act(closes, bar_ts)
         self._score_signals(data)
         if robot.strategy is not None:
-            await robot.market.refresh_prices(force=True)  # orders go out at the next moment's price
+            await robot.market_view.refresh_prices(force=True)  # orders go out at the next moment's price
             await self._strategy_signals(data, bar_ts)
 
     def _score_signals(self, data: AlignedCandles) -> None:

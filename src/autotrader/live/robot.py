@@ -9,7 +9,7 @@ equity and update the risk state exactly as the backtest kernel does (``live.mar
 positions and — with a strategy — decide on the bar's signals; check the robot-side exits the venue
 refused to hold (``live.robot_exits``); then take the signals the source delivered and decide each
 (``live.signal_intake``, with the pure ``live.decider`` and ``live.intents``), persisting the
-decision before acting and committing the source's offsets. Prices and bars: ``live.market``.
+decision before acting and committing the source's offsets. Prices and bars: ``live.market_view``.
 
 The robot owns its state (book, order manager, risk state, created by ``start``) and these
 collaborators; it keeps the lifecycle: start, stop, run, step, reconcile and the heartbeat.
@@ -31,7 +31,7 @@ from autotrader.domain.instrument import Instrument
 from autotrader.execution.ports import ExchangePort
 from autotrader.live.bar_close import BarClose
 from autotrader.live.decider import Pause, Settings
-from autotrader.live.market import Market, Price
+from autotrader.live.market_view import MarketView, Price
 from autotrader.live.marking import Marking
 from autotrader.live.metrics import RobotMetrics
 from autotrader.live.order_manager import OrderManager
@@ -100,7 +100,7 @@ class Robot:
             config.slippage_bps / 10_000.0,
             _SIZING[config.sizing],
         )
-        self.market = Market(config, exchange, clock)
+        self.market_view = MarketView(config, exchange, clock)
         self.marking = Marking(self.limits, config.symbols, store, clock, self.metrics, self.kill_switch)
         self.bar_close = BarClose(self)
         self.exits = RobotExits(self)
@@ -110,21 +110,22 @@ class Robot:
 
     @property
     def symbols(self) -> tuple[str, ...]:
+        """The symbols the robot trades (``RobotConfig.symbols``)."""
         return self.config.symbols
 
     @property
     def prices(self) -> dict[str, Price]:
-        """The last price of each symbol (``Market.prices``)."""
-        return self.market.prices
+        """The last price of each symbol (``MarketView.prices``)."""
+        return self.market_view.prices
 
     @property
     def history(self) -> AlignedCandles | None:
-        """The closed bars of every symbol (``Market.history``)."""
-        return self.market.history
+        """The closed bars of every symbol (``MarketView.history``)."""
+        return self.market_view.history
 
     @history.setter
     def history(self, value: AlignedCandles | None) -> None:
-        self.market.history = value
+        self.market_view.history = value
 
     async def start(self) -> ReconcileSummary:
         """Load the store, reconcile with the exchange and mark equity. ``ReconcileError`` refuses to trade."""
@@ -160,18 +161,22 @@ class Robot:
         )
         self.om.load()
         await self.clock.refresh()
-        await self.market.refresh_prices(force=True)
+        await self.market_view.refresh_prices(force=True)
         first = self.store.get_meta("first_start_ms") or self.clock.now_ms()
         self.reconciler = Reconciler(
-            self.om, cfg.symbols, prices=self.market.price_map, entry_block=self.entry_block, first_start_ms=int(first)
+            self.om,
+            cfg.symbols,
+            prices=self.market_view.price_map,
+            entry_block=self.entry_block,
+            first_start_ms=int(first),
         )
         summary = await self.reconciler.run(strict=True)
         self._last_reconcile = time.monotonic()
-        await self.market.load_history()
+        await self.market_view.load_history()
         if self.history is not None:
             # with a strategy, the first step decides on the latest closed bar (a restart finds it seen)
             self.last_bar_ts = int(self.history.ts[-1]) - (self.tf_ms if self.strategy is not None else 0)
-        self.mark(self.market.price_map(), self.clock.now_ms())
+        self.mark(self.market_view.price_map(), self.clock.now_ms())
         self.started = True
         self.status = "running"
         self.store.record_event(RobotEvent(self.clock.now_ms(), "start", f"{cfg.mode} pid {os.getpid()}"))
@@ -251,7 +256,7 @@ class Robot:
         handled = 0
         if self.signals is not None:
             try:  # keep prices fresh here, off the signal's path
-                await self.market.refresh_prices()
+                await self.market_view.refresh_prices()
             except TemporaryExchangeError as e:
                 self.exchange_fault("prices", e)
             deliveries = await asyncio.to_thread(
@@ -273,7 +278,7 @@ class Robot:
     async def reconcile(self) -> ReconcileSummary | None:
         assert self.reconciler is not None
         self._last_reconcile = time.monotonic()
-        await self.market.refresh_prices(force=True)
+        await self.market_view.refresh_prices(force=True)
         try:
             summary = await self.reconciler.run(strict=False)
         except TemporaryExchangeError as e:
@@ -291,8 +296,8 @@ class Robot:
     # ------------------------------------------------------------------------------ collaborators
 
     async def price(self, symbol: str, max_age_s: float | None = None) -> float:
-        """The symbol's last price; refreshed first when older than ``max_age_s`` (``Market.price``)."""
-        return await self.market.price(symbol, max_age_s)
+        """The symbol's last price; refreshed first when older than ``max_age_s`` (``MarketView.price``)."""
+        return await self.market_view.price(symbol, max_age_s)
 
     def mark(self, prices: dict[str, float], as_of_ms: int) -> list[RiskTransition]:
         """Mark the book at ``prices`` into the risk state and record it (``Marking.mark``)."""

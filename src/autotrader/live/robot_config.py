@@ -88,6 +88,7 @@ def parse_trading_hours(text: str) -> list[tuple[int, int]]:
 
 
 def in_trading_hours(windows: Sequence[tuple[int, int]], now_ms: int) -> bool:
+    """Whether ``now_ms`` falls in one of the windows of ``parse_trading_hours`` (none: always)."""
     if not windows:
         return True
     minute = (now_ms % DAY_MS) // MINUTE_MS

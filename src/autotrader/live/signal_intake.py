@@ -232,8 +232,8 @@ class SignalIntake:
         if pause is not None:  # the decider would refuse: spare the book's numbers
             return pause.label
         cfg = robot.config
-        prices = robot.market.price_map()
-        marks = {**prices, **robot.market.bar_closes} if bar_prices else prices  # the kernel decides at the close
+        prices = robot.market_view.price_map()
+        marks = {**prices, **robot.market_view.bar_closes} if bar_prices else prices  # the kernel decides at the close
         data = robot.history
         symbols = data.symbols if data is not None else robot.symbols
         j = symbols.index(symbol)

@@ -2,9 +2,9 @@
 
 Use:
 
-    market = Market(config, exchange, clock)
-    await market.load_history()        # the last ``lookback_bars`` closed bars, incrementally after the first time
-    price = await market.price(symbol)  # refreshed when older than ``price_max_age_s``
+    view = MarketView(config, exchange, clock)
+    await view.load_history()          # the last ``lookback_bars`` closed bars, incrementally after the first time
+    price = await view.price(symbol)    # refreshed when older than ``price_max_age_s``
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Price:
     clock_ms: int
 
 
-class Market:
+class MarketView:
     """Prices and closed-bar history of the robot's symbols, fetched from the exchange port."""
 
     def __init__(self, config: RobotConfig, exchange: ExchangePort, clock: Clock) -> None:
