@@ -292,10 +292,21 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     lev = leverage if linear else 1.0
     slip_up = 1.0 + slippage
     slip_dn = 1.0 - slippage
+    # Lean bookkeeping (bit-identical to marking every bar):
+    # * limits at 1 (off) only fire at equity <= 0: while equity is positive and the state
+    #   ACTIVE, marking just follows the peak;
+    # * marking again with the same equity, the same day start and no halt that can resume
+    #   changes nothing (a second mark is idempotent), so a flat bar inside a day skips it;
+    # * Kelly statistics only move when a trade has closed since the last bar.
+    limits_off = daily_loss >= 1.0 and max_drawdown >= 1.0
+    marked_equity = np.nan  # equity at the last full mark (NaN: none yet)
+    n_kelly = 0  # closed trades already in the Kelly statistics
 
     for t in range(n):
         # a new UTC day starts from the previous close's equity (before this bar's fills)
-        state, day_start_equity, next_day_ms, _ = roll_day_nb(state, ts[t], next_day_ms, equity, day_start_equity)
+        rolled = ts[t] >= next_day_ms
+        if rolled:
+            state, day_start_equity, next_day_ms, _ = roll_day_nb(state, ts[t], next_day_ms, equity, day_start_equity)
 
         # ---- 1a. open: gaps through resting stops / targets, then pending exits
         for j in range(m if n_open > 0 else 0):
@@ -464,10 +475,9 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                         linear,
                     )
                     n_open -= 1
-                elif stops_live:
+                elif stops_live and trailing_stop > 0.0:
                     trail_ref[j] = max(trail_ref[j], h)
-                    if trailing_stop > 0.0:
-                        stop[j] = max(stop[j], round_to_tick_nb(trail_ref[j] * (1.0 - trailing_stop), tick[j]))
+                    stop[j] = max(stop[j], round_to_tick_nb(trail_ref[j] * (1.0 - trailing_stop), tick[j]))
             else:
                 eff_stop = stop[j] if stops_live else 0.0
                 if trailing_stop > 0.0 and stops_live:
@@ -511,32 +521,42 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                         linear,
                     )
                     n_open -= 1
-                elif stops_live:
+                elif stops_live and trailing_stop > 0.0:
                     trail_ref[j] = min(trail_ref[j], lo)
-                    if trailing_stop > 0.0:
-                        level = round_to_tick_nb(trail_ref[j] * (1.0 + trailing_stop), tick[j])
-                        stop[j] = level if stop[j] == 0.0 else min(stop[j], level)
+                    level = round_to_tick_nb(trail_ref[j] * (1.0 + trailing_stop), tick[j])
+                    stop[j] = level if stop[j] == 0.0 else min(stop[j], level)
 
         # ---- 3. close: mark to market, update risk state
-        gross = 0.0
-        upnl = 0.0
-        for j in range(m if n_open > 0 else 0):
-            if qty[j] != 0.0:
-                if present[t, j]:
-                    last_close[j] = close[t, j]
-                upnl += qty[j] * (last_close[j] - entry_price[j])
-                gross += abs(qty[j]) * last_close[j]
-        equity = wallet + upnl
+        if n_open > 0:
+            gross = 0.0
+            upnl = 0.0
+            for j in range(m):
+                if qty[j] != 0.0:
+                    if present[t, j]:
+                        last_close[j] = close[t, j]
+                    upnl += qty[j] * (last_close[j] - entry_price[j])
+                    gross += abs(qty[j]) * last_close[j]
+            equity = wallet + upnl
+            exposure_out[t] = gross / equity if equity > 0.0 else 0.0
+        else:
+            equity = wallet + 0.0
+            exposure_out[t] = 0.0
         equity_out[t] = equity
-        exposure_out[t] = gross / equity if n_open > 0 and equity > 0.0 else 0.0
         # closed-trade statistics for Kelly (only trades already closed)
-        for _ in range(n_trades - (n_wins + n_losses)):
-            idx = n_wins + n_losses
-            r = trades[idx, T_PNL] / (trades[idx, T_QTY] * trades[idx, T_ENTRY_PRICE])
+        while n_kelly < n_trades:
+            r = trades[n_kelly, T_PNL] / (trades[n_kelly, T_QTY] * trades[n_kelly, T_ENTRY_PRICE])
             n_wins, n_losses, sum_win, sum_loss = kelly_update_nb(r, n_wins, n_losses, sum_win, sum_loss)
-        state, peak, halted_at_ms, moves = mark_risk_nb(
-            state, equity, peak, day_start_equity, ts[t], halted_at_ms, daily_loss, max_drawdown, resume_after_ms
-        )
+            n_kelly += 1
+        moves = 0
+        if limits_off and state == ACTIVE and equity > 0.0:
+            if equity > peak:  # no limit can fire: only the peak moves
+                peak = equity
+            marked_equity = np.nan  # the state a full mark would see has moved on
+        elif rolled or equity != marked_equity or (state == HALTED and resume_after_ms > 0):
+            state, peak, halted_at_ms, moves = mark_risk_nb(
+                state, equity, peak, day_start_equity, ts[t], halted_at_ms, daily_loss, max_drawdown, resume_after_ms
+            )
+            marked_equity = equity
         if moves != 0:
             if moves & BIT_HALT_RESUMED:
                 n_events = _record_event_nb(events, n_events, t, -1, EVENT_HALT_RESUMED)
