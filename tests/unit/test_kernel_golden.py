@@ -72,7 +72,7 @@ def candles(n_bars: int, n_symbols: int, seed: int, vol: float) -> Any:
 
 def rules(market: str, n_symbols: int, coarse: bool) -> dict[str, Instrument]:
     out = {}
-    for j, sym in enumerate(SYMBOLS[:n_symbols]):
+    for sym in SYMBOLS[:n_symbols]:
         if coarse:
             out[sym] = Instrument.trading(sym, market, tick_size=0.01, lot_step=0.001, min_qty=0.001, min_notional=5.0)  # type: ignore[arg-type]
         else:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from autotrader.backtest.fast.kernel import T_PNL, signal_rows_nb, simulate_portfolio_nb
+from autotrader.backtest.fast.kernel import signal_rows_nb, simulate_portfolio_nb
 from autotrader.backtest.runner import (
     _SIZING_CODES,
     BacktestConfig,
@@ -261,7 +261,7 @@ def _metrics_nb(ts, equity, trades, n_trades, out):  # pragma: no cover - compil
     gross_win = 0.0
     gross_loss = 0.0
     for k in range(n_trades):
-        p = trades[k, T_PNL]
+        p = trades[k].pnl
         if p > 0.0:
             wins += 1
             gross_win += p

@@ -44,6 +44,7 @@ from autotrader.risk.policy import (
     EVENT_DAILY_LOSS_HIT,
     EVENT_DRAWDOWN_HALT,
     EVENT_HALT_RESUMED,
+    Transition,
     exposure_vector_nb,
     kelly_update_nb,
     mark_risk_nb,
@@ -56,6 +57,7 @@ from autotrader.risk.rules import (
     DENY_NO_PRICE,
     HALTED,
     SIZING_VOLATILITY,
+    Denial,
     decide_entry_nb,
     entry_quantity_nb,
     round_to_tick_nb,
@@ -75,29 +77,50 @@ EXIT_END = 6
 # Event codes: 1..99 are entry denials (``Denial``); 101.. are state changes (``Transition``,
 # imported above from the shared policy: EVENT_DAILY_LOSS_HIT, EVENT_DRAWDOWN_HALT, EVENT_HALT_RESUMED).
 
-# Trade record columns (float64 matrix)
-T_SYMBOL = 0
-T_SIDE = 1
-T_ENTRY_BAR = 2
-T_EXIT_BAR = 3
-T_ENTRY_PRICE = 4
-T_EXIT_PRICE = 5
-T_QTY = 6
-T_ENTRY_FEE = 7
-T_EXIT_FEE = 8
-T_PNL = 9
-T_EXIT_REASON = 10
-T_RUNUP = 11
-T_DRAWDOWN = 12
-T_CONFIDENCE = 13
-T_SIGNAL_BAR = 14
-N_TRADE_FIELDS = 15
+EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "liquidation", "kill_switch", "end_of_data")
+
+# One closed trade, as the kernel writes it and ``BacktestResult.trades`` holds it.
+TRADE_DTYPE = np.dtype(
+    [
+        ("symbol", "U20"),
+        ("side", "i1"),
+        ("signal_ts", "i8"),
+        ("entry_ts", "i8"),
+        ("exit_ts", "i8"),
+        ("entry_bar", "i8"),
+        ("exit_bar", "i8"),
+        ("entry_price", "f8"),
+        ("exit_price", "f8"),
+        ("qty", "f8"),
+        ("entry_fee", "f8"),
+        ("exit_fee", "f8"),
+        ("pnl", "f8"),
+        ("return_pct", "f8"),
+        ("runup", "f8"),
+        ("drawdown", "f8"),
+        ("confidence", "f8"),
+        ("exit_reason", "U16"),
+    ]
+)
+SYMBOL_DTYPE = TRADE_DTYPE["symbol"]
+_EXIT_REASON_TEXT = np.array(EXIT_REASONS, dtype=TRADE_DTYPE["exit_reason"])  # indexed by EXIT_* code
+
+# One risk event (an entry denied, or a risk-state change); ``symbol`` is ``*`` for the portfolio.
+EVENT_DTYPE = np.dtype([("ts", "i8"), ("symbol", "U20"), ("event", "U32")])
+# event code -> name: the one vocabulary of denials and risk-state changes the robot shows too
+EVENT_NAMES = {int(code): code.label for code in (*Denial, *Transition) if code != Denial.NONE}
+_EVENT_TEXT = np.array(
+    [EVENT_NAMES.get(code, str(code)) for code in range(max(EVENT_NAMES) + 1)], dtype=EVENT_DTYPE["event"]
+)  # indexed by event code
+_PORTFOLIO = np.array(["*"], dtype=SYMBOL_DTYPE)
 
 
 @njit(cache=True)
 def _close_position_nb(
     j,
     t,
+    ts,
+    symbols,
     price,
     reason,
     qty,
@@ -115,7 +138,8 @@ def _close_position_nb(
     n_trades,
     linear,
 ):  # pragma: no cover - compiled
-    """Realise a position at ``price`` (slippage already applied); return (wallet, n_trades).
+    """Realise a position at ``price`` (slippage already applied) into ``trades[n_trades]``
+    (a ``TRADE_DTYPE`` record; ``symbols`` empty leaves its symbol blank); return (wallet, n_trades).
 
     Linear positions are on isolated margin: the price loss and the exit fee together never
     take more than the position's margin (the entry fee was paid when it opened), so one
@@ -132,26 +156,31 @@ def _close_position_nb(
         pnl = max(pnl, -margin[j])  # isolated margin: the loss stops at the position's margin
         fee = min(fee, margin[j] + pnl)  # the exit fee only from what the margin still covers
     wallet += pnl - fee
-    k = n_trades
-    trades[k, T_SYMBOL] = j
-    trades[k, T_SIDE] = 1.0 if q > 0 else -1.0
-    trades[k, T_ENTRY_BAR] = entry_bar[j]
-    trades[k, T_EXIT_BAR] = t
-    trades[k, T_ENTRY_PRICE] = entry_price[j]
-    trades[k, T_EXIT_PRICE] = price
-    trades[k, T_QTY] = abs(q)
-    trades[k, T_ENTRY_FEE] = entry_fee[j]
-    trades[k, T_EXIT_FEE] = fee
-    trades[k, T_PNL] = pnl - fee - entry_fee[j]
-    trades[k, T_EXIT_REASON] = reason
+    rec = trades[n_trades]
+    if symbols.shape[0] > 0:
+        rec.symbol = symbols[j]
+    rec.side = 1 if q > 0 else -1
+    rec.signal_ts = ts[sig_bar[j]]
+    rec.entry_ts = ts[entry_bar[j]]
+    rec.exit_ts = ts[t]
+    rec.entry_bar = entry_bar[j]
+    rec.exit_bar = t
+    rec.entry_price = entry_price[j]
+    rec.exit_price = price
+    rec.qty = abs(q)
+    rec.entry_fee = entry_fee[j]
+    rec.exit_fee = fee
+    net = pnl - fee - entry_fee[j]
+    rec.pnl = net
+    rec.return_pct = 100.0 * net / (abs(q) * entry_price[j])
     if q > 0:
-        trades[k, T_RUNUP] = q * (hi_water[j] - entry_price[j])
-        trades[k, T_DRAWDOWN] = q * (lo_water[j] - entry_price[j])
+        rec.runup = q * (hi_water[j] - entry_price[j])
+        rec.drawdown = q * (lo_water[j] - entry_price[j])
     else:
-        trades[k, T_RUNUP] = -q * (entry_price[j] - lo_water[j])
-        trades[k, T_DRAWDOWN] = -q * (entry_price[j] - hi_water[j])
-    trades[k, T_CONFIDENCE] = conf[j]
-    trades[k, T_SIGNAL_BAR] = sig_bar[j]
+        rec.runup = -q * (entry_price[j] - lo_water[j])
+        rec.drawdown = -q * (entry_price[j] - hi_water[j])
+    rec.confidence = conf[j]
+    rec.exit_reason = _EXIT_REASON_TEXT[reason]
     qty[j] = 0.0
     margin[j] = 0.0
     return wallet, n_trades + 1
@@ -172,17 +201,23 @@ def signal_rows_nb(direction):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _record_event_nb(events, n_events, t, j, code):  # pragma: no cover - compiled
+def _record_event_nb(events, n_events, ts, symbols, t, j, code):  # pragma: no cover - compiled
+    """Write event ``code`` at bar ``t`` for symbol ``j`` (-1: the portfolio) into ``events[n_events]``."""
     if n_events < events.shape[0]:
-        events[n_events, 0] = t
-        events[n_events, 1] = j
-        events[n_events, 2] = code
+        rec = events[n_events]
+        rec.ts = ts[t]
+        if symbols.shape[0] > 0:
+            if j >= 0:
+                rec.symbol = symbols[j]
+            else:
+                rec.symbol = _PORTFOLIO[0]
+        rec.event = _EVENT_TEXT[code]
         return n_events + 1
     return n_events
 
 
 @njit(cache=True)
-def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
+def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpose
     ts,
     open_,
     high,
@@ -222,11 +257,14 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     max_volume_share,
     offline,
     stops_on_exchange,
-    max_trades,
-    max_events,
-    resume_after_ms=0,
+    resume_after_ms,
+    symbols,
+    equity_out,
+    exposure_out,
+    trades,
+    events,
 ):  # pragma: no cover - compiled
-    """Simulate the portfolio; see the module docstring for the order of operations.
+    """Simulate the portfolio into the caller's arrays; see the module docstring for the order of operations.
 
     ``resume_after_ms`` > 0: a drawdown halt lasts that long, then trading resumes with the
     peak re-based on the equity of that bar (an operator's reset after a cooling-off period;
@@ -237,16 +275,15 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     ``offline`` (per bar, or empty for "always online") marks bars when the trading robot is
     down: no signal is acted on and, unless ``stops_on_exchange``, no stop or target fires.
 
-    Returns ``(equity, exposure, trades, n_trades, events, n_events)`` where ``equity`` and
-    ``exposure`` (gross notional / equity) are per bar, ``trades`` is a float matrix with
-    ``N_TRADE_FIELDS`` columns and ``events`` rows are ``(bar, symbol, code)``.
+    Fills ``equity_out`` and ``exposure_out`` (gross notional / equity) per bar, ``trades``
+    (``TRADE_DTYPE`` records, one per closed trade; room for every signal plus one per symbol;
+    ``symbols`` names them, or is empty) and ``events`` (``EVENT_DTYPE`` records; events beyond
+    its room are dropped). The outputs are the caller's so that a run's per-bar
+    arrays come from numpy's allocator (huge pages: numba's own first-touch page faults cost
+    several ns per bar on 1M bars). Returns ``(n_trades, n_events)``.
     """
     n, m = close.shape
     has_offline = offline.shape[0] == n
-    equity_out = np.empty(n)
-    exposure_out = np.empty(n)
-    trades = np.zeros((max_trades, N_TRADE_FIELDS))
-    events = np.zeros((max_events, 3), dtype=np.int64)
     n_trades = 0
     n_events = 0
 
@@ -340,6 +377,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     wallet, n_trades = _close_position_nb(
                         j,
                         t,
+                        ts,
+                        symbols,
                         fill,
                         reason,
                         qty,
@@ -368,7 +407,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
             pend_entry[j] = 0.0
             n_pend_entry -= 1
             if not present[t, j]:
-                n_events = _record_event_nb(events, n_events, t, j, DENY_NO_PRICE)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, j, DENY_NO_PRICE)
                 continue
             if qty[j] != 0.0:
                 continue  # still holding (an exit could not fill); no pyramiding
@@ -395,7 +434,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 cap,
             )
             if code != ALLOWED:
-                n_events = _record_event_nb(events, n_events, pend_bar[j], j, code)
+                n_events = _record_event_nb(events, n_events, ts, symbols, pend_bar[j], j, code)
                 continue
             fee = q * fill * fee_rate
             wallet -= fee
@@ -457,6 +496,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     wallet, n_trades = _close_position_nb(
                         j,
                         t,
+                        ts,
+                        symbols,
                         price,
                         reason,
                         qty,
@@ -503,6 +544,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     wallet, n_trades = _close_position_nb(
                         j,
                         t,
+                        ts,
+                        symbols,
                         price,
                         reason,
                         qty,
@@ -544,7 +587,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
         equity_out[t] = equity
         # closed-trade statistics for Kelly (only trades already closed)
         while n_kelly < n_trades:
-            r = trades[n_kelly, T_PNL] / (trades[n_kelly, T_QTY] * trades[n_kelly, T_ENTRY_PRICE])
+            closed = trades[n_kelly]
+            r = closed.pnl / (closed.qty * closed.entry_price)
             n_wins, n_losses, sum_win, sum_loss = kelly_update_nb(r, n_wins, n_losses, sum_win, sum_loss)
             n_kelly += 1
         moves = 0
@@ -559,11 +603,11 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
             marked_equity = equity
         if moves != 0:
             if moves & BIT_HALT_RESUMED:
-                n_events = _record_event_nb(events, n_events, t, -1, EVENT_HALT_RESUMED)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, -1, EVENT_HALT_RESUMED)
             if moves & BIT_DRAWDOWN_HALT:
-                n_events = _record_event_nb(events, n_events, t, -1, EVENT_DRAWDOWN_HALT)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, -1, EVENT_DRAWDOWN_HALT)
             if moves & BIT_DAILY_LOSS_HIT:
-                n_events = _record_event_nb(events, n_events, t, -1, EVENT_DAILY_LOSS_HIT)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, -1, EVENT_DAILY_LOSS_HIT)
 
         # ---- 3b. close: this bar's signals -> risk gate -> orders for the next open
         if t == n - 1:
@@ -621,7 +665,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 atr_multiple,
             )
             if code != ALLOWED:
-                n_events = _record_event_nb(events, n_events, t, j, code)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, j, code)
                 continue
             if pend_entry[j] == 0.0:
                 n_pend_entry += 1
@@ -639,6 +683,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 wallet, n_trades = _close_position_nb(
                     j,
                     n - 1,
+                    ts,
+                    symbols,
                     price,
                     EXIT_END,
                     qty,
@@ -657,4 +703,113 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     linear,
                 )
         equity_out[n - 1] = wallet
-    return equity_out, exposure_out, trades, n_trades, events, n_events
+    return n_trades, n_events
+
+
+_NO_SYMBOLS = np.zeros(0, dtype=SYMBOL_DTYPE)
+
+
+@njit(cache=True)
+def simulate_portfolio_nb(
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    volume,
+    present,
+    direction,
+    signal_rows,
+    confidence,
+    atr_pct,
+    tick,
+    lot_step,
+    min_qty,
+    min_notional,
+    initial_cash,
+    fee_rate,
+    slippage,
+    linear,
+    leverage,
+    maintenance_margin,
+    position_size,
+    stop_loss,
+    take_profit,
+    trailing_stop,
+    daily_loss,
+    max_drawdown,
+    corr_limit,
+    corr_window,
+    min_confidence,
+    sizing,
+    risk_per_trade,
+    kelly_share,
+    kelly_min_trades,
+    atr_multiple,
+    flatten_on_halt,
+    max_volume_share,
+    offline,
+    stops_on_exchange,
+    max_trades,
+    max_events,
+    resume_after_ms=0,
+):  # pragma: no cover - compiled
+    """:func:`simulate_portfolio_into_nb` with arrays allocated here (for compiled callers, e.g. the sweep).
+
+    Returns ``(equity, exposure, trades, n_trades, events, n_events)``: ``trades`` holds
+    ``max_trades`` ``TRADE_DTYPE`` records (the first ``n_trades`` are the run's, with blank
+    symbols), ``events`` ``max_events`` ``EVENT_DTYPE`` records (blank symbols).
+    """
+    n = close.shape[0]
+    equity = np.empty(n)
+    exposure = np.empty(n)
+    trades = np.zeros(max_trades, dtype=TRADE_DTYPE)
+    events = np.zeros(max_events, dtype=EVENT_DTYPE)
+    n_trades, n_events = simulate_portfolio_into_nb(
+        ts,
+        open_,
+        high,
+        low,
+        close,
+        volume,
+        present,
+        direction,
+        signal_rows,
+        confidence,
+        atr_pct,
+        tick,
+        lot_step,
+        min_qty,
+        min_notional,
+        initial_cash,
+        fee_rate,
+        slippage,
+        linear,
+        leverage,
+        maintenance_margin,
+        position_size,
+        stop_loss,
+        take_profit,
+        trailing_stop,
+        daily_loss,
+        max_drawdown,
+        corr_limit,
+        corr_window,
+        min_confidence,
+        sizing,
+        risk_per_trade,
+        kelly_share,
+        kelly_min_trades,
+        atr_multiple,
+        flatten_on_halt,
+        max_volume_share,
+        offline,
+        stops_on_exchange,
+        resume_after_ms,
+        _NO_SYMBOLS,
+        equity,
+        exposure,
+        trades,
+        events,
+    )
+    return equity, exposure, trades, n_trades, events, n_events
