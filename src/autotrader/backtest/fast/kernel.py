@@ -332,8 +332,10 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
     # Lean bookkeeping (bit-identical to marking every bar):
     # * limits at 1 (off) only fire at equity <= 0: while equity is positive and the state
     #   ACTIVE, marking just follows the peak;
-    # * marking again with the same equity, the same day start and no halt that can resume
-    #   changes nothing (a second mark is idempotent), so a flat bar inside a day skips it;
+    # * with limits on, marking again with the same equity, the same day start and no halt that
+    #   can resume changes nothing (a second mark is idempotent), so a flat bar inside a day
+    #   skips it (``marked_equity`` is the equity of the last mark; with limits off every bar
+    #   the shortcut above does not cover is marked in full);
     # * Kelly statistics only move when a trade has closed since the last bar.
     limits_off = daily_loss >= 1.0 and max_drawdown >= 1.0
     marked_equity = np.nan  # equity at the last full mark (NaN: none yet)
@@ -595,8 +597,7 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
         if limits_off and state == ACTIVE and equity > 0.0:
             if equity > peak:  # no limit can fire: only the peak moves
                 peak = equity
-            marked_equity = np.nan  # the state a full mark would see has moved on
-        elif rolled or equity != marked_equity or (state == HALTED and resume_after_ms > 0):
+        elif limits_off or rolled or equity != marked_equity or (state == HALTED and resume_after_ms > 0):
             state, peak, halted_at_ms, moves = mark_risk_nb(
                 state, equity, peak, day_start_equity, ts[t], halted_at_ms, daily_loss, max_drawdown, resume_after_ms
             )
