@@ -1,8 +1,8 @@
 """Parameter sweeps as columns: every combination of a grid in one compiled, parallel pass.
 
 ``sweep(config, data, {"fast": range(5, 51, 5), "slow": range(20, 201, 10)})`` runs the full
-engine (the same ``simulate_portfolio_nb`` as ``run_backtest``: costs, risk limits, stops, lot
-rules) once per combination inside one numba function, parallel over the combinations
+engine (``simulate_portfolio_nb``: the kernel of ``run_backtest``, with its costs, risk limits,
+stops, lot rules) once per combination inside one numba function, parallel over the combinations
 (``prange``, one per core), and returns a table with one row of metrics per combination. Each
 worker computes its combination's signals (the fused ``sma_cross`` kernel), simulates it and
 reduces the equity curve and trades to metrics; only the table leaves the compiled code, so the
