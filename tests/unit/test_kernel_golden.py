@@ -1,7 +1,7 @@
 """The compiled kernel's results are pinned bit for bit: trades, events, equity and exposure.
 
-Speed work on ``simulate_portfolio_nb`` (skipping per-bar work that cannot change anything) must
-not change a single bit of any result. ``tests/data/kernel_golden.npz`` holds the results of the
+Speed work on the kernel, ``simulate_portfolio_into_nb`` (skipping per-bar work that cannot
+change anything), must not change a single bit of any result. ``tests/data/kernel_golden.npz`` holds the results of the
 kernel as it was before that work, on seeded random candles (with gaps) and random signals, for
 configurations with the risk limits on and off, spot and linear, one and several symbols,
 stops, trailing stops, targets, liquidations, offline windows, Kelly and volatility sizing.
