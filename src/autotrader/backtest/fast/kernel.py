@@ -111,7 +111,7 @@ EVENT_DTYPE = np.dtype([("ts", "i8"), ("symbol", "U20"), ("event", "U32")])
 EVENT_NAMES = {int(code): code.label for code in (*Denial, *Transition) if code != Denial.NONE}
 _EVENT_TEXT = np.array(
     [EVENT_NAMES.get(code, str(code)) for code in range(max(EVENT_NAMES) + 1)], dtype=EVENT_DTYPE["event"]
-)  # indexed by event code
+)  # indexed by event code; frozen into the compiled kernel: clear numba's cache after renaming a code
 _PORTFOLIO = np.array(["*"], dtype=SYMBOL_DTYPE)
 
 
