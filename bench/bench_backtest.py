@@ -85,9 +85,9 @@ Measurements
     ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end of the subprocess, reported as the
     total and as the increase over a subprocess that only imports numpy and loads the same data
     (the parent process imports only numpy and holds no data, because a child's ``ru_maxrss``
-    starts from its parent's peak). Our run is also profiled once: DataFrame conversion, signals,
-    kernel (it writes the trade and event records) and fingerprint, with the kernel's cost per bar
-    beside the bare loop's ("kernel cost per bar: X ns (bare loop Y ns ...)").
+    starts from its parent's peak). Our run is also profiled (median of ``--repeats`` extra runs):
+    DataFrame conversion, signals, kernel (it writes the trade and event records) and fingerprint,
+    with the kernel's cost per bar beside the bare loop's ("kernel cost per bar: X ns (bare loop Y ns ...)").
 
 Agreement
     Every peer's trade list is compared with ours symbol by symbol: entry and exit bars and prices,
@@ -822,6 +822,12 @@ def _hwm_mb() -> float:
 KERNEL_PHASE = "kernel (simulate_portfolio_into_nb, trade and event records included)"
 
 
+def _median_phases(call: Callable[[], Any], repeats: int) -> dict[str, float]:
+    """Each phase's median over ``max(repeats, 1)`` profiled runs (one run alone is noisy on a shared machine)."""
+    runs = [_profile_autotrader(call) for _ in range(max(repeats, 1))]
+    return {k: float(np.median([r.get(k, 0.0) for r in runs])) for k in runs[0]}
+
+
 def _profile_autotrader(call: Callable[[], Any]) -> dict[str, float]:
     """One extra run with the runner's phases wrapped in timers (where does our time go?)."""
     import autotrader.backtest.runner as runner
@@ -880,7 +886,7 @@ def worker(engine: str, case: Case, folder: Path, out_file: Path, repeats: int) 
     rss_peak, hwm = _rss_mb(), _hwm_mb()
     counts, final, tables = collect(result)
     np.savez(out_file, **tables)
-    phases = _profile_autotrader(call) if engine in ("autotrader", "autotrader_shared") else {}
+    phases = _median_phases(call, repeats) if engine in ("autotrader", "autotrader_shared") else {}
     n, m = data["close"].shape
     return Run(
         engine,
@@ -1447,7 +1453,7 @@ def render_phases(runs: list[Run]) -> str:
             continue
         total = r.phases["total"]
         parts = ", ".join(f"{k} {_fmt_s(v)} ({100 * v / total:.0f} %)" for k, v in r.phases.items() if k != "total")
-        lines.append(f"{r.case} / {ENGINE_LABELS[r.engine]}: one profiled run {_fmt_s(total)}: {parts}")
+        lines.append(f"{r.case} / {ENGINE_LABELS[r.engine]}: profiled runs (median) {_fmt_s(total)}: {parts}")
         kernel = r.phases.get(KERNEL_PHASE)
         floor = floors.get(r.case)
         if kernel is not None and floor is not None:
@@ -1707,7 +1713,7 @@ def run_all(args: argparse.Namespace, tmp: Path) -> int:
     )
     print(render_runs(runs, baselines, cases))
     _print_notes(runs)
-    print("\nWhere our time goes (one extra profiled run per case)")
+    print("\nWhere our time goes (extra profiled runs per case, as many as the warm runs: the median of each phase)")
     print(render_phases(runs))
     _print_fresh(fresh, numba_floor, single[0], args.repeats)
     print(
