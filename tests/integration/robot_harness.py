@@ -111,7 +111,7 @@ def minute_candles(close: np.ndarray, t0: int = T0) -> Candles:
 
 
 def signal(
-    clock_ms: Callable[[], int], signal_id: str = "a", direction: str = "long", symbol: str = "BTCUSDT"
+    clock_ms: Callable[[], int], signal_id: str = "a", symbol: str = "BTCUSDT", direction: str = "long"
 ) -> bytes:
     """A prediction as the signal topic carries it: stamped now, confidence 0.9, a 1 h horizon."""
     body = {"id": signal_id, "symbol": symbol, "ts": clock_ms(), "direction": direction, "confidence": 0.9}

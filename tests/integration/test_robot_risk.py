@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from decimal import Decimal
 
-from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
+from robot_harness import (
+    MINUTE,
+    ListSource,
+    build_robot,
+    connect,
+    new_account,
+    robot_config,
+    signal,
+    sim_server,
+    venue_view,
+)
 
 from autotrader.adapters.state import open_state_store
 from autotrader.live.records import Outcome
 from autotrader.live.risk_state import KillSwitch
 from autotrader.live.robot_config import in_trading_hours, parse_trading_hours
 from autotrader.risk.rules import HALTED
-
-
-def signal(clock_ms, signal_id: str, symbol: str = "BTCUSDT", direction: str = "long") -> bytes:
-    return json.dumps(
-        {
-            "id": signal_id,
-            "symbol": symbol,
-            "ts": clock_ms(),
-            "direction": direction,
-            "confidence": 0.9,
-            "horizon": "1h",
-            "model": "m",
-        }
-    ).encode()
 
 
 def test_robot_kill_switch_pauses_entries_but_not_exits(tmp_path) -> None:

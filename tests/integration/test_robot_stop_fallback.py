@@ -67,7 +67,7 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
 
         async def go() -> None:
             # the entry, then its stop: refused
-            await start_on_signal(robot, source, signal(sim.state.clock.now_ms, "a", direction))
+            await start_on_signal(robot, source, signal(sim.state.clock.now_ms, "a", direction=direction))
             await close_bars(sim, robot, 6)  # bar closes and reconciliations try again, up to the limit
             seen["sends_at_fallback"] = len(stop_sends)
             seen["level"] = robot.om.robot_stop("BTCUSDT")
