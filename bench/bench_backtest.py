@@ -113,7 +113,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1542,18 +1542,26 @@ def _run_engines(cases: list[Case], tmp: Path, repeats: int, sweep_repeats: int)
 def sweep_differences(runs: list[Run]) -> dict[str, list[list[int]]]:
     """Per sweep case: the (fast, slow) combinations whose trade count or final equity differ from
     vectorbt's beyond rel 1e-6 and are not explained by vectorbt's tolerance of zero."""
-    by = {(r.case, r.engine): r for r in runs}
     out = {}
-    for (case, engine), ours in by.items():
-        peer = by.get((case, "vectorbt_sweep"))
-        if engine != "autotrader_sweep" or peer is None:
-            continue
-        a, b = np.load(ours.trades_file), np.load(peer.trades_file)
-        if not (np.array_equal(a["fast"], b["fast"]) and np.array_equal(a["slow"], b["slow"])):
+    for case, a, b in _paired_sweeps(runs):
+        if not _same_combinations(a, b):
             continue
         agree, tiny, _ = _sweep_match(a, b)
         out[case] = [[int(a["fast"][k]), int(a["slow"][k])] for k in np.flatnonzero(~(agree | tiny))]
     return out
+
+
+def _paired_sweeps(runs: list[Run]) -> Iterator[tuple[str, Any, Any]]:
+    """Per sweep case both engines ran: the case, our sweep's trade file and vectorbt's (loaded)."""
+    by = {(r.case, r.engine): r for r in runs}
+    for (case, engine), ours in by.items():
+        peer = by.get((case, "vectorbt_sweep"))
+        if engine == "autotrader_sweep" and peer is not None:
+            yield case, np.load(ours.trades_file), np.load(peer.trades_file)
+
+
+def _same_combinations(a: Any, b: Any) -> bool:
+    return bool(np.array_equal(a["fast"], b["fast"]) and np.array_equal(a["slow"], b["slow"]))
 
 
 def _sweep_match(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1575,14 +1583,9 @@ def render_sweep_agreement(runs: list[Run], exact: dict[str, dict[str, Any]]) ->
     vectorbt's do not, the difference is vectorbt's float error (reported, "explained"); when ours
     differ from the exact rule, or neither side's crosses do (nothing explains it), it is DIFFER
     and the bench fails. Returns (text, no DIFFER)."""
-    by = {(r.case, r.engine): r for r in runs}
     lines, all_ok = [], True
-    for (case, engine), ours in by.items():
-        peer = by.get((case, "vectorbt_sweep"))
-        if engine != "autotrader_sweep" or peer is None:
-            continue
-        a, b = np.load(ours.trades_file), np.load(peer.trades_file)
-        if not (np.array_equal(a["fast"], b["fast"]) and np.array_equal(a["slow"], b["slow"])):
+    for case, a, b in _paired_sweeps(runs):
+        if not _same_combinations(a, b):
             lines.append(f"[DIFFER] {case}: the two sweeps list other combinations")
             all_ok = False
             continue

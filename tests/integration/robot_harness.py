@@ -8,10 +8,13 @@ exactly when bars close.
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
+
+import numpy as np
 
 from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
 from autotrader.domain.candles import Candles
@@ -22,6 +25,7 @@ from autotrader.live.robot import Robot, RobotConfig
 from autotrader.signals.intake import Delivery, classify
 
 MINUTE = 60_000
+T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 BTC = synthetic_candles(4_000, MINUTE, seed=11, start_price=40_000.0, amplitude=0.03, cycle_bars=120)
 ETH = synthetic_candles(4_000, MINUTE, seed=12, start_price=2_500.0, amplitude=0.03, cycle_bars=90)
 
@@ -71,6 +75,47 @@ def build_robot(
 ) -> Robot:
     clock = FunctionClock(sim.state.clock.now_ms)
     return Robot(config or robot_config(), exchange, store, clock, metrics=RobotMetrics(), **kw)
+
+
+def robot_process(
+    sim: SimServer, account: tuple[str, str], store: Any, config: RobotConfig, **kw: Any
+) -> tuple[Robot, BybitExchange, ListSource]:
+    """One robot process: its own connection to the venue and an in-memory signal source; not started yet."""
+    exchange = connect(sim, account)
+    source = ListSource(sim.state.clock.now_ms, store.seen)
+    return build_robot(sim, exchange, store, config, signals=source, **kw), exchange, source
+
+
+async def close_bars(sim: SimServer, robot: Robot, bars: int, bar_ms: int = MINUTE) -> None:
+    """Moves the market clock ``bars`` bars, one at a time, the robot stepping after each bar close."""
+    for _ in range(bars):
+        sim.admin.advance(bar_ms)
+        await robot.step()
+
+
+async def start_on_signal(robot: Robot, source: ListSource, message: bytes) -> None:
+    """Starts the robot (its reconciliation with the venue), hands it one signal and steps once on it."""
+    await robot.start()
+    source.push(message)
+    await robot.step()
+
+
+def minute_candles(close: np.ndarray, t0: int = T0) -> Candles:
+    """One-minute bars from ``t0`` closing at ``close``: each opens at the one before's close, wicks 0.05 %."""
+    n = len(close)
+    open_ = np.concatenate(([close[0]], close[:-1]))
+    ts = t0 + MINUTE * np.arange(n, dtype=np.int64)
+    high = np.maximum(open_, close) * 1.0005
+    low = np.minimum(open_, close) * 0.9995
+    return Candles(ts, open_, high, low, close, np.full(n, 50.0))
+
+
+def signal(
+    clock_ms: Callable[[], int], signal_id: str = "a", symbol: str = "BTCUSDT", direction: str = "long"
+) -> bytes:
+    """A prediction as the signal topic carries it: stamped now, confidence 0.9, a 1 h horizon."""
+    body = {"id": signal_id, "symbol": symbol, "ts": clock_ms(), "direction": direction, "confidence": 0.9}
+    return json.dumps({**body, "horizon": "1h", "model": "m"}).encode()
 
 
 def venue_view(sim: SimServer, api_key: str) -> dict[str, Any]:

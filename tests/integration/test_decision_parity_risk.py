@@ -13,25 +13,18 @@ sizing), so every signal must end the same way on both sides, with the same deni
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
-from robot_harness import connect, new_account, robot_config, sim_server
+from parity_harness import HOUR, START, backtest_hourly, run_robot_hourly
+from robot_harness import robot_config
 
-from autotrader.adapters.state import open_state_store
-from autotrader.backtest.runner import BacktestConfig, run_backtest
+from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import Candles
-from autotrader.live.clock import FunctionClock
 from autotrader.live.records import Outcome
-from autotrader.live.robot import Robot
-from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.risk.policy import Transition
 from autotrader.risk.rules import Denial
 from autotrader.strategy.base import Signals, Strategy
 
-HOUR = 3_600_000
-START = 1_709_251_200_000  # 2024-03-01 00:00 UTC: the first bar the robot decides on
 WARMUP = 100
 BARS = 32  # the robot's bars: into the next UTC day (bar 24 opens at 2024-03-02 00:00)
 CRASH = 10  # the bar whose close is 15 % below its open, on both symbols
@@ -108,18 +101,10 @@ def _script() -> dict[tuple[int, str], float]:
 
 
 def _backtest(candles: dict[str, Candles]):
-    config = BacktestConfig(
-        symbols=("BTCUSDT", "ETHUSDT"),
-        timeframe="1h",
-        initial_capital=10_000.0,
-        strategy=ScriptedSignals.name,
-        risk_level="aggressive",
-        risk_overrides=RISK,
-        market="spot",
-        slippage_bps=2.0,
-        offline_windows=((START - WARMUP * HOUR, START - HOUR),),
+    strategy = ScriptedSignals(_script())
+    return backtest_hourly(
+        candles, strategy, WARMUP, strategy=strategy.name, risk_level="aggressive", risk_overrides=RISK, market="spot"
     )
-    return run_backtest(config, align(candles), ScriptedSignals(_script()))
 
 
 def _backtest_decisions(result) -> dict[tuple[int, str], str]:
@@ -139,9 +124,9 @@ def _backtest_decisions(result) -> dict[tuple[int, str], str]:
     return out
 
 
-def _robot_decisions(store) -> dict[tuple[int, str], str]:
+def _robot_decisions(decisions) -> dict[tuple[int, str], str]:
     out = {}
-    for d in store.decisions():
+    for d in decisions:
         bar = (d.signal_ts - HOUR - START) // HOUR  # a strategy signal is stamped at its bar's close
         out[(int(bar), d.symbol)] = (
             "entry" if d.outcome is Outcome.ENTRY else "exit" if d.outcome is Outcome.EXIT else d.reason
@@ -155,27 +140,11 @@ def test_backtest_and_robot_decide_correlation_and_daily_loss_the_same_way(tmp_p
     config = robot_config(
         timeframe="1h", risk_level="aggressive", risk_overrides=RISK, lookback_bars=WARMUP, strategy=None
     )
-    with sim_server(candles, timeframe="1h", warmup_bars=WARMUP, spread_bps=0.0, slippage_bps=2.0) as sim:
-        assert sim.admin.market_time_ms() == START
-        account = new_account(sim, "10000")
-        store = open_state_store(f"sqlite:///{tmp_path / 'state.db'}")
-        exchange = connect(sim, account)
-        clock = FunctionClock(sim.state.clock.now_ms)
-        robot = Robot(config, exchange, store, clock, strategy=ScriptedSignals(_script()))
-
-        async def go() -> None:
-            await robot.start()
-            for _ in range(BARS):
-                sim.admin.advance(HOUR)
-                await robot.step()
-            await exchange.close()
-
-        asyncio.run(go())
-    live = _robot_decisions(store)
-    live_events = [(e.kind, e.ts_ms) for e in store.events()]
-    live_trades = store.load_trades()
-    open_positions = store.load_positions()
-    store.close()
+    run = run_robot_hourly(tmp_path, candles, config, ScriptedSignals(_script()), WARMUP, BARS)
+    live = _robot_decisions(run.decisions)
+    live_events = [(e.kind, e.ts_ms) for e in run.events]
+    live_trades = run.trades
+    open_positions = run.positions
     result = _backtest(candles)
     backtest = _backtest_decisions(result)
 

@@ -13,17 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from decimal import Decimal
 
 import numpy as np
 import pytest
-from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
+from robot_harness import (
+    MINUTE,
+    close_bars,
+    minute_candles,
+    new_account,
+    robot_config,
+    robot_process,
+    signal,
+    sim_server,
+    start_on_signal,
+    venue_view,
+)
 
 from autotrader.adapters.state import open_state_store
 from autotrader.domain.candles import Candles
 
-T0 = 1_704_067_200_000
 WARMUP = 400
 PRICE = 40_000.0
 
@@ -36,16 +45,7 @@ def _out_and_back(side: int) -> Candles:
     back = up[-1] * (1 - 0.01 * side) ** np.arange(1, 13)
     close[WARMUP + 10 : WARMUP + 30] = np.concatenate([up, back])
     close[WARMUP + 30 :] = back[-1]
-    open_ = np.concatenate(([PRICE], close[:-1]))
-    ts = T0 + MINUTE * np.arange(n, dtype=np.int64)
-    high = np.maximum(open_, close) * 1.0005
-    low = np.minimum(open_, close) * 0.9995
-    return Candles(ts, open_, high, low, close, np.full(n, 50.0))
-
-
-def signal(clock_ms, direction: str) -> bytes:
-    body = {"id": "a", "symbol": "BTCUSDT", "ts": clock_ms(), "direction": direction, "confidence": 0.9}
-    return json.dumps({**body, "horizon": "1h", "model": "m"}).encode()
+    return minute_candles(close)
 
 
 def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, object, dict]:
@@ -54,17 +54,13 @@ def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, ob
             sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
         account = new_account(sim)
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        exchange = connect(sim, account)
-        clock = sim.state.clock.now_ms
-        source = ListSource(clock, store.seen)
         config = robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides=overrides)
-        robot = build_robot(sim, exchange, store, config, signals=source)
+        robot, exchange, source = robot_process(sim, account, store, config)
         seen: dict = {"stops": []}
 
         async def go() -> None:
-            await robot.start()
-            source.push(signal(clock, "long" if side > 0 else "short"))
-            await robot.step()
+            direction = "long" if side > 0 else "short"
+            await start_on_signal(robot, source, signal(sim.state.clock.now_ms, direction=direction))
             for _ in range(40):
                 sim.admin.advance(MINUTE)
                 await robot.step()
@@ -128,21 +124,14 @@ def test_trailing_stop_catches_up_with_the_bars_closed_while_the_robot_was_down(
         seen: dict = {}
 
         async def go() -> None:
-            exchange = connect(sim, account)
-            source = ListSource(clock, store.seen)
-            robot = build_robot(sim, exchange, store, config, signals=source)
-            await robot.start()
-            source.push(signal(clock, "long"))
-            await robot.step()
-            for _ in range(12):  # flat, then 2 bars up
-                sim.admin.advance(MINUTE)
-                await robot.step()
+            robot, exchange, source = robot_process(sim, account, store, config)
+            await start_on_signal(robot, source, signal(clock, direction="long"))
+            await close_bars(sim, robot, 12)  # flat, then 2 bars up
             seen["before"] = robot.book.position("BTCUSDT").stop_price
             await robot.stop()
             await exchange.close()
             sim.admin.advance(7 * MINUTE)  # down while the price rises 6 more bars and turns
-            exchange = connect(sim, account)
-            robot = build_robot(sim, exchange, store, config, signals=ListSource(clock, store.seen))
+            robot, exchange, _ = robot_process(sim, account, store, config)
             await robot.start()
             sim.admin.advance(MINUTE)  # the first bar close after the restart: a falling bar
             await robot.step()

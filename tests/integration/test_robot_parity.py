@@ -20,48 +20,34 @@ gaps through the first stop-loss the backtest takes: both sides must fill that s
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
-from robot_harness import connect, new_account, robot_config, sim_server
+from parity_harness import (
+    HOUR,
+    SYMBOLS,
+    assert_same_trade,
+    backtest_hourly,
+    bundled_hourly,
+    closed_and_open,
+    paired,
+    run_robot_hourly,
+)
+from robot_harness import robot_config
 
-from autotrader.adapters.state import open_state_store
-from autotrader.backtest.runner import BacktestConfig, run_backtest
-from autotrader.domain.aligned import align
-from autotrader.domain.candles import Candles, SeriesKey
-from autotrader.live.clock import FunctionClock
-from autotrader.live.robot import Robot
-from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
+from autotrader.domain.candles import Candles
 from autotrader.strategy.base import get_strategy
 
-HOUR = 3_600_000
-SYMBOLS = ("BTCUSDT", "ETHUSDT")
-START = 1_709_251_200_000  # 2024-03-01 00:00 UTC: first bar the robot decides on
 WARMUP = 300
 BARS = 700
 PARAMS = {"fast": 10, "slow": 40}
 SLIP = 0.0002
 
 
-def bundled(symbol: str) -> Candles:
-    candles = read_parquet_candles(bundled_files()[SeriesKey.of("binance", symbol, "1h")])
-    return candles.slice_range(START - WARMUP * HOUR, START + BARS * HOUR)  # one bar past the robot's last
-
-
 def _backtest(candles: dict[str, Candles]):
-    bt_config = BacktestConfig(
-        symbols=SYMBOLS,
-        timeframe="1h",
-        initial_capital=10_000.0,
-        strategy="sma_cross",
-        params=PARAMS,
-        risk_level="medium",
-        market="spot",
-        slippage_bps=2.0,
-        offline_windows=((START - WARMUP * HOUR, START - HOUR),),
+    strategy = get_strategy("sma_cross", **PARAMS)
+    return backtest_hourly(
+        candles, strategy, WARMUP, strategy="sma_cross", params=PARAMS, risk_level="medium", market="spot"
     )
-    return run_backtest(bt_config, align(candles), get_strategy("sma_cross", **PARAMS))
 
 
 def _gap_through_first_stop(candles: dict[str, Candles]) -> tuple[dict[str, Candles], str, int]:
@@ -83,7 +69,7 @@ def _gap_through_first_stop(candles: dict[str, Candles]) -> tuple[dict[str, Cand
 
 @pytest.mark.slow
 def test_robot_parity_with_backtest_on_bundled_candles(tmp_path) -> None:
-    candles = {s: bundled(s) for s in SYMBOLS}
+    candles = {s: bundled_hourly(s, WARMUP, BARS) for s in SYMBOLS}
     assert all(len(c) == WARMUP + BARS + 1 for c in candles.values())  # no gaps in this stretch
     candles, gap_symbol, gap_ts = _gap_through_first_stop(candles)
     config = robot_config(
@@ -94,59 +80,27 @@ def test_robot_parity_with_backtest_on_bundled_candles(tmp_path) -> None:
         strategy_params=PARAMS,
         lookback_bars=WARMUP,
     )
-    with sim_server(candles, timeframe="1h", warmup_bars=WARMUP, spread_bps=0.0, slippage_bps=2.0) as sim:
-        assert sim.admin.market_time_ms() == START
-        account = new_account(sim, "10000")
-        store = open_state_store(f"sqlite:///{tmp_path / 'state.db'}")
-        exchange = connect(sim, account)
-        robot = Robot(
-            config, exchange, store, FunctionClock(sim.state.clock.now_ms), strategy=get_strategy("sma_cross", **PARAMS)
-        )
+    run = run_robot_hourly(tmp_path, candles, config, get_strategy("sma_cross", **PARAMS), WARMUP, BARS)
+    live = run.trades
+    open_positions = {s for s, p in run.positions.items() if p.entry_qty > 0}
 
-        async def go() -> None:
-            await robot.start()
-            for _ in range(BARS):
-                sim.admin.advance(HOUR)
-                await robot.step()
-            await exchange.close()
-
-        asyncio.run(go())
-    live = store.load_trades()
-    open_positions = {s: p for s, p in store.load_positions().items() if p.entry_qty > 0}
-    store.close()
-    ticks = {s: float(robot.instruments[s].tick_size) for s in SYMBOLS}
-
-    result = _backtest(candles)
-    bt = [t for t in result.trades if t["exit_reason"] != "end_of_data"]
-    still_open = {str(t["symbol"]) for t in result.trades if t["exit_reason"] == "end_of_data"}
+    bt, still_open = closed_and_open(_backtest(candles))
 
     assert len(bt) >= 10, "the stretch should trade"
     assert len(live) == len(bt)
-    assert set(open_positions) == still_open
+    assert open_positions == still_open
     [gapped] = [b for b in bt if str(b["symbol"]) == gap_symbol and int(b["exit_ts"]) == gap_ts]
     assert gapped["exit_reason"] == "stop_loss"
     report = []
-    for b, t in zip(
-        sorted(bt, key=lambda x: (x["entry_ts"], x["symbol"])),
-        sorted(live, key=lambda x: (x.entry_ms, x.symbol)),
-        strict=True,
-    ):
+    for b, t in paired(bt, live):
         # the venue fills a stop at the end of the step it traded in: inside the bar before, or at a gap's open
         live_exit = t.exit_ms - HOUR if t.exit_reason == "stop_loss" and t.exit_ms != gap_ts else t.exit_ms
-        assert (t.symbol, t.side, t.entry_ms, live_exit, t.exit_reason) == (
-            str(b["symbol"]),
-            int(b["side"]),
-            int(b["entry_ts"]),
-            int(b["exit_ts"]),
-            str(b["exit_reason"]),
-        )
-        tick = ticks[t.symbol]
+        tick = float(run.instruments[t.symbol].tick_size)
+        # entry: rounding at the venue, plus the one-tick ask; exit: a stop's level is the entry × 0.98
+        assert_same_trade(b, t, live_exit, tick)
         entry_diff = float(t.entry_price) - b["entry_price"]
         exit_diff = float(t.exit_price) - b["exit_price"]
         qty_diff = float(t.qty) / b["qty"] - 1
-        assert abs(entry_diff) <= 2 * tick + 1e-9  # rounding at the venue, plus the one-tick ask
-        # exits likewise; a stop's level is the entry (up to two ticks apart) × 0.98, rounded on each side
-        assert abs(exit_diff) <= 3 * tick + 1e-9
         assert -2e-3 < qty_diff < 1e-3  # the spot fee is paid in the coin bought; a lot step
         # P&L: the price differences on the quantity, the fee taken in the coin (0.1 % of the
         # position) and a lot step of quantity (≤ 0.2 %) on the trade's P&L

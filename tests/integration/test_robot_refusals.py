@@ -8,7 +8,6 @@ simulator (which refuses a duplicate id by itself) let through.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -22,6 +21,7 @@ from robot_harness import (
     connect,
     new_account,
     robot_config,
+    signal,
     sim_server,
     venue_view,
 )
@@ -32,20 +32,6 @@ from autotrader.live.records import IntentKind, Outcome
 from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED
 
 DAY = 86_400_000
-
-
-def signal(clock_ms, signal_id: str, symbol: str = "BTCUSDT", direction: str = "long") -> bytes:
-    return json.dumps(
-        {
-            "id": signal_id,
-            "symbol": symbol,
-            "ts": clock_ms(),
-            "direction": direction,
-            "confidence": 0.9,
-            "horizon": "1h",
-            "model": "m",
-        }
-    ).encode()
 
 
 class SendSpy:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from decimal import Decimal
 
-from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
+from robot_harness import MINUTE, new_account, robot_config, robot_process, signal, sim_server, venue_view
 
 from autotrader.adapters.state import open_state_store
 from autotrader.live.records import Outcome
@@ -15,29 +14,13 @@ from autotrader.live.robot_config import in_trading_hours, parse_trading_hours
 from autotrader.risk.rules import HALTED
 
 
-def signal(clock_ms, signal_id: str, symbol: str = "BTCUSDT", direction: str = "long") -> bytes:
-    return json.dumps(
-        {
-            "id": signal_id,
-            "symbol": symbol,
-            "ts": clock_ms(),
-            "direction": direction,
-            "confidence": 0.9,
-            "horizon": "1h",
-            "model": "m",
-        }
-    ).encode()
-
-
 def test_robot_kill_switch_pauses_entries_but_not_exits(tmp_path) -> None:
     with sim_server() as sim:
         account = new_account(sim)
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        exchange = connect(sim, account)
         clock = sim.state.clock.now_ms
-        source = ListSource(clock, store.seen)
         kill = KillSwitch(tmp_path / "KILL")
-        robot = build_robot(sim, exchange, store, signals=source, kill_switch=kill)
+        robot, exchange, source = robot_process(sim, account, store, robot_config(), kill_switch=kill)
 
         async def go() -> None:
             await robot.start()
@@ -65,11 +48,9 @@ def test_robot_drawdown_breach_halts_entries_and_flattens(tmp_path) -> None:
     with sim_server() as sim:
         account = new_account(sim)
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        exchange = connect(sim, account)
         clock = sim.state.clock.now_ms
-        source = ListSource(clock, store.seen)
         config = robot_config(risk_overrides={"max_drawdown": 0.0005, "daily_loss": 0.9, "stop_loss": 0.2})
-        robot = build_robot(sim, exchange, store, config, signals=source)
+        robot, exchange, source = robot_process(sim, account, store, config)
 
         async def go() -> None:
             await robot.start()
@@ -117,10 +98,8 @@ def test_robot_linear_perpetuals_positions_and_cash_match_the_exchange(tmp_path)
     with sim_server() as sim:
         account = new_account(sim)
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        exchange = connect(sim, account)
         clock = sim.state.clock.now_ms
-        source = ListSource(clock, store.seen)
-        robot = build_robot(sim, exchange, store, robot_config(market="linear", leverage=2.0), signals=source)
+        robot, exchange, source = robot_process(sim, account, store, robot_config(market="linear", leverage=2.0))
 
         async def go() -> None:
             await robot.start()

@@ -7,13 +7,22 @@ trigger price, as an independent Bybit v5 server did); entries and exits still g
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from decimal import Decimal
 
 import numpy as np
 import pytest
-from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
+from robot_harness import (
+    close_bars,
+    minute_candles,
+    new_account,
+    robot_config,
+    robot_process,
+    signal,
+    sim_server,
+    start_on_signal,
+    venue_view,
+)
 
 from autotrader.adapters.state import open_state_store
 from autotrader.cli.status import render_risk
@@ -23,7 +32,6 @@ from autotrader.live.order_manager import STOP_REFUSALS_BEFORE_FALLBACK
 from autotrader.live.risk_state import KillSwitch
 from autotrader.live.status import risk_management
 
-T0 = 1_704_067_200_000
 WARMUP = 400
 
 
@@ -33,16 +41,7 @@ def _falling_btc(step: float = 0.99) -> Candles:
     close = np.full(n, 40_000.0)
     close[WARMUP + 10 : WARMUP + 22] = 40_000.0 * step ** np.arange(1, 13)
     close[WARMUP + 22 :] = close[WARMUP + 21]
-    open_ = np.concatenate(([40_000.0], close[:-1]))
-    ts = T0 + MINUTE * np.arange(n, dtype=np.int64)
-    high = np.maximum(open_, close) * 1.0005
-    low = np.minimum(open_, close) * 0.9995
-    return Candles(ts, open_, high, low, close, np.full(n, 50.0))
-
-
-def signal(clock_ms, signal_id: str, direction: str = "long") -> bytes:
-    body = {"id": signal_id, "symbol": "BTCUSDT", "ts": clock_ms(), "direction": direction, "confidence": 0.9}
-    return json.dumps({**body, "horizon": "1h", "model": "m"}).encode()
+    return minute_candles(close)
 
 
 @pytest.mark.parametrize(("market", "direction"), [("spot", "long"), ("linear", "short")])
@@ -52,7 +51,9 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
         sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
         account = new_account(sim)
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        exchange = connect(sim, account)
+        config = robot_config(symbols=("BTCUSDT",), market=market, risk_overrides={"stop_loss": 0.02})
+        kill = KillSwitch(tmp_path / "KILL")
+        robot, exchange, source = robot_process(sim, account, store, config, kill_switch=kill)
         stop_sends: list[str] = []
         inner = exchange.create_order
 
@@ -62,27 +63,17 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
             return await inner(order)
 
         exchange.create_order = create_order
-        clock = sim.state.clock.now_ms
-        source = ListSource(clock, store.seen)
-        config = robot_config(symbols=("BTCUSDT",), market=market, risk_overrides={"stop_loss": 0.02})
-        kill = KillSwitch(tmp_path / "KILL")
-        robot = build_robot(sim, exchange, store, config, signals=source, kill_switch=kill)
         seen: dict[str, object] = {}
 
         async def go() -> None:
-            await robot.start()
-            source.push(signal(clock, "a", direction))
-            await robot.step()  # entry, then its stop: refused
-            for _ in range(6):  # bar closes and reconciliations try again, up to the limit
-                sim.admin.advance(MINUTE)
-                await robot.step()
+            # the entry, then its stop: refused
+            await start_on_signal(robot, source, signal(sim.state.clock.now_ms, "a", direction=direction))
+            await close_bars(sim, robot, 6)  # bar closes and reconciliations try again, up to the limit
             seen["sends_at_fallback"] = len(stop_sends)
             seen["level"] = robot.om.robot_stop("BTCUSDT")
             seen["status"] = render_risk(risk_management(store, int(time.time() * 1000)))
             seen["snapshot"] = build_snapshot(store, int(time.time() * 1000))["positions"]
-            for _ in range(20):  # the price moves 1 % a bar through the stop
-                sim.admin.advance(MINUTE)
-                await robot.step()
+            await close_bars(sim, robot, 20)  # the price moves 1 % a bar through the stop
             await exchange.close()
 
         asyncio.run(go())
@@ -119,26 +110,18 @@ def test_robot_side_stop_that_cannot_exit_flattens_and_halts(tmp_path) -> None:
         sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
         account = new_account(sim)
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        exchange = connect(sim, account)
         clock = sim.state.clock.now_ms
-        source = ListSource(clock, store.seen)
         config = robot_config(symbols=("BTCUSDT",), risk_overrides={"stop_loss": 0.02})
         kill = KillSwitch(tmp_path / "KILL")
-        robot = build_robot(sim, exchange, store, config, signals=source, kill_switch=kill)
+        robot, exchange, source = robot_process(sim, account, store, config, kill_switch=kill)
 
         async def go() -> None:
-            await robot.start()
-            source.push(signal(clock, "a"))
-            await robot.step()
-            for _ in range(6):
-                sim.admin.advance(MINUTE)
-                await robot.step()
+            await start_on_signal(robot, source, signal(clock, "a"))
+            await close_bars(sim, robot, 6)
             assert robot.om.robot_stop("BTCUSDT") is not None
             # from now on the venue refuses the robot-side stop's market exit (once): fall back to flatten
             sim.admin.fault("ret_code", count=1, path="/v5/order/create", ret_code=170130, ret_msg="bad value")
-            for _ in range(20):
-                sim.admin.advance(MINUTE)
-                await robot.step()
+            await close_bars(sim, robot, 20)
             source.push(signal(clock, "b"))  # entries are halted
             await robot.step()
             await exchange.close()
@@ -163,26 +146,17 @@ def test_robot_side_stop_survives_a_restart_and_is_not_sent_again(tmp_path) -> N
         levels = []
 
         async def go() -> None:
-            exchange = connect(sim, account)
-            source = ListSource(clock, store.seen)
-            robot = build_robot(sim, exchange, store, config, signals=source)
-            await robot.start()
-            source.push(signal(clock, "a"))
-            await robot.step()
-            for _ in range(6):
-                sim.admin.advance(MINUTE)
-                await robot.step()
+            robot, exchange, source = robot_process(sim, account, store, config)
+            await start_on_signal(robot, source, signal(clock, "a"))
+            await close_bars(sim, robot, 6)
             levels.append(robot.om.robot_stop("BTCUSDT"))
             await robot.stop()
             await exchange.close()
             # a new process: the robot-side stop comes back from the store and still closes the position
-            exchange = connect(sim, account)
-            robot = build_robot(sim, exchange, store, config, signals=ListSource(clock, store.seen))
+            robot, exchange, _ = robot_process(sim, account, store, config)
             await robot.start()
             levels.append(robot.om.robot_stop("BTCUSDT"))
-            for _ in range(20):
-                sim.admin.advance(MINUTE)
-                await robot.step()
+            await close_bars(sim, robot, 20)
             await exchange.close()
 
         asyncio.run(go())

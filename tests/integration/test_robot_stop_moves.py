@@ -17,8 +17,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
-from test_robot_exits import WARMUP, _out_and_back, signal
+from robot_harness import (
+    MINUTE,
+    close_bars,
+    new_account,
+    robot_config,
+    robot_process,
+    signal,
+    sim_server,
+    start_on_signal,
+    venue_view,
+)
+from test_robot_exits import WARMUP, _out_and_back
 
 from autotrader.adapters.state import open_state_store
 
@@ -63,22 +73,12 @@ def _run(tmp_path, faults_after_entry: list[dict] = (), bars: int = 40, probe=No
         account = new_account(sim)
         gaps = _watch(sim, account[0])
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        exchange = connect(sim, account)
-        clock = sim.state.clock.now_ms
-        source = ListSource(clock, store.seen)
-        robot = build_robot(
-            sim,
-            exchange,
-            store,
-            robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides=LIMITS),
-            signals=source,
-        )
+        config = robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides=LIMITS)
+        robot, exchange, source = robot_process(sim, account, store, config)
         seen: dict = {"levels": [], "robot_side": []}
 
         async def go() -> None:
-            await robot.start()
-            source.push(signal(clock, "long"))
-            await robot.step()
+            await start_on_signal(robot, source, signal(sim.state.clock.now_ms, direction="long"))
             seen["first_stop"] = robot.book.position("BTCUSDT").stop_client_order_id
             for fault in faults_after_entry:
                 sim.admin.fault(**fault)
@@ -158,15 +158,9 @@ def test_a_robot_killed_during_an_amend_finds_its_stop_at_the_persisted_level_af
         seen: dict = {}
 
         async def go() -> None:
-            exchange = connect(sim, account)
-            source = ListSource(clock, store.seen)
-            robot = build_robot(sim, exchange, store, config, signals=source)
-            await robot.start()
-            source.push(signal(clock, "long"))
-            await robot.step()
-            for _ in range(12):  # flat, then 2 bars up: the stop trails
-                sim.admin.advance(MINUTE)
-                await robot.step()
+            robot, exchange, source = robot_process(sim, account, store, config)
+            await start_on_signal(robot, source, signal(clock, direction="long"))
+            await close_bars(sim, robot, 12)  # flat, then 2 bars up: the stop trails
             seen["before"] = robot.book.position("BTCUSDT").stop_price
 
             async def dies(*a, **k):
@@ -178,8 +172,7 @@ def test_a_robot_killed_during_an_amend_finds_its_stop_at_the_persisted_level_af
                 await robot.step()
             seen["wanted"] = robot.om.stop_price("BTCUSDT")
             await exchange.close()
-            exchange = connect(sim, account)
-            robot = build_robot(sim, exchange, store, config, signals=ListSource(clock, store.seen))
+            robot, exchange, _ = robot_process(sim, account, store, config)
             await robot.start()  # reconciliation
             cid = robot.book.position("BTCUSDT").stop_client_order_id
             seen["at_venue"] = (await exchange.order_by_client_id("linear", "BTCUSDT", cid)).trigger_price

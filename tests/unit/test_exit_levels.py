@@ -1,29 +1,24 @@
 """The robot's exit bookkeeping: the kernel's stop-loss, take-profit and trailing-stop levels and reasons.
 
 The pure functions in ``live.exits`` first, then the order manager resting them at an in-memory
-venue (the fake of ``test_order_manager``, taught to trigger a conditional order in either
-direction): a take-profit rests as its own conditional order, a trailing stop moves the resting
-stop at each bar close, and both survive a restart through the store.
+venue (``fake_venue.TwoWayVenue``, which triggers a conditional order in either direction): a
+take-profit rests as its own conditional order, a trailing stop moves the resting stop at each bar
+close, and both survive a restart through the store.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from decimal import Decimal
 
 import pytest
-from test_order_manager import BTC, FakeVenue, entry
+from fake_venue import TwoWayVenue, entry, manager, reconciler, run
 
-from autotrader.adapters.state import open_state_store
-from autotrader.domain.errors import ConfigError, OrderRejected
+from autotrader.domain.errors import ConfigError
 from autotrader.domain.orders import OrderStatus
 from autotrader.live import exits
-from autotrader.live.clock import FunctionClock
-from autotrader.live.order_manager import STOP_REFUSALS_BEFORE_FALLBACK, OrderManager
-from autotrader.live.portfolio import Book
-from autotrader.live.reconcile import Reconciler
-from autotrader.live.records import IntentKind, Ledger
+from autotrader.live.order_manager import STOP_REFUSALS_BEFORE_FALLBACK
+from autotrader.live.records import IntentKind
 from autotrader.live.robot_config import check_exit_settings
 from autotrader.risk.limits import risk_limits
 from autotrader.risk.rules import round_to_tick_nb
@@ -85,71 +80,9 @@ def test_a_take_profit_no_venue_can_hold_is_refused_at_start_naming_the_setting(
 # ------------------------------------------------------------------------------ at the (fake) venue
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_state_store(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
-
-
-class TwoWayVenue(FakeVenue):
-    """The fake venue, triggering a conditional order when the price crosses it from where it was placed.
-
-    Its direction (rising or falling, Bybit's ``triggerDirection``) is fixed at placement: an amend
-    moves the level only.
-    """
-
-    def __init__(self, state_store=None) -> None:
-        super().__init__(state_store)
-        self.rising: dict[str, bool] = {}
-        self.refuse_conditional = 0
-
-    async def create_order(self, order):
-        if order.trigger_price is not None and self.refuse_conditional:
-            self.refuse_conditional -= 1
-            raise OrderRejected("Bybit 10001: params error")
-        return await super().create_order(order)
-
-    def _place(self, cmd) -> None:
-        self.rising[cmd.client_order_id] = cmd.trigger_price is not None and cmd.trigger_price > self.price
-        super()._place(cmd)
-
-    def trigger(self) -> None:
-        for cid, o in list(self.orders.items()):
-            if o.status is not OrderStatus.UNTRIGGERED or o.trigger_price is None:
-                continue
-            rising = self.rising[cid]
-            if (rising and self.price >= o.trigger_price) or (not rising and self.price <= o.trigger_price):
-                self._fill(cid, self.price)
-
-
-def manager(store, venue, **limits) -> OrderManager:
-    ledger = store.load_ledger() or Ledger(Decimal(10000), Decimal(10000))
-    store.save_ledger(ledger)
-    book = Book("spot", ledger, store.load_positions(), {"BTCUSDT": BTC})
-    om = OrderManager(
-        venue,
-        store,
-        book,
-        FunctionClock(lambda: venue.now),
-        market="spot",
-        tag="t1",
-        instruments={"BTCUSDT": BTC},
-        stop_loss=limits.get("stop_loss", 0.03),
-        take_profit=limits.get("take_profit"),
-        trailing_stop=limits.get("trailing_stop"),
-    )
-    om.load()
-    return om
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
 def test_take_profit_rests_at_the_venue_and_its_fill_closes_as_take_profit(store) -> None:
     venue = TwoWayVenue(store)
-    om = manager(store, venue, take_profit=0.05)
+    om = manager(store, venue, stop_loss=0.03, take_profit=0.05)
     run(om.run_entry(entry(om, store), 40000.0))
     pos = store.load_positions()["BTCUSDT"]
     [target] = om.open_orders("BTCUSDT", (IntentKind.TARGET,))
@@ -205,7 +138,7 @@ def test_a_stop_loss_without_trailing_keeps_its_level_and_reason(store) -> None:
 
 def test_refused_take_profit_becomes_robot_side_and_persists(store) -> None:
     venue = TwoWayVenue(store)
-    om = manager(store, venue, take_profit=0.05)
+    om = manager(store, venue, stop_loss=0.03, take_profit=0.05)
     run(om.run_entry(entry(om, store), 40000.0))
     [target] = om.open_orders("BTCUSDT", (IntentKind.TARGET,))
     venue.orders[target.client_order_id] = dataclasses.replace(
@@ -216,7 +149,7 @@ def test_refused_take_profit_becomes_robot_side_and_persists(store) -> None:
     for _ in range(STOP_REFUSALS_BEFORE_FALLBACK):
         run(om.ensure_target("BTCUSDT", 40000.0))
     assert om.robot_target("BTCUSDT") == Decimal("42000.00")
-    restarted = manager(store, venue, take_profit=0.05)
+    restarted = manager(store, venue, stop_loss=0.03, take_profit=0.05)
     assert restarted.robot_target("BTCUSDT") == Decimal("42000.00")
     assert run(restarted.ensure_target("BTCUSDT", 40000.0)) is None  # the robot holds it: not sent again
 
@@ -232,15 +165,7 @@ def test_reconcile_restores_a_missing_take_profit_and_the_trailed_stop_after_a_r
     for cid in (target.client_order_id, stop_cid):  # both vanish at the venue while the robot is down
         venue.orders[cid] = dataclasses.replace(venue.orders[cid], status=OrderStatus.CANCELED)
     restarted = manager(store, venue, take_profit=0.05, stop_loss=0.03, trailing_stop=0.01)
-    summary = run(
-        Reconciler(
-            restarted,
-            ["BTCUSDT"],
-            prices=lambda: {"BTCUSDT": float(venue.price)},
-            entry_block=lambda: None,
-            first_start_ms=venue.now,
-        ).run()
-    )
+    summary = run(reconciler(restarted, venue).run())
     assert summary.stops_replaced == 2
     [new_target] = restarted.open_orders("BTCUSDT", (IntentKind.TARGET,))
     assert new_target.client_order_id != target.client_order_id

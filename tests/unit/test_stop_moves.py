@@ -1,6 +1,6 @@
 """Moving a resting trailing stop never leaves the position without protection.
 
-Against the in-memory venue of ``test_exit_levels``, watched after every order request it
+Against the in-memory venue of ``fake_venue`` (``TwoWayVenue``), watched after every order request it
 answers: while the position is open, at least one stop rests there. The stop moves by amending
 its trigger price in place; a refused (or unsupported) amend places the new stop FIRST and
 cancels the old one only once the new one rests; a refused new stop leaves the old one resting
@@ -10,27 +10,16 @@ level and the venue's answer finds the stop at that level after the restart's re
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 import pytest
-from test_exit_levels import TwoWayVenue, manager
-from test_order_manager import ProcessDied, entry
+from fake_venue import ProcessDied, TwoWayVenue, entry, manager, reconciler, run
 
-from autotrader.adapters.state import open_state_store
 from autotrader.domain.orders import OrderStatus
-from autotrader.live.reconcile import Reconciler
 from autotrader.live.records import IntentKind
 
 FIRST = Decimal("39600.00")  # 40000 x (1 - 1 %): the trailing level above the 3 % stop-loss
 MOVED = Decimal("40590.00")  # 41000 x 0.99 after a bar with a high of 41000
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_state_store(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
 
 
 class WatchedVenue(TwoWayVenue):
@@ -70,12 +59,13 @@ class WatchedVenue(TwoWayVenue):
         return [what for what, n in self.resting_after if n < 1]
 
 
-def run(coro):
-    return asyncio.run(coro)
+def trailing_manager(store, venue: WatchedVenue):
+    """An order manager with a 3 % stop-loss trailing 1 % behind the best price."""
+    return manager(store, venue, stop_loss=0.03, trailing_stop=0.01)
 
 
 def opened(store, venue: WatchedVenue):
-    om = manager(store, venue, stop_loss=0.03, trailing_stop=0.01)
+    om = trailing_manager(store, venue)
     run(om.run_entry(entry(om, store), 40000.0))
     [stop] = venue.resting_stops()
     assert venue.orders[stop].trigger_price == FIRST
@@ -129,7 +119,7 @@ def test_a_refused_new_stop_keeps_the_old_one_resting_and_the_robot_watches_the_
     assert venue.unprotected() == []
     assert om.robot_stop("BTCUSDT") == MOVED
     assert store.load_positions()["BTCUSDT"].stop_client_order_id == old  # an exit cancels the right one
-    restarted = manager(store, venue, stop_loss=0.03, trailing_stop=0.01)
+    restarted = trailing_manager(store, venue)
     assert restarted.robot_stop("BTCUSDT") == MOVED
     assert run(restarted.ensure_stop("BTCUSDT", 40900.0)) is None
     assert venue.resting_stops() == [old]
@@ -156,16 +146,8 @@ def test_a_crash_between_persisting_the_level_and_the_amend_is_repaired_by_recon
     with pytest.raises(ProcessDied):
         run(om.ratchet("BTCUSDT", high=41000.0, low=40000.0, price=40900.0))
     assert venue.orders[stop].trigger_price == FIRST  # the request never reached the venue
-    restarted = manager(store, venue, stop_loss=0.03, trailing_stop=0.01)
-    summary = run(
-        Reconciler(
-            restarted,
-            ["BTCUSDT"],
-            prices=lambda: {"BTCUSDT": float(venue.price)},
-            entry_block=lambda: None,
-            first_start_ms=venue.now,
-        ).run()
-    )
+    restarted = trailing_manager(store, venue)
+    summary = run(reconciler(restarted, venue).run())
     assert summary.stops_replaced == 1
     assert venue.resting_stops() == [stop]
     assert venue.orders[stop].trigger_price == MOVED
@@ -187,16 +169,8 @@ def test_a_crash_after_the_new_stop_rests_cancels_the_old_one_on_restart(store) 
         run(om.ratchet("BTCUSDT", high=41000.0, low=40000.0, price=40900.0))
     assert len(venue.resting_stops()) == 2  # over-protected for a moment, never under
     venue.request_cancel = original_cancel
-    restarted = manager(store, venue, stop_loss=0.03, trailing_stop=0.01)
-    run(
-        Reconciler(
-            restarted,
-            ["BTCUSDT"],
-            prices=lambda: {"BTCUSDT": float(venue.price)},
-            entry_block=lambda: None,
-            first_start_ms=venue.now,
-        ).run()
-    )
+    restarted = trailing_manager(store, venue)
+    run(reconciler(restarted, venue).run())
     [new] = venue.resting_stops()
     assert new != old
     assert venue.orders[new].trigger_price == MOVED
