@@ -180,3 +180,43 @@ def _sma_instead_of(build: Any) -> Any:
         return build("sma_cross", {}, trading, **kw)
 
     return build_sma
+
+
+def test_the_signal_engine_builds_the_robots_model_for_the_same_trading_fields() -> None:
+    from autotrader.cli.signals import _build_model, _model_config
+
+    trading, params = _model_config("signals serve", "btcusdt,ETHUSDT", "1h", ["horizon=12"], "aggressive")
+    assert type(trading) is TradingConfig  # trading fields only: no backtest period, capital or exchange
+    model = _build_model("ml", params, trading, None)
+    robot = RobotConfig(symbols=("BTCUSDT", "ETHUSDT"), capital=1000.0, risk_level="aggressive")
+    assert model.params == build_strategy("ml", {"horizon": "12"}, robot).params
+
+
+def test_a_bad_signal_engine_option_is_one_config_error_line() -> None:
+    from autotrader.cli.signals import _model_config
+
+    with pytest.raises(ConfigError, match=r"^signals publish: risk-level: Input should be 'conservative'"):
+        _model_config("signals publish", "BTCUSDT", "1h", None, "reckless")
+
+
+BACKTEST_CONFIG_BUILDERS = {  # modules that build a BacktestConfig to run a backtest, not just to get a strategy
+    "cli/root.py",
+    "cli/analyze.py",
+    "cli/sweep.py",
+    "cli/autotrade.py",
+}
+
+
+def test_only_backtest_runs_construct_a_backtest_config() -> None:
+    import re
+
+    import autotrader
+
+    src = Path(autotrader.__file__).parent
+    builders = {
+        path.relative_to(src).as_posix()
+        for path in src.rglob("*.py")
+        if re.search(r"\bBacktestConfig\(", path.read_text(encoding="utf-8"))
+    }
+    others = {p for p in builders if not p.startswith(("backtest/", "validation/"))}
+    assert others <= BACKTEST_CONFIG_BUILDERS
