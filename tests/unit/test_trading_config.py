@@ -220,3 +220,23 @@ def test_only_backtest_runs_construct_a_backtest_config() -> None:
     }
     others = {p for p in builders if not p.startswith(("backtest/", "validation/"))}
     assert others <= BACKTEST_CONFIG_BUILDERS
+
+
+def test_the_ml_models_own_default_cost_is_what_a_default_trading_config_gives_it() -> None:
+    from autotrader.strategy.library.ml import DEFAULT_COST, MlStrategy
+
+    default_trading = TradingConfig(symbols=("BTCUSDT",))
+    assert MlStrategy.parameters["cost"].default == DEFAULT_COST
+    assert build_strategy("ml", {}, default_trading).params["cost"] == pytest.approx(DEFAULT_COST, rel=1e-12)
+
+
+def test_the_backtest_commands_fee_help_and_slippage_default_come_from_the_one_table() -> None:
+    import typer
+
+    from autotrader.cli import app
+
+    command = typer.main.get_command(app).commands["backtest"]  # type: ignore[attr-defined]
+    options = {p.name: p for p in command.params}
+    assert options["slippage_bps"].default == TradingConfig(symbols=("BTCUSDT",)).slippage_bps
+    for market, fees in DEFAULT_FEES.items():
+        assert f"{market} {fees.taker:g}" in options["fee"].help
