@@ -354,12 +354,13 @@ class StartupFailures:
     def record(self, error: BaseException) -> None:
         import json
 
+        from autotrader.files import write_text_atomic
+
         data = self._read()
         reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
         data = {"count": int(data.get("count", 0)) + 1, "reason": reason, "at_ms": time.time_ns() // 1_000_000}
         with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(data), encoding="utf-8")
+            write_text_atomic(self.path, json.dumps(data))
 
     def succeeded(self) -> None:
         self.started = True
