@@ -203,7 +203,6 @@ BACKTEST_CONFIG_BUILDERS = {  # modules that build a BacktestConfig to run a bac
     "cli/root.py",
     "cli/analyze.py",
     "cli/sweep.py",
-    "cli/autotrade.py",
 }
 
 
