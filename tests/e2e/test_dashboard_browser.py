@@ -142,7 +142,8 @@ def test_dashboard_in_chromium_shows_the_stores_figures_and_new_ones_after_a_cha
 
             [position] = page.by_id("positions").rows()
             assert position[:3] == ["BTCUSDT", "long", "0.05"]
-            assert position[3:8] == ["40,000.00", "40,500.00", "2,025.00", "+23.00", "39,200.00"]
+            assert position[3:7] == ["40,000.00", "40,500.00", "2,025.00", "+23.00"]
+            assert position[7:9] == ["39,200.00 (initial, resting, 3.21% away)", "none"]  # the stop; no take-profit
             orders = page.by_id("orders").rows()
             assert [row[0] for row in orders] == ["atr-stop-btc1", "atr-entr-eth1"]
             assert orders[0][1:5] == ["BTCUSDT", "sell", "stop_market", "stop"]

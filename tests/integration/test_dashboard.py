@@ -262,6 +262,10 @@ def assert_snapshot_is_the_stores(snap: dict[str, Any], store: SqlStateStore) ->
     assert position["price"] == expected["price"] == 40500.0
     assert position["unrealised"] == pytest.approx(expected["unrealised"]) == pytest.approx(0.05 * (40500 - 40040))
     assert position["stop"] == expected["stop"] == 39200.0
+    # the stop rests on the exchange at the initial stop-loss, 3.21 % below the price; no take-profit is set
+    assert (position["stop_where"], position["stop_kind"]) == ("exchange", "initial")
+    assert position["stop_distance"] == pytest.approx(expected["stop_distance"]) == pytest.approx(1300 / 40500)
+    assert (position["take_profit"], position["take_profit_where"], position["take_profit_distance"]) == (None,) * 3
     assert position["since_ms"] == T0 + 3
     assert position["since_at"] == "2024-01-01T00:00:00.003Z"
 

@@ -60,13 +60,11 @@ def render_risk(block: Mapping[str, Any]) -> str:
     if positions:
         lines.append(f"Positions ({len(positions)}), exposure {_usd(block['exposure'])}:")
         for p in positions:
-            stop = f", stop {p['stop']:,.4f}" if p["stop"] else ", NO STOP"
-            if p.get("stop_where") == "robot-side":
-                stop = f", stop: robot-side at {p['stop']:,.4f} (the exchange refused it)"
             lines.append(
                 f"  {p['symbol']}: {p['qty']:.8g} @ {p['entry_price']:,.4f} now {p['price']:,.4f} "
-                f"({_usd(p['unrealised'], sign=True)}{stop})"
+                f"({_usd(p['unrealised'], sign=True)})"
             )
+            lines.append(f"    {render_exits(p)}")
     else:
         lines.append("Positions: none")
     if block["usage"]:
@@ -82,6 +80,28 @@ def render_risk(block: Mapping[str, Any]) -> str:
 
 def _num(v: float, unit: str = "") -> str:
     return "n/a" if v is None or math.isnan(v) else f"{v:.2f}{unit}"
+
+
+def render_exits(p: Mapping[str, Any]) -> str:
+    """A position's stop and take-profit: level, kind, where it lives and how far the price is from it."""
+    if p.get("stop") is None:
+        stop = "NO STOP"
+    else:
+        kind = "trailing stop" if p.get("stop_kind") == "trailing" else "stop-loss"
+        where = {"robot-side": "robot-side (the exchange refused it)", "exchange": "on the exchange"}
+        stop = f"{kind} {p['stop']:,.4f} {where.get(p.get('stop_where') or '', '')}, {_away(p.get('stop_distance'))}"
+    if p.get("take_profit") is None:
+        target = "no take-profit"
+    else:
+        where_tp = "robot-side (the exchange refused it)" if p.get("take_profit_where") == "robot-side" else "resting"
+        target = f"take-profit {p['take_profit']:,.4f} {where_tp}, {_away(p.get('take_profit_distance'))}"
+    return f"{stop}; {target}"
+
+
+def _away(distance: float | None) -> str:
+    if distance is None:
+        return "distance n/a"
+    return f"{_pct(distance)} away" if distance >= 0 else f"passed by {_pct(-distance)}"
 
 
 def _bar(ratio: float, width: int = 10) -> str:

@@ -201,6 +201,11 @@ def _position(p: dict[str, Any]) -> dict[str, Any]:
         "unrealised": _num(p["unrealised"]),
         "stop": _num(p["stop"]),
         "stop_where": p.get("stop_where"),  # "exchange", "robot-side" (the exchange refused it) or None
+        "stop_kind": p.get("stop_kind"),  # "trailing" (tighter than the initial stop-loss), "initial" or None
+        "stop_distance": _num(p.get("stop_distance")),  # fraction of the price left to the stop
+        "take_profit": _num(p.get("take_profit")),
+        "take_profit_where": p.get("take_profit_where"),  # "exchange", "robot-side" or None
+        "take_profit_distance": _num(p.get("take_profit_distance")),
         "since_ms": p["since"] or None,
         "since_at": iso_ms(p["since"]) if p["since"] else None,
     }

@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 
 from autotrader.domain.candles import format_ms
+from autotrader.live import exits
+from autotrader.live.order_manager import ROBOT_STOPS_META, ROBOT_TARGETS_META, TARGETS_META, TRAILING_META
 from autotrader.live.ports import StateStore
-from autotrader.live.records import ClosedTrade, Decision, IntentKind, Outcome
+from autotrader.live.records import ClosedTrade, Decision, IntentKind, Outcome, PositionState
 from autotrader.live.risk_state import LimitUsage, RiskState
 from autotrader.risk.limits import RiskLimits
 from autotrader.risk.rules import EngineState
@@ -98,31 +100,22 @@ def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
     ledger = store.load_ledger()
     beat = store.last_heartbeat()
     prices: dict[str, float] = usage.get("prices") or {}
-    robot_stops = store.get_meta("robot_side_stops") or {}
+    limits = RiskLimits.model_validate(limits_doc) if limits_doc is not None else None
+    exit_records = ExitRecords.of(store)
     positions = []
     for symbol, pos in sorted(store.load_positions().items()):
         if pos.qty == 0 or pos.entry_qty == 0:
             continue
         price = prices.get(symbol, float(pos.avg_price))
-        entry = float(pos.entry_value / pos.entry_qty)
-        robot_stop = robot_stops.get(symbol)
-        if robot_stop is not None and robot_stop.get("entry") != (pos.entry_client_order_id or f"pos{pos.entry_ms}"):
-            robot_stop = None  # left from an earlier position
         positions.append(
             {
                 "symbol": symbol,
                 "qty": float(pos.qty),
-                "entry_price": entry,
+                "entry_price": float(pos.entry_value / pos.entry_qty),
                 "price": price,
                 "value": abs(float(pos.qty)) * price,
                 "unrealised": float(pos.qty) * (price - float(pos.avg_price)),
-                "stop": float(robot_stop["price"])
-                if robot_stop is not None
-                else float(pos.stop_price)
-                if pos.stop_price is not None
-                else None,
-                # where the stop lives: on the exchange, or checked by the robot (the exchange refused it)
-                "stop_where": "robot-side" if robot_stop is not None else "exchange" if pos.stop_price else None,
+                **exit_levels(store, pos, price, limits, exit_records),
                 "since": pos.entry_ms,
             }
         )
@@ -149,11 +142,103 @@ def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
         out["today_pnl"] = equity - snapshot.day_start_equity
         out["drawdown"] = max(0.0, 1.0 - equity / snapshot.peak_equity) if snapshot.peak_equity > 0 else 0.0
         out["peak_equity"] = snapshot.peak_equity
-    if limits_doc is not None and snapshot is not None:
-        risk = RiskState(RiskLimits.model_validate(limits_doc), out["capital"] or 0.0, snapshot)
+    if limits is not None and snapshot is not None:
+        risk = RiskState(limits, out["capital"] or 0.0, snapshot)
         out["usage"] = current_usage(risk, equity, positions, usage.get("correlation", 0.0))
         out["min_confidence"] = risk.limits.min_confidence
     return out
+
+
+@dataclass(frozen=True)
+class ExitRecords:
+    """The robot's saved exit bookkeeping, per symbol: robot-side stops and targets, trailing references
+    and resting take-profit orders (``live.order_manager``'s meta records)."""
+
+    robot_stops: Mapping[str, Mapping[str, Any]]
+    robot_targets: Mapping[str, Mapping[str, Any]]
+    trails: Mapping[str, Mapping[str, Any]]
+    targets: Mapping[str, Mapping[str, Any]]
+
+    @classmethod
+    def of(cls, store: StateStore) -> ExitRecords:
+        """The records as the robot last saved them."""
+        return cls(
+            *(store.get_meta(key) or {} for key in (ROBOT_STOPS_META, ROBOT_TARGETS_META, TRAILING_META, TARGETS_META))
+        )
+
+
+def position_key(pos: PositionState) -> str:
+    """The key the robot files a position's exit records under (its entry order, else its entry time)."""
+    return pos.entry_client_order_id or f"pos{pos.entry_ms}"
+
+
+def exit_levels(
+    store: StateStore, pos: PositionState, price: float, limits: RiskLimits | None, records: ExitRecords
+) -> dict[str, Any]:
+    """Where an open position exits: its stop and take-profit, where each lives, and how far the price is.
+
+    ``stop``: the robot-side stop (the exchange refused it) or the one resting on the exchange (a
+    stop order the exchange refused or cancelled protects nothing); ``stop_where``: ``"robot-side"``,
+    ``"exchange"`` or ``None`` (no stop protects it);
+    ``stop_kind``: ``"trailing"`` once the trailing stop is tighter than the initial stop-loss (the
+    robot's own arithmetic, ``live.exits``, from the best price since the entry), else ``"initial"``.
+    ``take_profit``/``take_profit_where`` likewise (the resting target order's level, or the
+    robot-side target). The distances are fractions of ``price`` left before the level is reached
+    (negative: already passed). Records of an earlier position in the symbol are ignored.
+    """
+    key = position_key(pos)
+    side = 1 if pos.qty > 0 else -1
+    entry = float(pos.entry_value / pos.entry_qty)
+
+    def current(records: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+        record = records.get(pos.symbol)
+        return record if record is not None and record.get("entry") == key else None
+
+    robot_stop, robot_target = current(records.robot_stops), current(records.robot_targets)
+    stop, stop_where = None, None
+    if robot_stop is not None:
+        stop, stop_where = float(robot_stop["price"]), "robot-side"
+    elif pos.stop_price:
+        order = store.load_order(pos.stop_client_order_id) if pos.stop_client_order_id else None
+        if order is None:  # no order on record to say otherwise: the stop the position notes
+            stop, stop_where = float(pos.stop_price), "exchange"
+        elif order.order.is_open:  # resting (or sent, its answer not known yet) at its trigger price
+            stop, stop_where = float(order.order.trigger_price or pos.stop_price), "exchange"
+    stop_kind = None
+    if stop is not None:
+        stop_kind = "initial"
+        if limits is not None and limits.trailing_stop:
+            trail = current(records.trails)
+            ref = float(str(trail["ref"])) if trail is not None else entry
+            initial = exits.initial_stop(entry, side, limits.stop_loss, 0.0)
+            trailing = exits.stop_level(initial, ref, side, limits.trailing_stop, 0.0)
+            if exits.stop_reason(trailing, initial) == exits.TRAILING_STOP:
+                stop_kind = "trailing"
+    target, target_where = None, None
+    if robot_target is not None:
+        target, target_where = float(robot_target["price"]), "robot-side"
+    else:
+        resting = current(records.targets)
+        order = store.load_order(str(resting["cid"])) if resting is not None else None
+        level = None if order is None or not order.order.is_open else order.order.trigger_price or order.order.price
+        if level is not None:  # a conditional order triggers at its trigger price, a limit order rests at its price
+            target, target_where = float(level), "exchange"
+    return {
+        "stop": stop,
+        "stop_where": stop_where,
+        "stop_kind": stop_kind,
+        "stop_distance": _distance(price, stop, -side),
+        "take_profit": target,
+        "take_profit_where": target_where,
+        "take_profit_distance": _distance(price, target, side),
+    }
+
+
+def _distance(price: float, level: float | None, direction: int) -> float | None:
+    """How far ``price`` must move towards ``direction`` (+1 up, -1 down) to reach ``level``, as a fraction."""
+    if level is None or price <= 0:
+        return None
+    return direction * (level - price) / price
 
 
 def current_usage(
