@@ -136,8 +136,8 @@ def test_dashboard_in_chromium_shows_the_stores_figures_and_new_ones_after_a_cha
             assert "hidden" in page.by_id("empty").attrs
             assert page.by_id("equity").text == "10,023.00"
             assert page.by_id("cash").text == "7,998.00"
-            assert page.by_id("today-pnl").text == f"{block['today_pnl']:,.2f}" == "-27.00"
-            assert page.by_id("drawdown").text == f"{100 * block['drawdown']:.2f}%"
+            assert page.by_id("today-pnl").text == f"{block.today_pnl:,.2f}" == "-27.00"
+            assert page.by_id("drawdown").text == f"{100 * block.drawdown:.2f}%"
             assert page.by_id("faults").text == "1"
 
             [position] = page.by_id("positions").rows()
@@ -162,7 +162,7 @@ def test_dashboard_in_chromium_shows_the_stores_figures_and_new_ones_after_a_cha
             ]
 
             risk_rows = page.by_id("risk").find_all("div", "risk-row")
-            assert [r.attrs["data-limit"] for r in risk_rows] == [u.name for u in block["usage"]]
+            assert [r.attrs["data-limit"] for r in risk_rows] == [u.name for u in block.usage]
             breached = [r.attrs["data-limit"] for r in risk_rows if "breached" in r.classes]
             assert breached == ["position size"]  # 20 % of equity against a 5 % limit: red
             position_size = next(r for r in risk_rows if r.attrs["data-limit"] == "position size")

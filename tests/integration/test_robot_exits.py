@@ -77,7 +77,7 @@ def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, ob
                     seen["stops"].append(level)
                 if pos.qty != 0:  # what --mode=status and the dashboard show of the open position's exits
                     block = risk_management(store, clock())
-                    [shown] = block["positions"]
+                    [shown] = block.positions
                     [dashboard] = build_snapshot(store, clock())["positions"]
                     seen["status"].append((shown, dashboard, render_risk(block)))
             await exchange.close()
@@ -108,15 +108,15 @@ def test_robot_takes_profit_at_the_target(tmp_path, direction, where) -> None:
     assert robot.om.robot_targets == {} and robot.om.robot_stops == {}
     # while open, status and dashboard showed the target where it lived, and the initial stop-loss
     placed = "exchange" if where == "venue" else "robot-side"
-    shown = [(s, d, text) for s, d, text in seen["status"] if s["take_profit_where"] == placed]
+    shown = [(s, d, text) for s, d, text in seen["status"] if s.take_profit_where == placed]
     assert shown, f"the take-profit was never shown {placed}"
     initial_stop = round(float(trade.entry_price) * (1 - 0.03 * side), 2)
     for status, dashboard, text in shown:
-        assert status["take_profit"] == dashboard["take_profit"] == float(target)
-        left = side * (float(target) - status["price"]) / status["price"]
-        assert status["take_profit_distance"] == pytest.approx(left)
-        assert dashboard["take_profit_distance"] == pytest.approx(status["take_profit_distance"])
-        assert (status["stop"], status["stop_kind"]) == (pytest.approx(initial_stop, abs=0.051), "initial")
+        assert status.take_profit == dashboard["take_profit"] == float(target)
+        left = side * (float(target) - status.price) / status.price
+        assert status.take_profit_distance == pytest.approx(left)
+        assert dashboard["take_profit_distance"] == pytest.approx(status.take_profit_distance)
+        assert (status.stop, status.stop_kind) == (pytest.approx(initial_stop, abs=0.051), "initial")
         assert dashboard["stop_kind"] == "initial" and dashboard["take_profit_where"] == placed
         assert f"take-profit {float(target):,.4f}" in text
 
@@ -137,14 +137,14 @@ def test_robot_trailing_stop_follows_the_price_and_exits_as_trailing_stop(tmp_pa
     assert trade.pnl > 0  # the trailing stop locked in a profit
     assert not robot.om.open_orders("BTCUSDT")
     # status and the dashboard followed the trailing stop (tighter than the 3 % stop-loss from the entry on)
-    shown = [(status, dashboard, text) for status, dashboard, text in seen["status"] if status["stop"] is not None]
-    assert {float(status["stop"]) for status, _, _ in shown} >= set(stops[1:])
+    shown = [(status, dashboard, text) for status, dashboard, text in seen["status"] if status.stop is not None]
+    assert {float(status.stop) for status, _, _ in shown} >= set(stops[1:])
     for status, dashboard, text in shown:
-        assert status["stop_kind"] == dashboard["stop_kind"] == "trailing"
-        assert status["stop_where"] == ("exchange" if where == "venue" else "robot-side")
-        assert status["stop_distance"] == pytest.approx(-side * (status["stop"] - status["price"]) / status["price"])
-        assert status["take_profit"] is None and "no take-profit" in text
-        assert f"trailing stop {status['stop']:,.4f}" in text
+        assert status.stop_kind == dashboard["stop_kind"] == "trailing"
+        assert status.stop_where == ("exchange" if where == "venue" else "robot-side")
+        assert status.stop_distance == pytest.approx(-side * (status.stop - status.price) / status.price)
+        assert status.take_profit is None and "no take-profit" in text
+        assert f"trailing stop {status.stop:,.4f}" in text
 
 
 def test_trailing_stop_catches_up_with_the_bars_closed_while_the_robot_was_down(tmp_path) -> None:
