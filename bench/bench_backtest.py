@@ -2,8 +2,10 @@
 
 Run ``python bench/bench_backtest.py`` (``--quick`` for a smoke run on 10x less data, ``--repeats N``
 for more warm samples, ``--skip-backtesting-py`` to leave out the slowest peer, ``--goals-only`` for
-the cases that carry a goal, ``--sweep-combos N`` / ``--sweep-repeats N`` for the sweep case). Exit
-status 1 if a goal is missed or the engines disagree. The end of the output lists every goal of
+the cases that carry a goal, ``--fresh-only`` for the fresh-process runs alone, ``--sweep-combos N``
+/ ``--sweep-repeats N`` for the sweep case). Exit status 1 if a goal is missed or the engines
+disagree (a sweep difference where the exact reference sides with us is vectorbt's float error:
+reported, not a failure). The end of the output lists every goal of
 issue #14 with its measured figure and "met" / "NOT MET".
 
 The workload (the same for every engine)
@@ -32,7 +34,10 @@ Fresh processes, exactness
     The 1M bars, rounded to a 0.01 tick, are written to a Parquet store; fresh processes then run
     the Python API (imports, ``read_aligned``, ``run_backtest``), ``autotrader backtest --strategy
     sma_cross`` (default output: console summary, HTML and JSON) and ``autotrader --help``, each
-    after one untimed warm-up (numba cache, file cache). Exactness: on those tick prices and every
+    after one untimed warm-up: what a user's second run has, numba's on-disk cache, the OS file
+    cache and Python bytecode (an installed package is byte-compiled by pip; here the warm-up
+    writes it under the bench's temporary folder, even if PYTHONDONTWRITEBYTECODE is set).
+    ``--fresh-only`` runs just this part (and the fresh-process goals). Exactness: on those tick prices and every
     bundled real 1h series, every ``sma_cross`` cross (and, for comparison, every cross of pandas'
     rolling means) is compared with an exact integer reference.
 
@@ -1003,6 +1008,8 @@ def measure_fresh(home: Path, period: str, repeats: int) -> dict[str, dict[str, 
     and the OS file cache: the API run, the CLI run (default output: console summary, HTML + JSON),
     the CLI run with ``--output-format json --quiet``, and ``--help``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES", "AUTOTRADER"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its bytecode (pip compiles it at install):
+    env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")  # the warm-up run writes it here, the timed runs read it
     env |= {"AUTOTRADER_HOME": str(home), "PYTHONWARNINGS": "ignore", "COLUMNS": "120"}
     cli = [sys.executable, "-m", "autotrader"]
     backtest = [*cli, "backtest", "--strategy", "sma_cross", "--exchange", STORE_EXCHANGE, "--symbols", STORE_SYMBOL,
@@ -1063,18 +1070,73 @@ EXACT_PAIRS = ((3, 10), (5, 20), (10, 50), (20, 100))
 
 
 def _exact_crosses(ticks: np.ndarray, fast: int, slow: int) -> np.ndarray:
-    """+1 / 0 / NaN per bar from exact integer window sums of tick counts (strict crossover rule)."""
-    csum = np.concatenate(([0], np.cumsum(ticks, dtype=np.int64)))
+    """+1 / 0 / NaN per bar from exact integer window sums of tick counts (strict crossover rule).
+
+    ``ticks``: int64 (sums and products must stay below 2**63) or an object array of Python ints
+    (unbounded, for ``_exact_float_ticks``)."""
+    csum = np.concatenate((np.zeros(1, dtype=ticks.dtype), np.cumsum(ticks, dtype=ticks.dtype)))
     n = len(ticks)
     out = np.full(n, np.nan)
     idx = np.arange(slow - 1, n)
     f_sum = csum[idx + 1] - csum[idx + 1 - fast]
     s_sum = csum[idx + 1] - csum[idx + 1 - slow]
-    sign = np.sign(f_sum * slow - s_sum * fast)  # exact: |sums| * windows stay far below 2**63 here
+    diff = f_sum * slow - s_sum * fast
+    sign = (diff > 0).astype(np.int64) - (diff < 0).astype(np.int64)
     prev = np.r_[0, sign[:-1]]
     out[idx[(prev == -1) & (sign > 0)]] = 1.0
     out[idx[(prev == 1) & (sign < 0)]] = 0.0
     out[slow - 1] = np.nan  # the first defined bar has no previous bar
+    return out
+
+
+def _exact_float_ticks(close: np.ndarray) -> np.ndarray:
+    """Every float64 price as an exact Python int in units of the smallest power of two any of them
+    needs (a float is m * 2**e with an integer m of 53 bits): the prices scaled by one common factor,
+    with no rounding, so window sums and their comparisons are exact."""
+    mant, expo = np.frexp(close)  # close = mant * 2**expo, 0.5 <= |mant| < 1
+    units = (mant * 2.0**53).astype(np.int64)  # exact: 53 significant bits
+    shift = (expo - expo.min()).astype(np.int64)
+    return np.array([int(u) << int(k) for u, k in zip(units, shift, strict=True)], dtype=object)
+
+
+def sweep_exact_worker(folder: Path, pairs: list[list[int]]) -> dict[str, Any]:
+    """For each (fast, slow) where the two sweeps differ: the crosses of ``sma_cross`` and of vectorbt's
+    moving averages (as its sweep computes them) against the exact reference on the same float prices
+    (``_exact_float_ticks``): bars where each side differs from the exact rule, and exact ties there."""
+    import pandas as pd
+    import vectorbt as vbt
+
+    from autotrader.strategy.indicators import sma_cross_direction_nb
+
+    close = np.ascontiguousarray(_load_dataset(folder)["close"][:, 0], dtype=np.float64)
+    ticks = _exact_float_ticks(close)
+    csum = np.concatenate((np.zeros(1, dtype=object), np.cumsum(ticks)))
+    series = pd.Series(close)
+    out = {}
+    for fast, slow in pairs:
+        exact = _exact_crosses(ticks, fast, slow)
+        ours = sma_cross_direction_nb(close[:, None], fast, slow, 1.0, 0.0)[:, 0]
+        fast_ma = vbt.MA.run(series, fast, short_name="fast")
+        slow_ma = vbt.MA.run(series, slow, short_name="slow")
+        theirs = np.full(len(close), np.nan)
+        theirs[fast_ma.ma_crossed_above(slow_ma).to_numpy()] = 1.0
+        theirs[fast_ma.ma_crossed_below(slow_ma).to_numpy()] = 0.0
+        theirs[:slow] = np.nan  # the exact rule's first defined bar has no previous bar
+        ours_off = ~((np.isnan(ours) & np.isnan(exact)) | (ours == exact))
+        theirs_off = ~((np.isnan(theirs) & np.isnan(exact)) | (theirs == exact))
+        bars = np.flatnonzero(ours_off | theirs_off)
+        ties = sum(
+            int((csum[i + 1] - csum[i + 1 - fast]) * slow == (csum[i + 1] - csum[i + 1 - slow]) * fast)
+            for b in bars
+            for i in (b - 1, b)
+            if i >= slow - 1
+        )
+        out[f"{fast}/{slow}"] = {
+            "ours": int(ours_off.sum()),
+            "vectorbt": int(theirs_off.sum()),
+            "ties": ties,
+            "bars": [int(b) for b in bars[:5]],
+        }
     return out
 
 
@@ -1360,11 +1422,7 @@ def compute_goals(
             speed = bt.warm_median_s / ours.warm_median_s
             info.append(Goal(f"{case.name}: speed vs backtesting.py", speed, "(no goal)", True))
     stored = _size_label(fresh["api"].get("bars", 0), 1)[2:]
-    for key, label, target in (
-        ("api", f"fresh process, Python API, {stored} stored bars (s)", GOAL_API_S),
-        ("cli", f"fresh process, CLI backtest, {stored} stored bars (s)", GOAL_CLI_S),
-        ("help", "fresh process, autotrader --help (s)", GOAL_HELP_S),
-    ):
+    for key, label, target in _fresh_goal_specs(stored):
         wall = fresh[key]["wall_s"]
         goals.append(Goal(label, wall, f"< {target:g} s", wall < target))
     goals.append(Goal(f"exactness: sma_cross crosses differing from the exact reference ({exact['crosses']} crosses, "
@@ -1427,8 +1485,12 @@ How to read the agreement, and the differences between the engines
     counted above, and the equities differ from that trade on.
   * Signals. Each engine computes its own SMAs: we use Kahan-compensated rolling sums, vectorbt a
     running cumulative sum (off by up to ~1e-6 after millions of bars), pandas its own
-    compensated sum. A cross decided by a rounding error could flip between engines; none did
-    here (it would show as trades with other entry/exit bars).
+    compensated sum. A cross decided by a rounding error can flip between engines (it shows as
+    trades with other entry/exit bars). Every sweep combination that differs from vectorbt is
+    checked against an exact reference: the float prices as exact integers (one common power-of-two
+    unit), exact window sums, the same strict crossover rule. Where the exact rule agrees with our
+    crosses on every bar and not with vectorbt's, the difference is vectorbt's float error
+    ("explained"); anything else is DIFFER and fails the bench.
   * Shared capital (the two info rows). One call on five symbols with position_size 1.0: while
     one symbol holds the cash, the other symbols' entries are refused. Our engine records these
     refusals as below_min_notional (the free cash is 0 and the minimum notional is 0 here, so the
@@ -1468,10 +1530,44 @@ def _run_engines(cases: list[Case], tmp: Path, repeats: int, sweep_repeats: int)
     return runs
 
 
-def render_sweep_agreement(runs: list[Run]) -> str:
-    """Combination by combination: trade counts and final equity of our sweep against vectorbt's."""
+def sweep_differences(runs: list[Run]) -> dict[str, list[list[int]]]:
+    """Per sweep case: the (fast, slow) combinations whose trade count or final equity differ from
+    vectorbt's beyond rel 1e-6 and are not explained by vectorbt's tolerance of zero."""
     by = {(r.case, r.engine): r for r in runs}
-    lines = []
+    out = {}
+    for (case, engine), ours in by.items():
+        peer = by.get((case, "vectorbt_sweep"))
+        if engine != "autotrader_sweep" or peer is None:
+            continue
+        a, b = np.load(ours.trades_file), np.load(peer.trades_file)
+        if not (np.array_equal(a["fast"], b["fast"]) and np.array_equal(a["slow"], b["slow"])):
+            continue
+        agree, tiny, _ = _sweep_match(a, b)
+        out[case] = [[int(a["fast"][k]), int(a["slow"][k])] for k in np.flatnonzero(~(agree | tiny))]
+    return out
+
+
+def _sweep_match(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    same_trades = a["trades"] == b["trades"]
+    rel = np.abs(a["final"] - b["final"]) / np.maximum(np.abs(b["final"]), TINY_EQUITY_USD)
+    agree = same_trades & (rel <= 1e-6)
+    tiny = ~agree & (np.minimum(a["final"], b["final"]) < 1e-3)
+    return agree, tiny, rel
+
+
+SWEEP_EXACT_MAX = 20  # differing combinations checked against the exact reference (each takes ~1 s)
+
+
+def render_sweep_agreement(runs: list[Run], exact: dict[str, dict[str, Any]]) -> tuple[str, bool]:
+    """Combination by combination: trade counts and final equity of our sweep against vectorbt's.
+
+    A combination that differs beyond vectorbt's tolerance of zero is checked against the exact
+    reference (``sweep_exact_worker``): when our crosses equal the exact rule's on every bar and
+    vectorbt's do not, the difference is vectorbt's float error (reported, "explained"); when ours
+    differ from the exact rule, or neither side's crosses do (nothing explains it), it is DIFFER
+    and the bench fails. Returns (text, no DIFFER)."""
+    by = {(r.case, r.engine): r for r in runs}
+    lines, all_ok = [], True
     for (case, engine), ours in by.items():
         peer = by.get((case, "vectorbt_sweep"))
         if engine != "autotrader_sweep" or peer is None:
@@ -1479,25 +1575,39 @@ def render_sweep_agreement(runs: list[Run]) -> str:
         a, b = np.load(ours.trades_file), np.load(peer.trades_file)
         if not (np.array_equal(a["fast"], b["fast"]) and np.array_equal(a["slow"], b["slow"])):
             lines.append(f"[DIFFER] {case}: the two sweeps list other combinations")
+            all_ok = False
             continue
-        same_trades = a["trades"] == b["trades"]
-        rel = np.abs(a["final"] - b["final"]) / np.maximum(np.abs(b["final"]), TINY_EQUITY_USD)
-        agree = same_trades & (rel <= 1e-6)
-        tiny = ~agree & (np.minimum(a["final"], b["final"]) < 1e-3)
+        agree, tiny, rel = _sweep_match(a, b)
+        details, float_error, ours_wrong = [], 0, 0
+        for k in np.flatnonzero(~(agree | tiny)):
+            check = exact.get(f"{a['fast'][k]}/{a['slow'][k]}")
+            if check is None:
+                verdict = "not checked against the exact reference (counted as a difference of ours)"
+                ours_wrong += 1
+            elif check["ours"] == 0 and check["vectorbt"] > 0 and check["ties"] == 0:
+                verdict = (f"exact reference agrees with ours on every bar; vectorbt's crosses differ from it on "
+                           f"{check['vectorbt']} bar(s) (first: {check['bars']}): vectorbt's float error")  # fmt: skip
+                float_error += 1
+            else:
+                verdict = (f"exact reference: ours differ from it on {check['ours']} bar(s), vectorbt's on "
+                           f"{check['vectorbt']}, exact ties there {check['ties']} (bars {check['bars']})")  # fmt: skip
+                ours_wrong += 1
+            details.append(
+                f"    fast {a['fast'][k]} / slow {a['slow'][k]}: trades {a['trades'][k]} vs {b['trades'][k]}, final "
+                f"equity {a['final'][k]:.10g} vs {b['final'][k]:.10g}; {verdict}"
+            )
+        ok = ours_wrong == 0
+        all_ok &= ok
+        status = "DIFFER" if not ok else "explained" if (float_error or tiny.any()) else "agree"
         lines.append(
-            f"[{'agree' if agree.all() else 'explained' if (agree | tiny).all() else 'DIFFER'}] {case}: "
-            f"{int(agree.sum())} of {len(agree)} combinations with the same trade count and final equity "
-            f"(rel 1e-6); {int(tiny.sum())} others end with an equity below 0.001 USD (vectorbt's tolerance of "
-            f"zero, see the notes); max rel diff where both > 1 USD: "
+            f"[{status}] {case}: {int(agree.sum())} of {len(agree)} combinations with the same trade count and final "
+            f"equity (rel 1e-6); {int(tiny.sum())} others end with an equity below 0.001 USD (vectorbt's tolerance "
+            f"of zero, see the notes); {float_error} differ where the exact reference sides with us (vectorbt's "
+            f"float error, see Signals in the notes); {ours_wrong} differ otherwise; max rel diff where both > 1 USD: "
             f"{float(np.max(np.where(np.minimum(a['final'], b['final']) > 1, rel, 0.0), initial=0.0)):.1e}"
         )
-        lines.extend(
-            f"    fast {a['fast'][k]} / slow {a['slow'][k]}: trades {a['trades'][k]} vs {b['trades'][k]}, final "
-            f"equity {a['final'][k]:.10g} vs {b['final'][k]:.10g} (a cross within vectorbt's running-sum error of "
-            "a tie can fall one bar apart; see Signals in the notes)"
-            for k in np.flatnonzero(~(agree | tiny))[:5]
-        )
-    return "\n".join(lines)
+        lines.extend(details)
+    return "\n".join(lines), all_ok
 
 
 def _print_notes(runs: list[Run]) -> None:
@@ -1509,6 +1619,60 @@ def _print_notes(runs: list[Run]) -> None:
                 continue
             seen.add(key)
             print(f"  {r.case if not key else 'all cases'} / {r.engine}: {note}")
+
+
+FRESH_LABELS = {
+    "api": "Python API: imports, read_aligned, run_backtest, exit",
+    "cli": "autotrader backtest --strategy sma_cross (console summary, HTML + JSON)",
+    "cli_json": "  the same with --output-format json --quiet",
+    "help": "autotrader --help",
+}
+
+
+def _print_fresh(fresh: dict[str, dict[str, Any]], numba_floor: dict[str, float], n_bars: int, repeats: int) -> None:
+    print(f"\nFresh processes ({n_bars:,} bars stored in a Parquet store, prices on a {TICK:g} tick; median "
+          f"of {repeats} after one warm-up run; CPU = user + system time of the process)")  # fmt: skip
+    for key, label in FRESH_LABELS.items():
+        f = fresh[key]
+        inner = (f"; inside: imports {_fmt_s(f['import_s'])}, read {_fmt_s(f['read_s'])}, run_backtest "
+                 f"{_fmt_s(f['run_s'])} (its first call loads the numba cache)") if "import_s" in f else ""  # fmt: skip
+        samples = ", ".join(_fmt_s(w) for w in f["samples"])
+        print(f"  {label}: wall {_fmt_s(f['wall_s'])}, CPU {_fmt_s(f['cpu_s'])}{inner}; samples {samples}")
+    print(
+        f"  For scale: a fresh process that only imports numba and readies its CPU target (with SciPy installed, "
+        f"numba imports it to find BLAS) takes {_fmt_s(numba_floor['wall_s'])} wall, "
+        f"{_fmt_s(numba_floor['inside_s'])} of it inside Python: every numba engine pays this before its first call."
+    )
+
+
+def run_fresh_only(args: argparse.Namespace, tmp: Path) -> int:
+    """Only the fresh-process part: store the single-symbol bars, time the API, CLI and --help runs."""
+    n_bars = 100_000 if args.quick else 1_000_000
+    print(f"autotrader fresh-process bench: python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start")  # fmt: skip
+    _spawn(["--generate", str(tmp / "single"), str(n_bars), "1"])
+    home = tmp / "home"
+    period = _spawn(["--make-store", str(tmp / "single"), str(home)])["period"]
+    fresh = measure_fresh(home, period, args.repeats)
+    _print_fresh(fresh, measure_numba_floor(args.repeats), n_bars, args.repeats)
+    stored = _size_label(n_bars, 1)[2:]
+    goals = [
+        Goal(label, fresh[key]["wall_s"], f"< {target:g} s", fresh[key]["wall_s"] < target)
+        for key, label, target in _fresh_goal_specs(stored)
+    ]
+    print("\nGoals (issue #14, fresh processes only)")
+    print(render_goals(goals))
+    load = os.getloadavg()
+    print(f"load average at the end {load[0]:.1f} (1 min), {load[1]:.1f} (5 min) on {os.cpu_count()} CPUs")
+    return 0 if all(g.passed for g in goals) else 1
+
+
+def _fresh_goal_specs(stored: str) -> tuple[tuple[str, str, float], ...]:
+    return (
+        ("api", f"fresh process, Python API, {stored} stored bars (s)", GOAL_API_S),
+        ("cli", f"fresh process, CLI backtest, {stored} stored bars (s)", GOAL_CLI_S),
+        ("help", "fresh process, autotrader --help (s)", GOAL_HELP_S),
+    )
 
 
 def run_all(args: argparse.Namespace, tmp: Path) -> int:
@@ -1542,24 +1706,7 @@ def run_all(args: argparse.Namespace, tmp: Path) -> int:
     _print_notes(runs)
     print("\nWhere our time goes (one extra profiled run per case)")
     print(render_phases(runs))
-    print(f"\nFresh processes ({single[0]:,} bars stored in a Parquet store, prices on a {TICK:g} tick; median "
-          f"of {args.repeats} after one warm-up run; CPU = user + system time of the process)")  # fmt: skip
-    labels = {
-        "api": "Python API: imports, read_aligned, run_backtest, exit",
-        "cli": "autotrader backtest --strategy sma_cross (console summary, HTML + JSON)",
-        "cli_json": "  the same with --output-format json --quiet",
-        "help": "autotrader --help",
-    }
-    for key, label in labels.items():
-        f = fresh[key]
-        inner = (f"; inside: imports {_fmt_s(f['import_s'])}, read {_fmt_s(f['read_s'])}, run_backtest "
-                 f"{_fmt_s(f['run_s'])} (its first call loads the numba cache)") if "import_s" in f else ""  # fmt: skip
-        print(f"  {label}: wall {_fmt_s(f['wall_s'])}, CPU {_fmt_s(f['cpu_s'])}{inner}")
-    print(
-        f"  For scale: a fresh process that only imports numba and readies its CPU target (with SciPy installed, "
-        f"numba imports it to find BLAS) takes {_fmt_s(numba_floor['wall_s'])} wall, "
-        f"{_fmt_s(numba_floor['inside_s'])} of it inside Python: every numba engine pays this before its first call."
-    )
+    _print_fresh(fresh, numba_floor, single[0], args.repeats)
     print(
         f"\nExactness: {exact['bars']:,} bars ({exact['series']} series: the stored synthetic bars and every bundled "
         f"real 1h series), SMA pairs "
@@ -1568,12 +1715,16 @@ def run_all(args: argparse.Namespace, tmp: Path) -> int:
         f"{exact['ours']}, pandas rolling means {exact['pandas']}"
     )
     agreement, agree = render_agreement(runs, cases)
+    differing = [pair for pairs in sweep_differences(runs).values() for pair in pairs][:SWEEP_EXACT_MAX]
+    sweep_exact = _spawn(["--sweep-exact", str(tmp / "single"), json.dumps(differing)]) if differing else {}
+    sweep_text, sweep_ok = render_sweep_agreement(runs, sweep_exact)
+    agree &= sweep_ok
     print(
         "\nAgreement (trade by trade, symbol by symbol; equity differences relative to the peer's equity,"
         " or to 1e-9 USD when that is smaller)"
     )
     print(agreement)
-    print(render_sweep_agreement(runs))
+    print(sweep_text)
     print()
     print(NOTES)
     goals, info = compute_goals(runs, baselines, cases, fresh, exact)
@@ -1599,9 +1750,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep-repeats", type=int, default=1, help="warm runs of each sweep (0: report the first call alone)"
     )
     parser.add_argument("--goals-only", action="store_true", help="only the cases with a goal (no SL/fee0/shared)")
+    parser.add_argument("--fresh-only", action="store_true", help="only the fresh-process runs (API, CLI, --help)")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--make-store", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--exactness", help=argparse.SUPPRESS)
+    parser.add_argument("--sweep-exact", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--generate", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--data-only", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1621,13 +1774,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.make_store:
         print("RESULT " + json.dumps(make_store(Path(args.make_store[0]), Path(args.make_store[1]))))
         return 0
+    if args.sweep_exact:
+        print("RESULT " + json.dumps(sweep_exact_worker(Path(args.sweep_exact[0]), json.loads(args.sweep_exact[1]))))
+        return 0
     if args.exactness:
         print("RESULT " + json.dumps(exactness_worker(Path(args.exactness))))
         return 0
     args.repeats = max(args.repeats, 1)
     args.sweep_repeats = max(args.sweep_repeats, 0)
     with tempfile.TemporaryDirectory(prefix="autotrader-bench-") as tmp:
-        return run_all(args, Path(tmp))
+        return run_fresh_only(args, Path(tmp)) if args.fresh_only else run_all(args, Path(tmp))
 
 
 if __name__ == "__main__":

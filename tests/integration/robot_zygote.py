@@ -28,10 +28,12 @@ def warm_up() -> None:
     import autotrader.cli.autotrade
     import autotrader.live.engine  # noqa: F401
     from autotrader.adapters.exchange.bybit import _client_class
-    from autotrader.risk import rules
+    from autotrader.risk import policy, rules
 
     _client_class()
-    rules.update_state_nb(0, 1.0, 1.0, 1.0, 0.1, 0.1)
+    policy.roll_day_nb(0, 0, 1, 1.0, 1.0)
+    policy.mark_risk_nb(0, 1.0, 1.0, 1.0, 0, 0, 0.1, 0.1, 0)
+    policy.signal_action_nb(1.0, 0, False, False)
     rules.decide_entry_nb(
         0,
         0.6,

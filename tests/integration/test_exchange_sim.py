@@ -245,6 +245,55 @@ def test_stop_market_order_waits_for_its_trigger_then_fills(sim, account):
     assert filled.avg_fill_price == (first * Decimal("1.0002")).quantize(Decimal("0.1"))
 
 
+@pytest.mark.parametrize("market", ["linear", "spot"])
+def test_amend_moves_a_resting_stop_in_place_and_answers_like_bybit(sim, account, market):
+    """``/v5/order/amend``: the same order (ids, status) at the new trigger; "not modified" is success
+    (34040); an order that is gone is ``False`` (110001/170213); a trigger off the tick is refused (10001)."""
+
+    async def go():
+        async with connect(sim, account) as ex:
+            last = (await ex.ticker(market, "BTCUSDT")).last
+            trigger = (last * Decimal("0.95")).quantize(Decimal("0.1"))
+            cid = f"amend-{market}"
+            side = {"side": OrderSide.SELL, "type": OrderType.STOP_MARKET, "trigger_price": trigger}
+            placed = await ex.create_order(order(cid, market=market, **side))
+            moved = (last * Decimal("0.97")).quantize(Decimal("0.1"))
+            assert await ex.amend_trigger(market, "BTCUSDT", cid, moved) is True
+            [resting] = await ex.open_orders(market, "BTCUSDT")
+            again = await ex.amend_trigger(market, "BTCUSDT", cid, moved)  # 34040: already there
+            with pytest.raises(OrderRejected) as unchanged:
+                await ex._call(
+                    "privatePostV5OrderAmend",
+                    "/v5/order/amend",
+                    {"category": market, "symbol": "BTCUSDT", "orderLinkId": cid, "triggerPrice": str(moved)},
+                    category=market,
+                )
+            assert ret_code_of(unchanged.value) == 34040
+            with pytest.raises(OrderRejected) as refused:
+                await ex._call(
+                    "privatePostV5OrderAmend",
+                    "/v5/order/amend",
+                    {
+                        "category": market,
+                        "symbol": "BTCUSDT",
+                        "orderLinkId": cid,
+                        "triggerPrice": str(moved + Decimal("0.001")),
+                    },
+                    category=market,
+                )
+            await ex.request_cancel(market, "BTCUSDT", cid)
+            gone = await ex.amend_trigger(market, "BTCUSDT", cid, trigger)
+            unknown = await ex.amend_trigger(market, "BTCUSDT", "never-placed", trigger)
+            return placed, moved, resting, again, ret_code_of(refused.value), gone, unknown
+
+    placed, moved, resting, again, refused_code, gone, unknown = run(go())
+    assert resting.client_order_id == placed.client_order_id and resting.venue_order_id == placed.venue_order_id
+    assert resting.status is OrderStatus.UNTRIGGERED and resting.trigger_price == moved
+    assert again is True
+    assert refused_code == 10001
+    assert gone is False and unknown is False
+
+
 def _gap_sim(crash: tuple[float, float, float, float]) -> SimServer:
     """40 flat bars at 40,000, then ``crash`` (open, high, low, close) at bar 40, then flat at its close."""
     n = 60

@@ -17,8 +17,8 @@ def test_daily_loss_blocks_new_entries_until_next_utc_day():
     script = {(0, 0): 1.0, (2, 0): 0.0, (5, 0): 1.0, (25, 0): 1.0}
     result = run_scenario({"AAA": rows}, script, risk_overrides={"daily_loss": 0.05, "position_size": 0.5})
     events = list(result.events["event"])
-    assert "daily_loss_limit_hit" in events
-    assert "daily_loss_limit" in events  # the entry at bar 5 was denied
+    assert "daily_loss_hit" in events
+    assert "daily_loss" in events  # the entry at bar 5 was denied
     assert len(result.trades) == 2
     assert result.trades[1]["entry_bar"] == 26  # the next day's entry went through
 
@@ -28,8 +28,8 @@ def test_drawdown_breach_halts_and_flattens_for_good():
     script = {(0, 0): 1.0, (10, 0): 1.0, (40, 0): 1.0}
     result = run_scenario({"AAA": rows}, script, risk_overrides={"max_drawdown": 0.1, "position_size": 1.0})
     events = list(result.events["event"])
-    assert events[0] == "drawdown_kill_switch"
-    assert events.count("halted_by_drawdown") == 2
+    assert events[0] == "drawdown_halt"
+    assert events.count("halted_drawdown") == 2
     [trade] = result.trades
     assert trade["exit_reason"] == "kill_switch"
     assert trade["exit_bar"] == 3
@@ -54,7 +54,7 @@ def test_correlation_limit_denies_a_correlated_entry_no_size_can_fit():
         tables, {(40, 0): 1.0, (45, 1): 1.0}, risk_overrides={"correlation": -0.2, "position_size": 0.3}
     )
     assert [t["symbol"] for t in result.trades] == ["AAA"]
-    assert list(result.events["event"]) == ["correlation_limit"]
+    assert list(result.events["event"]) == ["correlation"]
 
 
 def test_correlation_limit_allows_hedging_short_on_linear():

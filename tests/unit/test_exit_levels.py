@@ -93,11 +93,15 @@ def store(tmp_path):
 
 
 class TwoWayVenue(FakeVenue):
-    """The fake venue, triggering a conditional order when the price crosses it from where it was placed."""
+    """The fake venue, triggering a conditional order when the price crosses it from where it was placed.
+
+    Its direction (rising or falling, Bybit's ``triggerDirection``) is fixed at placement: an amend
+    moves the level only.
+    """
 
     def __init__(self, state_store=None) -> None:
         super().__init__(state_store)
-        self.placed_at: dict[str, Decimal] = {}
+        self.rising: dict[str, bool] = {}
         self.refuse_conditional = 0
 
     async def create_order(self, order):
@@ -107,14 +111,14 @@ class TwoWayVenue(FakeVenue):
         return await super().create_order(order)
 
     def _place(self, cmd) -> None:
-        self.placed_at[cmd.client_order_id] = self.price
+        self.rising[cmd.client_order_id] = cmd.trigger_price is not None and cmd.trigger_price > self.price
         super()._place(cmd)
 
     def trigger(self) -> None:
         for cid, o in list(self.orders.items()):
             if o.status is not OrderStatus.UNTRIGGERED or o.trigger_price is None:
                 continue
-            rising = o.trigger_price > self.placed_at[cid]
+            rising = self.rising[cid]
             if (rising and self.price >= o.trigger_price) or (not rising and self.price <= o.trigger_price):
                 self._fill(cid, self.price)
 
@@ -173,8 +177,8 @@ def test_trailing_stop_moves_the_resting_stop_at_bar_closes_and_survives_a_resta
     moved = run(om.ratchet("BTCUSDT", high=41000.0, low=40000.0, price=40900.0))
     assert moved == Decimal("40590.00")  # 41000 x 0.99
     second = store.load_positions()["BTCUSDT"].stop_client_order_id
-    assert second != first
-    assert venue.orders[first].status is OrderStatus.CANCELED
+    assert second == first  # amended in place: the same order, never cancelled
+    assert venue.orders[first].status is OrderStatus.UNTRIGGERED
     assert venue.orders[second].trigger_price == Decimal("40590.00")
     assert run(om.ratchet("BTCUSDT", high=40950.0, low=40100.0, price=40200.0)) is None  # never loosens
     restarted = manager(store, venue, stop_loss=0.03, trailing_stop=0.01)  # a new process, same store

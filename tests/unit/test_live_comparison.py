@@ -4,8 +4,6 @@ fields, over the same window; a missing comparison says why instead of failing t
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 from autotrader.adapters.storage.parquet_store import ParquetCandleStore
 from autotrader.domain.candles import SeriesKey, parse_date_ms
@@ -29,20 +27,6 @@ ROBOT = {
 }
 
 
-class RobotStore:
-    """The two things the comparison reads from the robot's state store: its config and its decisions."""
-
-    def __init__(self, config: dict[str, Any] | None, models: list[str]) -> None:
-        self.config = config
-        self.models = models
-
-    def get_meta(self, key: str) -> Any:
-        return self.config if key == "config" else None
-
-    def decisions(self, since_ms: int | None = None, latest: int | None = None) -> list[Any]:
-        return [SimpleNamespace(model=m) for m in self.models]
-
-
 def no_candles() -> CandleStore:
     raise AssertionError("the candle store is opened only when a backtest runs")
 
@@ -55,13 +39,12 @@ def bundled(tmp_path: Path) -> CandleStore:
 
 
 def test_no_signal_and_no_configured_strategy_means_no_comparison() -> None:
-    assert backtest_comparison(RobotStore(None, []), no_candles, SINCE, UNTIL) is None  # type: ignore[arg-type]
+    assert backtest_comparison({}, [], no_candles, SINCE, UNTIL) is None
 
 
 def test_signals_of_an_outside_model_get_a_comparison_that_says_why_there_is_no_backtest() -> None:
-    got = backtest_comparison(
-        RobotStore(ROBOT, ["upstream-lgbm", "upstream-lgbm", "sma_cross"]), no_candles, SINCE, UNTIL
-    )  # type: ignore[arg-type]
+    models = ["upstream-lgbm", "upstream-lgbm", "sma_cross"]  # most signals came from outside
+    got = backtest_comparison(ROBOT, models, no_candles, SINCE, UNTIL)
     assert got is not None
     assert (got.strategy, got.trades) == ("upstream-lgbm", ())
     assert got.note == "'upstream-lgbm' is not a built-in strategy to backtest"
@@ -69,7 +52,7 @@ def test_signals_of_an_outside_model_get_a_comparison_that_says_why_there_is_no_
 
 def test_a_backtest_that_cannot_run_still_gives_a_comparison_with_its_reason(tmp_path: Path) -> None:
     robot = {**ROBOT, "symbols": ["NOSUCHUSDT"]}
-    got = backtest_comparison(RobotStore(robot, []), lambda: bundled(tmp_path), SINCE, UNTIL)  # type: ignore[arg-type]
+    got = backtest_comparison(robot, [], lambda: bundled(tmp_path), SINCE, UNTIL)
     assert got is not None and got.note.startswith("no backtest: ")
 
 
@@ -88,7 +71,7 @@ def test_an_old_robot_config_with_fee_rate_keeps_its_fee() -> None:
 
 
 def test_the_strategy_behind_the_signals_is_backtested_and_its_trades_carry_signal_ids(tmp_path: Path) -> None:
-    got = backtest_comparison(RobotStore(ROBOT, ["sma_cross"]), lambda: bundled(tmp_path), SINCE, UNTIL)  # type: ignore[arg-type]
+    got = backtest_comparison(ROBOT, ["sma_cross"], lambda: bundled(tmp_path), SINCE, UNTIL)
     assert got is not None and got.note == ""
     assert (got.strategy, got.fee_rate, got.slippage_bps) == ("sma_cross", 0.0004, 3.0)
     assert got.trades

@@ -44,6 +44,10 @@ BTC = Instrument(
 )
 
 
+class ProcessDied(BaseException):
+    """The robot's process ends abruptly (nothing after it runs)."""
+
+
 class FakeVenue:
     """A spot account in memory, speaking the ``ExchangePort`` protocol."""
 
@@ -58,6 +62,8 @@ class FakeVenue:
         self.creates: list[str] = []
         self.store = store
         self.fail_next: str | None = None  # "after" (processed, answer lost) / "before" / "reject"
+        self.fail_amend: str | None = None  # "reject" / "unsupported" / "before" / "crash"
+        self.amends: list[str] = []
         self._ids = itertools.count(1)
 
     # ---- market data
@@ -160,6 +166,24 @@ class FakeVenue:
         if o is None or not o.status.is_open:
             return False
         self.orders[client_order_id] = dataclasses.replace(o, status=OrderStatus.CANCELED)
+        return True
+
+    async def amend_trigger(self, market, symbol, client_order_id, trigger_price):
+        """Bybit's ``/v5/order/amend`` of a resting conditional order's trigger price."""
+        self.amends.append(client_order_id)
+        mode, self.fail_amend = self.fail_amend, None
+        if mode == "reject":
+            raise OrderRejected("Bybit 10001: params error")
+        if mode == "unsupported":
+            raise NotImplementedError("this venue cannot amend orders")
+        if mode == "before":
+            raise TemporaryExchangeError("connection reset before the request arrived")
+        if mode == "crash":
+            raise ProcessDied  # the process dies while the request is in flight
+        o = self.orders.get(client_order_id)
+        if o is None or o.status is not OrderStatus.UNTRIGGERED:
+            return False  # 110001: no such open order (filled, triggered, cancelled)
+        self.orders[client_order_id] = dataclasses.replace(o, trigger_price=trigger_price)
         return True
 
     async def cancel_order(self, market, symbol, client_order_id):

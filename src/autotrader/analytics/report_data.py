@@ -58,6 +58,7 @@ last timestamp the model was trained on).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
@@ -113,7 +114,8 @@ REQUIRED_KEYS: Final = (
 )
 
 # risk events that record a change of the risk engine's state; every other event is a denied entry
-STATE_EVENTS: Final = frozenset({"daily_loss_limit_hit", "drawdown_kill_switch", "halt_resumed"})
+# (the labels of ``autotrader.risk.policy.Transition``; analytics does not import risk, a test keeps them equal)
+STATE_EVENTS: Final = frozenset({"daily_loss_hit", "drawdown_halt", "halt_resumed", "daily_reset"})
 EPISODE_GAP_MS: Final = 86_400_000  # denials of one symbol and reason further apart start a new episode
 _MS_PER_HOUR: Final = 3_600_000
 _WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -243,7 +245,7 @@ def build_report(result: BacktestResult) -> dict[str, Any]:
         "performance": _performance(ctx, summary),
         "conventions": dict(CONVENTIONS),
         "per_symbol": _per_symbol(ctx),
-        **_curves(ctx),
+        **_curves(ctx, summary),
         **_calendar_returns(ctx),
         "trades": _trades(ctx),
         "distributions": _distributions(ctx),
@@ -610,7 +612,7 @@ def _own_return(pnl: np.ndarray, notional: np.ndarray) -> float:
     return float(np.sum(pnl)) / used if used > 0 else math.nan
 
 
-def _curves(ctx: _Context) -> dict[str, Any]:
+def _curves(ctx: _Context, summary: dict[str, Any]) -> dict[str, Any]:
     idx = downsample_indices(MAX_CURVE_POINTS, ctx.equity, ctx.benchmark, ctx.drawdown)
     ts = ctx.ts[idx]
     day_dd = metrics.drawdown_series(ctx.day_equity)
@@ -641,8 +643,7 @@ def _curves(ctx: _Context) -> dict[str, Any]:
             "peak_time": _iso(int(ctx.ts[peak])),
             "trough_time": _iso(int(ctx.ts[trough])),
             "recovery_time": recovered,
-            "max_drawdown_duration_days": metrics.max_drawdown_duration(ctx.equity, ctx.ts)
-            / metrics.MS_PER_DAY,
+            "max_drawdown_duration_days": summary["max_drawdown_duration_days"],  # same equity and clock
         },
     }
 
@@ -806,14 +807,16 @@ def _denial_episodes(ctx: _Context) -> dict[str, int]:
     symbol in between and at most ``EPISODE_GAP_MS`` (a day) between consecutive denials.
     """
     events = ctx.result.events
-    entries: dict[str, np.ndarray] = {}
+    entries: dict[str, list[int]] = {}  # sorted Python lists: bisect per event is far cheaper than np.searchsorted
     for sym in set(str(x) for x in ctx.trades["symbol"]):
-        entries[sym] = np.sort(np.asarray(ctx.trades["entry_ts"][ctx.trades["symbol"] == sym], dtype=np.int64))
+        entries[sym] = np.sort(np.asarray(ctx.trades["entry_ts"][ctx.trades["symbol"] == sym], dtype=np.int64)).tolist()
     out: Counter[str] = Counter()
     last: dict[tuple[str, str], int] = {}
-    order = np.argsort(np.asarray(events["ts"], dtype=np.int64), kind="stable")
-    for i in order:
-        reason, sym, ts = str(events["event"][i]), str(events["symbol"][i]), int(events["ts"][i])
+    ts_all = np.asarray(events["ts"], dtype=np.int64)
+    order = np.argsort(ts_all, kind="stable")
+    reasons = [str(x) for x in np.asarray(events["event"])[order].tolist()]
+    symbols = [str(x) for x in np.asarray(events["symbol"])[order].tolist()]
+    for reason, sym, ts in zip(reasons, symbols, ts_all[order].tolist(), strict=True):
         if reason in STATE_EVENTS:
             continue
         prev = last.get((sym, reason))
@@ -821,7 +824,7 @@ def _denial_episodes(ctx: _Context) -> dict[str, int]:
         entered = (
             prev is not None
             and sym_entries is not None
-            and np.searchsorted(sym_entries, ts) > np.searchsorted(sym_entries, prev, side="right")
+            and bisect.bisect_left(sym_entries, ts) > bisect.bisect_right(sym_entries, prev)
         )
         if prev is None or ts - prev > EPISODE_GAP_MS or entered:
             out[reason] += 1
@@ -837,7 +840,7 @@ def _halts(ctx: _Context) -> list[dict[str, Any]]:
     """
     events = ctx.result.events
     kinds = np.asarray(events["event"]).astype(str)
-    halt_ts = np.sort(np.asarray(events["ts"][kinds == "drawdown_kill_switch"], dtype=np.int64))
+    halt_ts = np.sort(np.asarray(events["ts"][kinds == "drawdown_halt"], dtype=np.int64))
     resume_ts = np.sort(np.asarray(events["ts"][kinds == "halt_resumed"], dtype=np.int64))
     out = []
     span = float(ctx.ts[-1] - ctx.ts[0]) or 1.0

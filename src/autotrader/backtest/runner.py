@@ -40,7 +40,8 @@ from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import Instrument, default_instrument, kernel_filters
 from autotrader.domain.timeframe import Timeframe
 from autotrader.risk.limits import RiskLimits
-from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY
+from autotrader.risk.policy import Transition
+from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, Denial
 from autotrader.risk.trading import TradingConfig
 from autotrader.risk.volatility import daily_volatility_of
 from autotrader.strategy.base import Signals, Strategy
@@ -48,20 +49,8 @@ from autotrader.strategy.base import Signals, Strategy
 log = logging.getLogger(__name__)
 
 EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "liquidation", "kill_switch", "end_of_data")
-EVENT_NAMES = {
-    1: "halted_by_drawdown",
-    2: "daily_loss_limit",
-    3: "correlation_limit",
-    4: "below_min_notional",
-    5: "insufficient_funds",
-    6: "kelly_no_edge",
-    7: "low_confidence",
-    8: "short_not_allowed",
-    9: "no_price",
-    101: "daily_loss_limit_hit",
-    102: "drawdown_kill_switch",
-    103: "halt_resumed",
-}
+# event code -> name: the one vocabulary of denials and risk-state changes the robot shows too
+EVENT_NAMES = {int(code): code.label for code in (*Denial, *Transition) if code != Denial.NONE}
 _SIZING_CODES = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from autotrader.backtest.fast.kernel import T_PNL, signal_rows_nb, simulate_portfolio_nb
 from autotrader.backtest.runner import (
@@ -40,6 +40,7 @@ from autotrader.backtest.runner import (
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import Instrument, kernel_filters
+from autotrader.jit import njit
 from autotrader.risk.volatility import daily_volatility_of
 from autotrader.strategy.base import get_strategy
 from autotrader.strategy.indicators import sma_cross_direction_nb

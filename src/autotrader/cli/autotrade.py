@@ -712,7 +712,12 @@ def status_report(*, db: str | None, days: int, settings_file: Path | None = Non
         first_start = min((e.ts_ms for e in store.events(kinds=["start"])), default=None)
         since, window = results_window(until, days, first_start)
         comparison = backtest_comparison(
-            store, lambda: open_store(settings), since, until, cache_dir=settings.cache_dir
+            store.get_meta("config") or {},
+            [d.model for d in store.decisions(since)],
+            lambda: open_store(settings),
+            since,
+            until,
+            cache_dir=settings.cache_dir,
         )
         results = live_results(store, since, until, comparison)
         results["window"] = window

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from autotrader.domain.candles import format_ms
 
 if TYPE_CHECKING:
-    from autotrader.live.status import BacktestComparison, ExitLevels, LiveVsBacktest, RiskManagement
+    from autotrader.analytics.comparison import BacktestComparison
+    from autotrader.live.status import ExitLevels, LiveVsBacktest, RiskManagement
 
 
 def _usd(v: float | None, sign: bool = False) -> str:

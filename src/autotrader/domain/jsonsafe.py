@@ -20,6 +20,13 @@ import numpy as np
 __all__ = ["finite_or_none", "json_safe"]
 
 
+_PLAIN = frozenset((float, int, str, bool))
+
+
+def _float(x: float) -> float | str | None:
+    return x if math.isfinite(x) else None if math.isnan(x) else "inf" if x > 0 else "-inf"
+
+
 def json_safe(obj: Any) -> Any:
     """A JSON-ready copy of ``obj``: plain dicts (str keys), lists, str, int, float, bool and None only.
 
@@ -27,6 +34,8 @@ def json_safe(obj: Any) -> Any:
     lists; tuples and sets → lists; datetimes and dates → ISO 8601 text; ``Decimal`` → its exact text;
     anything else → ``str(obj)``.
     """
+    if type(obj) in _PLAIN or obj is None:  # exact plain types first: the bulk of a report (its trades)
+        return _float(obj) if type(obj) is float else obj
     if isinstance(obj, Mapping):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -40,11 +49,7 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, bool | int | str) or obj is None:
         return obj
     if isinstance(obj, float):
-        if math.isnan(obj):
-            return None
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
+        return _float(obj)
     if isinstance(obj, set | frozenset):
         return [json_safe(v) for v in sorted(obj, key=repr)]
     if isinstance(obj, datetime | date | time):

@@ -607,6 +607,10 @@ def _h_cancel(state: SimState, a: SimAccount | None, p: dict[str, Any], now: int
     return state.engine.cancel_order(_acct(a), p, now)
 
 
+def _h_amend(state: SimState, a: SimAccount | None, p: dict[str, Any], now: int) -> dict[str, Any]:
+    return state.engine.amend_order(_acct(a), p, now)
+
+
 def _h_cancel_all(state: SimState, a: SimAccount | None, p: dict[str, Any], now: int) -> dict[str, Any]:
     return state.engine.cancel_all(_acct(a), p, now)
 
@@ -755,6 +759,7 @@ _ROUTES: dict[str, tuple[str, bool, bool, Handler]] = {
     "/v5/market/tickers": ("GET", False, False, _h_tickers),
     "/v5/order/create": ("POST", True, True, _h_create),
     "/v5/order/cancel": ("POST", True, True, _h_cancel),
+    "/v5/order/amend": ("POST", True, True, _h_amend),
     "/v5/order/cancel-all": ("POST", True, True, _h_cancel_all),
     "/v5/order/realtime": ("GET", True, False, _h_realtime),
     "/v5/order/history": ("GET", True, False, _h_history),

@@ -1025,6 +1025,45 @@ class SimEngine:
         self._finish(acct, order, status, now_ms, cancel_type="CancelByUser")
         return {"orderId": order.order_id, "orderLinkId": order.link_id}
 
+    def amend_order(self, acct: SimAccount, p: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        """Change an open order in place (``POST /v5/order/amend``); returns ``{orderId, orderLinkId}``.
+
+        As Bybit: only an open order (untriggered, new or partially filled) can be amended; an
+        unknown, finished or already triggered one answers 110001 (spot 170213); a request that
+        changes nothing answers 34040 "not modified"; a trigger price or price off the tick, or a
+        quantity off the step, answers 10001. The order keeps its ids, its queue and its side.
+        """
+        self.step(now_ms)
+        category = str(p.get("category", ""))
+        inst = self.instrument(category, str(p.get("symbol", "")))
+        order_id, link_id = p.get("orderId"), p.get("orderLinkId")
+        if not order_id and not link_id:
+            raise SimError(10001, "params error: orderId or orderLinkId is required")
+        order = self.find_order(acct, category, order_id, link_id)
+        if order is None or order.symbol != p.get("symbol") or not order.is_open:
+            if category == "spot":
+                raise SimError(170213, "Order does not exist.")
+            raise SimError(110001, "order not exists or too late to replace")
+        trigger, price, qty = order.trigger_price, order.price, order.qty
+        if p.get("triggerPrice") not in (None, ""):
+            trigger = _dec(p["triggerPrice"], "triggerPrice")
+            if order.status != "Untriggered" or trigger <= 0 or not on_grid(trigger, inst.tick):
+                raise SimError(10001, "params error: triggerPrice invalid")
+        if p.get("price") not in (None, ""):
+            price = _dec(p["price"], "price")
+            if order.order_type != "Limit" or price <= 0 or not on_grid(price, inst.tick):
+                raise SimError(10001, "params error: price invalid")
+        if p.get("qty") not in (None, ""):
+            qty = _dec(p["qty"], "qty")
+            if qty <= order.cum_qty or not on_grid(qty, inst.step) or qty < inst.min_qty:
+                raise SimError(10001, "params error: qty invalid")
+        if (trigger, price, qty) == (order.trigger_price, order.price, order.qty):
+            raise SimError(34040, "Not modified")
+        order.trigger_price, order.price, order.qty = trigger, price, qty
+        order.updated_ms = now_ms
+        self._emit(acct, "order", [self._order_push(order)])
+        return {"orderId": order.order_id, "orderLinkId": order.link_id}
+
     def cancel_all(self, acct: SimAccount, p: dict[str, Any], now_ms: int) -> dict[str, Any]:
         self.step(now_ms)
         category = str(p.get("category", ""))

@@ -87,6 +87,17 @@ class ExchangePort(Protocol):
         """
         ...
 
+    async def amend_trigger(self, market: Market, symbol: str, client_order_id: str, trigger_price: Decimal) -> bool:
+        """Move a resting conditional order's trigger price in place (Bybit ``/v5/order/amend``).
+
+        The order keeps its ids and stays at the venue throughout: no gap in protection. ``True``
+        when the venue accepted the amend (or the order already had that trigger price); ``False``
+        when it holds no open order by that id any more (filled, triggered, cancelled: look it up).
+        Raises ``OrderRejected`` when the venue refuses the new price (the old one still rests),
+        ``TemporaryExchangeError`` when the outcome is unknown (look the order up).
+        """
+        ...
+
     async def open_orders(self, market: Market, symbol: str | None = None) -> list[Order]: ...
 
     async def order_by_client_id(self, market: Market, symbol: str, client_order_id: str) -> Order | None:

@@ -11,11 +11,11 @@ take-profit, and — with a strategy — decide on the bar's signals; check the 
 venue refused to hold; then take the signals the source delivered, decide each, persist the
 decision (with its intents and orders) and only then act and commit the source's offsets.
 
-A decision is the kernel's step 3b for one signal: spot is long-only (a short means "be flat"), an
-opposite or flat signal exits, no pyramiding, and an entry passes ``decide_entry_nb`` (risk gate
-and sizing) and ``entry_quantity_nb`` (lot, minimums, free cash) — the same compiled functions
-the backtest calls. The order goes out at once ("the next moment"), where the backtest fills at
-the next bar's open.
+A decision is the kernel's step 3b for one signal, made by :mod:`autotrader.live.decider` with the
+compiled functions the backtest calls: ``risk.policy.signal_action_nb`` (spot is long-only, an
+opposite or flat signal exits, no pyramiding), then for an entry ``decide_entry_nb`` (risk gate
+and sizing) and ``entry_quantity_nb`` (lot, minimums, free cash). The order goes out at once
+("the next moment"), where the backtest fills at the next bar's open.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from autotrader.domain.instrument import Instrument
 from autotrader.domain.orders import OrderSide, OrderStatus, OrderSubmitted, OrderType, SubmitOrder
 from autotrader.execution.ports import ExchangePort
 from autotrader.live.dead_letters import dead_letter, failure_detail
+from autotrader.live.decider import EntryInputs, EntryPlan, Pause, Settings, decide_action, decide_entry
 from autotrader.live.exits import exit_hit
 from autotrader.live.metrics import RobotMetrics
 from autotrader.live.order_manager import OrderManager
@@ -70,16 +71,14 @@ from autotrader.live.records import (
 )
 from autotrader.live.risk_state import KillSwitch, RiskState
 from autotrader.risk.limits import RiskLimits
+from autotrader.risk.policy import Transition, exposure_vector_nb
 from autotrader.risk.rules import (
-    ALLOWED,
     HALTED,
     SIZING_FIXED,
     SIZING_KELLY,
     SIZING_VOLATILITY,
     Denial,
     correlation_exposure_nb,
-    decide_entry_nb,
-    entry_quantity_nb,
 )
 from autotrader.risk.trading import TradingConfig
 from autotrader.risk.volatility import daily_volatility_of
@@ -230,6 +229,14 @@ class Robot:
         self.om: OrderManager | None = None
         self.risk = RiskState(self.limits, config.capital)
         self.reconciler: Reconciler | None = None
+        self._settings = Settings(
+            self.limits,
+            config.market == "linear",
+            self.lev,
+            config.fee_rate,
+            config.slippage_bps / 10_000.0,
+            _SIZING[config.sizing],
+        )
 
     # --------------------------------------------------------------------------------- lifecycle
 
@@ -509,9 +516,9 @@ class Robot:
 
     async def _mark_and_act(self, prices: dict[str, float], as_of_ms: int) -> None:
         transitions = self._mark(prices, as_of_ms)
-        halted = any(tr.kind == "drawdown_halt" for tr in transitions) or self.risk.state == HALTED
+        halted = any(tr.transition is Transition.DRAWDOWN_HALT for tr in transitions) or self.risk.state == HALTED
         if halted and self.limits.flatten_on_halt:
-            await self.flatten("drawdown_halt")
+            await self.flatten(Transition.DRAWDOWN_HALT.label)
         assert self.om is not None
         for symbol in self.symbols:
             if symbol in prices and not self.om.pending(symbol):
@@ -655,15 +662,22 @@ class Robot:
     # ------------------------------------------------------------------------------------- risk
 
     def entry_block(self) -> str | None:
-        """Why entries are paused right now (``None``: they are not)."""
-        if self.kill_switch.engaged:
-            return "kill_switch"
-        if self.blocked_reason is not None:
-            return "reconciliation_failed"
-        if not in_trading_hours(self.hours, self.clock.now_ms()):
-            return "outside_trading_hours"
+        """Why entries are paused right now (``None``: they are not), as the decisions' label."""
+        pause = self._pause()
+        if pause is not None:
+            return pause.label
         if self.risk.state != 0:
-            return Denial.HALTED_DRAWDOWN.name.lower() if self.risk.state == HALTED else Denial.DAILY_LOSS.name.lower()
+            return (Denial.HALTED_DRAWDOWN if self.risk.state == HALTED else Denial.DAILY_LOSS).label
+        return None
+
+    def _pause(self) -> Pause | None:
+        """The robot's own reason to pause entries now (the risk state's are the decider's)."""
+        if self.kill_switch.engaged:
+            return Pause.KILL_SWITCH
+        if self.blocked_reason is not None:
+            return Pause.RECONCILIATION_FAILED
+        if not in_trading_hours(self.hours, self.clock.now_ms()):
+            return Pause.OUTSIDE_TRADING_HOURS
         return None
 
     def _on_trade(self, trade: ClosedTrade) -> None:
@@ -868,7 +882,9 @@ class Robot:
         assert self.book is not None
         symbol = p.symbol
         if symbol not in self.instruments:
-            self._record_skip(p, source, received_ms, "unknown_symbol", f"{symbol} is not traded by this robot")
+            self._record_skip(
+                p, source, received_ms, Pause.UNKNOWN_SYMBOL.label, f"{symbol} is not traded by this robot"
+            )
             return
         try:
             # the loop refreshes prices every iteration; a signal only waits for one when it is very old
@@ -877,21 +893,24 @@ class Robot:
                 await self.om.refresh(stuck)
         except TemporaryExchangeError as e:
             self._exchange_fault("signal", e)
-            self._record_skip(p, source, received_ms, "exchange_unavailable", str(e)[:300])
+            self._record_skip(p, source, received_ms, Pause.EXCHANGE_UNAVAILABLE.label, str(e)[:300])
             return
         if self.om.pending(symbol):
             self._record_skip(
-                p, source, received_ms, "order_pending", ", ".join(o.client_order_id for o in self.om.pending(symbol))
+                p,
+                source,
+                received_ms,
+                Pause.ORDER_PENDING.label,
+                ", ".join(o.client_order_id for o in self.om.pending(symbol)),
             )
             return
         side = self.book.open_side(symbol, price)
-        want = p.sign
-        if self.config.market == "spot" and want < 0:
-            want = 0  # spot is long-only: a short signal means "be flat"
+        linear = self.config.market == "linear"
+        action = decide_action(p.sign, side, self.om.pending_exit(symbol), linear)
         actions: list[tuple[Intent, StoredOrder]] = []
         now = self.clock.now_ms()
         expires = p.ts + p.horizon_ms
-        if side != 0 and (want == 0 or want != side):
+        if action.exit:
             cid = self.om.client_id(symbol, p.id, "exit")
             intent = Intent(
                 cid,
@@ -908,18 +927,15 @@ class Robot:
             stored = self._exit_order(intent, symbol, price)
             if stored is not None:
                 actions.append((intent, stored))
-        if want == 0 or (side != 0 and want == side):
+        if action.entry_side == 0:
             if actions:
                 await self._commit_and_act(p, source, received_ms, Outcome.EXIT, actions, price, perf)
                 return
-            reason = (
-                "already_in_position"
-                if want != 0
-                else (Denial.SHORT_NOT_ALLOWED.name.lower() if p.sign < 0 else "no_position")
-            )
-            self._record_skip(p, source, received_ms, reason)
+            # nothing to exit after all (no tradable quantity): the signal is what it means with no position
+            skip = action.skip or decide_action(p.sign, 0, False, linear).skip
+            self._record_skip(p, source, received_ms, skip.label if skip is not None else "")
             return
-        entry = self._entry(p, symbol, price, now, expires, bar_prices)
+        entry = self._entry(p, symbol, action.entry_side, price, now, expires, bar_prices)
         if isinstance(entry, str):
             if actions:  # the exit still goes out (a reversal whose entry was denied)
                 await self._commit_and_act(p, source, received_ms, Outcome.EXIT, actions, price, perf, note=entry)
@@ -930,75 +946,36 @@ class Robot:
         await self._commit_and_act(p, source, received_ms, Outcome.ENTRY, actions, price, perf)
 
     def _entry(
-        self, p: Prediction, symbol: str, price: float, now: int, expires: int, bar_prices: bool
+        self, p: Prediction, symbol: str, side: int, price: float, now: int, expires: int, bar_prices: bool
     ) -> tuple[Intent, StoredOrder] | str:
-        """The entry for an allowed signal, or the reason it is denied (the shared risk functions)."""
+        """The entry for an allowed signal (``decider.decide_entry``), or the label of why it is denied."""
         assert self.om is not None
         assert self.book is not None
-        block = self.entry_block()
-        if block is not None and block not in ("halted_drawdown", "daily_loss"):
-            return block
+        pause = self._pause()
+        if pause is not None:  # the decider would refuse: spare the book's numbers
+            return pause.label
         cfg = self.config
-        lim = self.limits
         prices = self._price_map()
         marks = {**prices, **self._bar_closes} if bar_prices else prices  # the kernel decides at the close
-        equity = self.book.equity(marks)
         data = self.history
         symbols = data.symbols if data is not None else self.symbols
         j = symbols.index(symbol)
-        close = np.ascontiguousarray(data.close) if data is not None else np.full((1, len(symbols)), price)
-        t = close.shape[0] - 1
-        exposure = np.array(
-            [self.book.signed_exposure(s, marks.get(s, 0.0)) if not self.om.pending_exit(s) else 0.0 for s in symbols]
-        )
         atr = 0.0
         if cfg.sizing == "volatility" and data is not None:
-            atr = float(daily_volatility_of(data, cfg.timeframe)[t, j])
-        side = float(p.sign)
-        code, fraction = decide_entry_nb(
-            self.risk.state,
-            p.confidence,
-            lim.min_confidence,
-            close,
-            t,
-            exposure,
-            j,
-            side,
-            equity,
-            self.lev,
-            lim.position_size,
-            lim.correlation,
-            lim.correlation_window_bars,
-            _SIZING[cfg.sizing],
-            self.risk.n_wins,
-            self.risk.n_losses,
-            self.risk.sum_win,
-            self.risk.sum_loss,
-            lim.kelly_fraction,
-            lim.kelly_min_trades,
-            atr,
-            lim.risk_per_trade,
-            lim.atr_multiple,
+            atr = float(daily_volatility_of(data, cfg.timeframe)[data.n_bars - 1, j])
+        inputs = EntryInputs(
+            price=price,
+            equity=self.book.equity(marks),
+            free_cash=self.book.free_cash(prices, self.lev),
+            close=np.ascontiguousarray(data.close) if data is not None else np.full((1, len(symbols)), price),
+            exposure=self._exposure(symbols, marks),
+            column=j,
+            daily_volatility=atr,
+            instrument=self.instruments[symbol],
         )
-        if code != ALLOWED:
-            return Denial(int(code)).name.lower()
-        inst = self.instruments[symbol]
-        slip = cfg.slippage_bps / 10_000.0
-        fill = price * (1.0 + slip) if side > 0 else price * (1.0 - slip)
-        qty, code = entry_quantity_nb(
-            fraction,
-            equity,
-            self.lev,
-            fill,
-            self.book.free_cash(prices, self.lev),
-            cfg.fee_rate,
-            float(inst.lot_step),
-            float(inst.min_qty),
-            float(inst.min_notional),
-            np.inf,
-        )
-        if code != ALLOWED:
-            return Denial(int(code)).name.lower()
+        plan = decide_entry(self._settings, side, p.confidence, None, self.risk, inputs)
+        if not isinstance(plan, EntryPlan):
+            return plan.label
         cid = self.om.client_id(symbol, p.id, "entry")
         order_side = OrderSide.BUY if side > 0 else OrderSide.SELL
         intent = Intent(
@@ -1009,18 +986,37 @@ class Robot:
             now,
             reason="signal",
             signal_id=p.id,
-            fraction=float(fraction),
-            decision_equity=equity,
+            fraction=plan.fraction,
+            decision_equity=plan.decision_equity,
             reference_price=price,
             confidence=p.confidence,
             expires_ms=expires,
         )
-        command = SubmitOrder(cid, symbol, cfg.market, order_side, OrderType.MARKET, Decimal(repr(float(qty))))
+        command = SubmitOrder(cid, symbol, cfg.market, order_side, OrderType.MARKET, Decimal(repr(plan.qty)))
         try:
-            command = self.om.fit(command, fill)
+            command = self.om.fit(command, plan.fill_price)
         except OrderRejected as e:
-            return f"below_min_notional: {e}"[:100]
+            return f"{Denial.BELOW_MIN_NOTIONAL.label}: {e}"[:100]
         return intent, self.om.new_order(intent, command)
+
+    def _exposure(self, symbols: Sequence[str], marks: dict[str, float]) -> np.ndarray:
+        """Signed exposure per symbol for the correlation check (the kernel's ``exposure_vector_nb``).
+
+        Orders go out at once, so there is no entry decided and not yet sent: only positions count.
+        """
+        assert self.om is not None
+        assert self.book is not None
+        n = len(symbols)
+        mark = np.array([marks.get(s, 0.0) for s in symbols])
+        qty = np.array(
+            [
+                float(self.book.position(s).qty) if self.book.open_side(s, m) else 0.0
+                for s, m in zip(symbols, mark, strict=True)
+            ]
+        )
+        exiting = np.array([self.om.pending_exit(s) for s in symbols], dtype=np.bool_)
+        none = np.zeros(n)
+        return exposure_vector_nb(qty, mark, exiting, none, none, none, self.lev, np.zeros(n))
 
     def _exit_order(self, intent: Intent, symbol: str, price: float) -> StoredOrder | None:
         assert self.om is not None

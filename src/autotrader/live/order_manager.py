@@ -21,9 +21,15 @@ exchange as a second conditional reduce-only order (``<tag>-<symbol>-tp-…``, i
 that triggers when the price reaches the target; the same refusal rule hands it to the robot
 (``robot_side_targets``). The trailing stop is the resting stop itself: at every bar close the
 best price since the entry is ratcheted with the bar's extreme (persisted under ``trailing_stops``)
-and, when that tightens the level, the resting stop is cancelled and placed again at the new level
-(or the robot-side level moves). Whichever exit fills, the other is cancelled once the position is
-flat.
+and, when that tightens the level, the resting stop is moved there (or the robot-side level moves).
+Whichever exit fills, the other is cancelled once the position is flat.
+
+Moving a stop never leaves the position without one resting (``move_stop``): the stop is amended in
+place (Bybit ``/v5/order/amend``); if the venue refuses or cannot amend, the new stop is placed
+FIRST and the old one cancelled once the new one rests; if the new one is refused as well, the old
+one keeps resting and the robot watches the tighter level itself. The trailing reference is
+persisted before the venue is asked, so a crash mid-move is finished by the reconciliation
+(``align_stop``), and a superseded stop left resting next to its replacement is cancelled then.
 """
 
 from __future__ import annotations
@@ -204,6 +210,28 @@ class OrderManager:
         order = Order.from_command(command, self.clock.now_ms())
         return StoredOrder(order, intent.intent_id, intent.kind, intent.signal_id)
 
+    def _conditional_exit(
+        self, intent: Intent, qty: Decimal, trigger: Decimal, price: float, fault: str
+    ) -> StoredOrder | None:
+        """The resting stop-market exit of ``intent`` at ``trigger``, fitted to the venue's steps; ``None``
+        (and a ``fault`` recorded) when the venue's minimums make it impossible."""
+        command = SubmitOrder(
+            intent.intent_id,
+            intent.symbol,
+            self.market,
+            intent.side,
+            OrderType.STOP_MARKET,
+            qty,
+            trigger_price=trigger,
+            reduce_only=self.market == "linear",
+        )
+        try:
+            command = self.fit(command, price)
+        except OrderRejected as e:
+            self._fault(fault, f"{intent.symbol}: {e}", intent.symbol)
+            return None
+        return self.new_order(intent, command)
+
     def track(self, intent: Intent, stored: StoredOrder | None) -> None:
         """Remember an intent and its order once they are persisted."""
         self.intents[intent.intent_id] = intent
@@ -375,8 +403,12 @@ class OrderManager:
     def _record_fill(self, stored: StoredOrder, order: Order, fill: Fill) -> StoredOrder:
         intent = self.intents.get(stored.intent_id)
         opening = stored.kind is IntentKind.ENTRY or (stored.kind is IntentKind.ADOPTED and self._increases(fill))
-        if stored.kind is IntentKind.STOP:
-            reason = intent.reason if intent is not None and intent.reason else self._stop_fill_reason(order)
+        if stored.kind is IntentKind.STOP:  # from the trigger price: an amended stop keeps its first intent
+            reason = (
+                self._stop_fill_reason(order)
+                if order.trigger_price is not None or intent is None or not intent.reason
+                else intent.reason
+            )
         elif stored.kind is IntentKind.TARGET:
             reason = exits.TAKE_PROFIT
         elif stored.kind is IntentKind.ADOPTED:
@@ -583,19 +615,106 @@ class OrderManager:
         tighter = level > current.order.trigger_price if side > 0 else level < current.order.trigger_price
         if not tighter:
             return None
-        log.info(
-            "trailing stop of %s moves from %s to %s",
-            symbol,
-            current.order.trigger_price,
-            level,
-            extra={"symbol": symbol, "client_order_id": current.client_order_id, "signal_id": current.signal_id},
-        )
-        await self.cancel(current, "trailing stop moves")
-        current = self.stop_order(symbol)
-        if current is not None and not current.order.is_terminal:
-            return None  # the cancel is not confirmed: the next bar close tries again
-        await self.ensure_stop(symbol, price, moved=True)
+        await self.move_stop(current, level, price)
         return level
+
+    async def align_stop(self, symbol: str, price: float) -> Decimal | None:
+        """Move the resting stop to the persisted level if it lags behind it (after a crash mid-move).
+
+        The trailing reference is persisted before a stop is moved, so a process that died between
+        that write and the venue's answer finds the stop short of ``stop_price`` on restart; this
+        moves it (an amend the venue had already applied answers "not modified"). Returns the level
+        when it moved.
+        """
+        if not self.trailing_stop or self.pending_exit(symbol) or self.book.open_side(symbol, price) == 0:
+            return None
+        if self.robot_stop(symbol) is not None:
+            return None
+        current = self.stop_order(symbol)
+        level = self.stop_price(symbol)
+        if level is None or current is None or current.order.status is not OrderStatus.UNTRIGGERED:
+            return None
+        if current.order.trigger_price == level or self.crossed(symbol, price) is not None:
+            return None
+        side = self.book.position(symbol).side
+        if not (level > current.order.trigger_price if side > 0 else level < current.order.trigger_price):
+            return None
+        await self.move_stop(current, level, price)
+        return level
+
+    async def move_stop(self, current: StoredOrder, level: Decimal, price: float) -> StoredOrder | None:
+        """Move the resting stop ``current`` to ``level`` without a moment when the position is unprotected.
+
+        First by amending its trigger price in place (the order never leaves the venue). If the
+        venue no longer holds it open (triggered, filled, cancelled), it is looked up: a fill closes
+        the position; a stop that vanished is placed again at ``level``. If the amend is refused or
+        unsupported, the new stop is PLACED FIRST and the old one cancelled only once the new one is
+        acknowledged; if the new one is refused too, the old one keeps resting and the robot watches
+        ``level`` itself (robot-side stop). An unknown outcome changes nothing: the next bar close
+        (or the reconciliation after a restart, ``align_stop``) tries again. Returns the stop that
+        protects the position afterwards (``None``: none is known to rest).
+        """
+        order = current.order
+        symbol, cid = order.symbol, order.client_order_id
+        bind = {"symbol": symbol, "client_order_id": cid, "signal_id": current.signal_id}
+        log.info("trailing stop of %s moves from %s to %s", symbol, order.trigger_price, level, extra=bind)
+        self.store.save_order(order, "amend_requested", f"trigger {order.trigger_price} -> {level}")
+        try:
+            amended = await self.exchange.amend_trigger(order.market, symbol, cid, level)
+        except NotImplementedError:
+            amended = None
+            log.info("the venue cannot amend %s: placing the new stop before cancelling it", cid, extra=bind)
+        except OrderRejected as e:
+            amended = None
+            log.warning("amend of %s refused (%s): placing the new stop before cancelling it", cid, e, extra=bind)
+            self._fault("AmendRefused", f"{cid} to {level}: {str(e)[:300]}", symbol)
+        except TemporaryExchangeError as e:
+            self._fault(type(e).__name__, f"amend {cid}: {e}", symbol)
+            return current  # unknown: the old or the new level rests, and both protect
+        if amended:
+            now = self.clock.now_ms()
+            moved = dataclasses.replace(order, trigger_price=level, updated_ms=now)
+            stored = self._save(current, moved, "amended", f"trigger -> {level}")
+            pos = self.book.position(symbol)
+            if pos.stop_client_order_id == cid:
+                self.update_position(dataclasses.replace(pos, stop_price=level, updated_ms=now))
+            self.metrics.orders.inc(kind=str(current.kind), result="amended")
+            return stored
+        if amended is False:  # the venue holds no open order by that id: learn what became of it
+            stored = await self.refresh(current)
+            if not stored.order.is_terminal:
+                return stored  # the venue still reports it (it is triggering): the next sync settles it
+            return await self.ensure_stop(symbol, price, moved=True)
+        return await self._replace_stop(current, level, price)
+
+    async def _replace_stop(self, current: StoredOrder, level: Decimal, price: float) -> StoredOrder | None:
+        """Place a stop at ``level`` next to ``current``, then cancel ``current`` (never the other way round)."""
+        symbol = current.order.symbol
+        replacement = await self._place_stop(symbol, price, level, attempt_after=current)
+        if replacement is None:
+            return current
+        if replacement.order.status is OrderStatus.REJECTED:
+            pos = self.book.position(symbol)  # the old stop stays the position's stop ...
+            self.update_position(
+                dataclasses.replace(
+                    pos,
+                    stop_client_order_id=current.client_order_id,
+                    stop_price=current.order.trigger_price,
+                    updated_ms=self.clock.now_ms(),
+                )
+            )
+            # ... and the robot watches the tighter level itself
+            self._robot_side(symbol, "sl", level, 1, replacement.order.reason or "refused")
+            return current
+        if replacement.order.status is OrderStatus.UNTRIGGERED:
+            await self.cancel(current, "replaced by a tighter stop")
+        return replacement
+
+    async def _drop_superseded_stops(self, symbol: str, keep: StoredOrder) -> None:
+        """Cancel stops of ``symbol`` other than the resting ``keep`` (left by a replacement a crash interrupted)."""
+        for stale in self.open_orders(symbol, (IntentKind.STOP,)):
+            if stale.client_order_id != keep.client_order_id and stale.order.status is OrderStatus.UNTRIGGERED:
+                await self.cancel(stale, f"superseded by {keep.client_order_id}")
 
     def crossed(self, symbol: str, price: float) -> str | None:
         """The exit reason when ``price`` is already through the stop or the target (``None``: it is not)."""
@@ -610,8 +729,9 @@ class OrderManager:
         """Place the position's stop at the venue unless one is resting (or an exit is pending).
 
         The stop's level is the stop-loss tightened by the trailing stop (``stop_price``). A flat
-        position's leftover stop (its target filled) is cancelled. Returns the new stop order, or
-        ``None`` when nothing was placed.
+        position's leftover stop (its target filled) is cancelled, and so is a superseded stop still
+        resting next to the position's own (a replacement interrupted by a crash). Returns the new
+        stop order, or ``None`` when nothing was placed.
         """
         if not self.stop_loss and not self.trailing_stop:
             return None
@@ -623,16 +743,34 @@ class OrderManager:
             for stale in self.open_orders(symbol, (IntentKind.STOP,)):  # its target filled: the stop goes
                 await self.cancel(stale, "position flat")
             return None
+        current = self.stop_order(symbol)
+        if current is not None and current.order.status is OrderStatus.UNTRIGGERED:
+            await self._drop_superseded_stops(symbol, current)
         if self.robot_stop(symbol) is not None:
             return None  # the venue refused it: the robot watches this stop itself
-        current = self.stop_order(symbol)
         if current is not None and not current.order.is_terminal:
             return None
-        pos = self.book.position(symbol)
-        attempt = pos.stop_attempt + 1 if current is not None else pos.stop_attempt
         trigger = self.stop_price(symbol)
         if trigger is None:
             return None
+        stored = await self._place_stop(symbol, price, trigger, attempt_after=current, replaced=not moved)
+        if stored is not None:
+            self._count_refusal(symbol, stored, "sl")
+        return stored
+
+    async def _place_stop(
+        self,
+        symbol: str,
+        price: float,
+        trigger: Decimal,
+        *,
+        attempt_after: StoredOrder | None,
+        replaced: bool = False,
+    ) -> StoredOrder | None:
+        """Persist a stop at ``trigger`` as the position's stop (next attempt id after ``attempt_after``); send it."""
+        side = self.book.open_side(symbol, price)
+        pos = self.book.position(symbol)
+        attempt = pos.stop_attempt + 1 if attempt_after is not None else pos.stop_attempt
         qty = self.book.tradable_qty(symbol, price)
         exit_side = OrderSide.SELL if side > 0 else OrderSide.BUY
         basis = pos.entry_client_order_id or f"pos{pos.entry_ms}"
@@ -640,40 +778,27 @@ class OrderManager:
         now = self.clock.now_ms()
         reason = self.stop_reason(symbol, trigger)
         intent = Intent(cid, IntentKind.STOP, symbol, exit_side, now, reason=reason, signal_id=pos.signal_id)
-        command = SubmitOrder(
-            cid,
-            symbol,
-            self.market,
-            exit_side,
-            OrderType.STOP_MARKET,
-            qty,
-            trigger_price=trigger,
-            reduce_only=self.market == "linear",
-        )
-        try:
-            command = self.fit(command, price)
-        except OrderRejected as e:
-            self._fault("StopNotPlaceable", f"{symbol}: {e}", symbol)
+        stored = self._conditional_exit(intent, qty, trigger, price, "StopNotPlaceable")
+        if stored is None:
             return None
-        stored = self.new_order(intent, command)
         position = dataclasses.replace(
             pos, stop_client_order_id=cid, stop_price=trigger, stop_attempt=attempt, updated_ms=now
         )
         self.store.save_intent(intent, stored.order, position)
         self.book.with_position(position)
         self.track(intent, stored)
-        if current is not None and not moved:
+        if attempt_after is not None and replaced:
             log.warning(
                 "stop-loss of %s disappeared (%s); placing it again as %s",
                 symbol,
-                current.order.status,
+                attempt_after.order.status,
                 cid,
                 extra={"symbol": symbol, "client_order_id": cid, "signal_id": pos.signal_id},
             )
-            self.store.record_event(RobotEvent(now, "stop_replaced", f"{current.client_order_id} -> {cid}", symbol))
-        stored = await self.execute(stored)
-        self._count_refusal(symbol, stored, "sl")
-        return stored
+            self.store.record_event(
+                RobotEvent(now, "stop_replaced", f"{attempt_after.client_order_id} -> {cid}", symbol)
+            )
+        return await self.execute(stored)
 
     # ------------------------------------------------------------------------------------- targets
 
@@ -726,22 +851,9 @@ class OrderManager:
         intent = Intent(
             cid, IntentKind.TARGET, symbol, exit_side, now, reason=exits.TAKE_PROFIT, signal_id=pos.signal_id
         )
-        command = SubmitOrder(
-            cid,
-            symbol,
-            self.market,
-            exit_side,
-            OrderType.STOP_MARKET,
-            qty,
-            trigger_price=level,
-            reduce_only=self.market == "linear",
-        )
-        try:
-            command = self.fit(command, price)
-        except OrderRejected as e:
-            self._fault("TargetNotPlaceable", f"{symbol}: {e}", symbol)
+        stored = self._conditional_exit(intent, qty, level, price, "TargetNotPlaceable")
+        if stored is None:
             return None
-        stored = self.new_order(intent, command)
         self.targets[symbol] = {"entry": key, "cid": cid, "attempt": attempt}
         self.store.save_intent(intent, stored.order)
         self.store.set_meta(TARGETS_META, self.targets)
@@ -769,13 +881,18 @@ class OrderManager:
         self._stop_refusals[(symbol, kind)] = (key, n)
         if n < STOP_REFUSALS_BEFORE_FALLBACK:
             return
-        level = order.trigger_price
-        last = (order.reason or "refused")[:300]
+        assert order.trigger_price is not None
+        self._robot_side(symbol, kind, order.trigger_price, n, order.reason or "refused")
+
+    def _robot_side(self, symbol: str, kind: str, level: Decimal, refusals: int, why: str) -> None:
+        """The robot watches ``symbol``'s stop (``sl``) or target (``tp``) at ``level`` itself from now on."""
+        key = self._position_key(symbol)
+        last = why[:300]
         record: dict[str, object] = {
             "price": str(level),
             "entry": key,
             "since_ms": self.clock.now_ms(),
-            "refusals": n,
+            "refusals": refusals,
             "last": last,
         }
         what = "stop-loss" if kind == "sl" else "take-profit"
@@ -790,13 +907,13 @@ class OrderManager:
             "exit at market when the price reaches it",
             what,
             symbol,
-            n,
+            refusals,
             last,
             what,
             level,
-            extra={"symbol": symbol, "client_order_id": order.client_order_id, "signal_id": stored.signal_id},
+            extra={"symbol": symbol, "signal_id": self.book.position(symbol).signal_id},
         )
-        detail = f"{symbol}: {what} refused {n} times ({last}); robot-side {what} at {level}"
+        detail = f"{symbol}: {what} refused {refusals} times ({last}); robot-side {what} at {level}"
         self._fault("StopRefused" if kind == "sl" else "TargetRefused", detail, symbol)
 
     def robot_stop(self, symbol: str) -> Decimal | None:

@@ -15,7 +15,9 @@ A pass, in order:
    a spot position must not exceed the account's coin balance, nor the robot's cash its USDT. A
    mismatch fails the pass (``ReconcileError`` says what differs): the robot refuses to trade.
 5. **Stops and targets**: every open position gets its stop (stop-loss / trailing stop, at the level
-   persisted before the crash) and its take-profit back if they are missing at the venue.
+   persisted before the crash) and its take-profit back if they are missing at the venue; a
+   resting stop short of the persisted trailing level (a move interrupted by the crash) is moved
+   to it (``OrderManager.align_stop``).
 """
 
 from __future__ import annotations
@@ -340,7 +342,8 @@ class Reconciler:
             price = prices.get(symbol)
             if price is None:
                 continue
-            if await om.ensure_stop(symbol, price) is not None:
+            placed = await om.ensure_stop(symbol, price) is not None
+            if placed or await om.align_stop(symbol, price) is not None:  # or a move a crash interrupted
                 self._count("stops")
             if await om.ensure_target(symbol, price) is not None:
                 self._count("stops")

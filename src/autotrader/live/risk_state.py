@@ -1,8 +1,9 @@
 """The risk engine's run-time state: peak and day-start equity, ACTIVE / DAILY_BLOCKED / HALTED, Kelly stats.
 
-The transitions are the backtest's (``autotrader.risk.rules.update_state_nb``, called here as in
-the kernel's step 3): a daily loss beyond ``daily_loss`` blocks entries until the next UTC day;
-a drawdown beyond ``max_drawdown`` from the peak halts entries for good (and, with
+The transitions are the backtest's: marking calls ``autotrader.risk.policy.roll_day_nb`` and ``mark_risk_nb``,
+a closed trade ``kelly_update_nb``, the functions the kernel's step 3 calls. A daily loss beyond
+``daily_loss`` blocks entries until the next UTC day; a drawdown beyond ``max_drawdown`` from the
+peak halts entries for good (and, with
 ``flatten_on_halt``, closes every position). The day starts at 00:00 UTC: the first mark of a new
 day takes the previous mark's equity as the day's start, as the kernel does at a day's first bar.
 
@@ -21,7 +22,8 @@ from pathlib import Path
 from autotrader.domain.errors import StorageError
 from autotrader.live.records import ClosedTrade, RiskSnapshot
 from autotrader.risk.limits import RiskLimits
-from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED, EngineState, update_state_nb
+from autotrader.risk.policy import Transition, kelly_update_nb, mark_risk_nb, roll_day_nb, transitions_of
+from autotrader.risk.rules import ACTIVE, EngineState
 
 DAY_MS = 86_400_000
 
@@ -105,8 +107,13 @@ class KillSwitch:
 class RiskTransition:
     """A state change caused by marking equity (recorded as an event)."""
 
-    kind: str  # daily_reset / daily_loss_hit / drawdown_halt
+    transition: Transition
     detail: str
+
+    @property
+    def kind(self) -> str:
+        """The transition's label (``daily_reset`` / ``daily_loss_hit`` / ``drawdown_halt``), the event kind."""
+        return self.transition.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +161,9 @@ class RiskState:
 
     def record_trade(self, trade: ClosedTrade) -> None:
         """Closed-trade statistics for Kelly sizing (the kernel's definition of a trade's return)."""
-        r = trade.return_fraction
-        if r > 0:
-            self.n_wins += 1
-            self.sum_win += r
-        else:
-            self.n_losses += 1
-            self.sum_loss += -r
+        self.n_wins, self.n_losses, self.sum_win, self.sum_loss = kelly_update_nb(
+            trade.return_fraction, self.n_wins, self.n_losses, self.sum_win, self.sum_loss
+        )
 
     def load_trades(self, trades: list[ClosedTrade]) -> None:
         for trade in trades:
@@ -169,49 +172,50 @@ class RiskState:
     # ---------------------------------------------------------------------------------- marking
 
     def mark(self, equity: float, as_of_ms: int) -> list[RiskTransition]:
-        """Mark equity at ``as_of_ms``: new UTC day, peak, then ``update_state_nb``; the changes made."""
-        out: list[RiskTransition] = []
+        """Mark equity at ``as_of_ms`` (the shared ``roll_day_nb``, ``mark_risk_nb``); the changes made."""
         if not math.isfinite(equity):
-            return out
-        day = as_of_ms // DAY_MS * DAY_MS
-        if self.day_start_ms < 0:
-            self.day_start_ms = day
-        elif day > self.day_start_ms:
-            self.day_start_ms = day
-            self.day_start_equity = self.last_equity
-            if self.state == DAILY_BLOCKED:
-                self.state = ACTIVE
-                out.append(RiskTransition("daily_reset", f"new UTC day: entries allowed again at {equity:.2f}"))
-        self.peak_equity = max(self.peak_equity, equity)
-        new_state = int(
-            update_state_nb(
-                self.state,
-                equity,
-                self.peak_equity,
-                self.day_start_equity,
-                self.limits.daily_loss,
-                self.limits.max_drawdown,
-            )
+            return []
+        if self.day_start_ms < 0:  # the first mark ever: today is the current day, started at the capital
+            self.day_start_ms = as_of_ms // DAY_MS * DAY_MS
+        state, day_start_equity, next_day_ms, reset = roll_day_nb(
+            self.state, as_of_ms, self.day_start_ms + DAY_MS, self.last_equity, self.day_start_equity
         )
-        if new_state != self.state:
-            if new_state == HALTED:
-                self.halted_reason = (
-                    f"drawdown {self.drawdown(equity):.2%} from the peak {self.peak_equity:.2f} reached the "
-                    f"{self.limits.max_drawdown:.0%} limit"
-                )
-                out.append(RiskTransition("drawdown_halt", self.halted_reason))
-            elif new_state == DAILY_BLOCKED:
-                out.append(
-                    RiskTransition(
-                        "daily_loss_hit",
-                        f"today's loss {self.daily_loss(equity):.2%} reached the {self.limits.daily_loss:.0%} "
-                        "limit: entries blocked until 00:00 UTC",
-                    )
-                )
-            self.state = new_state
+        state, peak, _, moves = mark_risk_nb(
+            state,
+            equity,
+            self.peak_equity,
+            day_start_equity,
+            as_of_ms,
+            0,
+            self.limits.daily_loss,
+            self.limits.max_drawdown,
+            0,  # the robot's halt is for good: an operator resumes it
+        )
+        self.state, self.peak_equity, self.day_start_equity = int(state), float(peak), float(day_start_equity)
+        self.day_start_ms = int(next_day_ms) - DAY_MS
+        mask = int(moves) | (Transition.DAILY_RESET.bit if reset else 0)
+        out = [RiskTransition(tr, self._detail(tr, equity)) for tr in transitions_of(mask)]
+        for tr in out:
+            if tr.transition is Transition.DRAWDOWN_HALT:
+                self.halted_reason = tr.detail
         self.last_equity = equity
         self.updated_ms = as_of_ms
         return out
+
+    def _detail(self, transition: Transition, equity: float) -> str:
+        if transition is Transition.DRAWDOWN_HALT:
+            return (
+                f"drawdown {self.drawdown(equity):.2%} from the peak {self.peak_equity:.2f} reached the "
+                f"{self.limits.max_drawdown:.0%} limit"
+            )
+        if transition is Transition.DAILY_LOSS_HIT:
+            return (
+                f"today's loss {self.daily_loss(equity):.2%} reached the {self.limits.daily_loss:.0%} "
+                "limit: entries blocked until 00:00 UTC"
+            )
+        if transition is Transition.DAILY_RESET:
+            return f"new UTC day: entries allowed again at {equity:.2f}"
+        return f"entries allowed again at {equity:.2f}"
 
     def drawdown(self, equity: float | None = None) -> float:
         eq = self.last_equity if equity is None else equity

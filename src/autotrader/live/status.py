@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from autotrader.analytics.comparison import BacktestComparison
 from autotrader.domain.candles import format_ms
 from autotrader.live import exits
 from autotrader.live.order_manager import ROBOT_STOPS_META, ROBOT_TARGETS_META, TARGETS_META, TRAILING_META
@@ -40,34 +41,6 @@ from autotrader.risk.rules import EngineState
 
 DAY_MS = 86_400_000
 STALE_HEARTBEAT_MS = 30_000
-
-
-@dataclass(frozen=True)
-class BacktestTrade:
-    """One trade of the comparison backtest (from ``BacktestResult.trades``)."""
-
-    signal_id: str
-    symbol: str
-    side: int
-    qty: float
-    entry_price: float
-    exit_price: float
-    fees: float
-    pnl: float
-
-
-@dataclass(frozen=True)
-class BacktestComparison:
-    """What the backtest of the same strategy says about the same period."""
-
-    strategy: str
-    accuracy: float | None
-    evaluated: int
-    trades: Sequence[BacktestTrade]
-    fee_rate: float
-    slippage_bps: float
-    note: str = ""  # why there is no comparison at all
-    accuracy_note: str = ""  # why the backtest has no accuracy
 
 
 @dataclass

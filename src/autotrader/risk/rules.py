@@ -11,11 +11,16 @@ import math
 from enum import IntEnum
 
 import numpy as np
-from numba import njit
+
+from autotrader.jit import njit
 
 
 class Denial(IntEnum):
-    """Why the risk engine or the venue rules refused an entry (recorded as events)."""
+    """Why the risk engine or the venue rules refused an entry: THE denial vocabulary.
+
+    ``label`` (the name, lower-cased) is what every environment shows: the backtest's events and
+    reports, the robot's decisions, ``autotrade --mode=status`` and the dashboard.
+    """
 
     NONE = 0
     HALTED_DRAWDOWN = 1  # the kill switch: drawdown limit breached earlier
@@ -25,8 +30,13 @@ class Denial(IntEnum):
     INSUFFICIENT_FUNDS = 5  # not enough cash/margin for the minimum order
     KELLY_NO_EDGE = 6  # (informational) Kelly estimate <= 0; sized at the floor instead
     LOW_CONFIDENCE = 7  # signal confidence below the risk level's threshold
-    SHORT_NOT_ALLOWED = 8  # short signal on a spot market (treated as exit)
+    # 8 was SHORT_NOT_ALLOWED: a spot short is not a denial but the signal rule's ``policy.Skip``
     NO_PRICE = 9  # the symbol has no bar at the fill time (gap or not listed)
+
+    @property
+    def label(self) -> str:
+        """The name reports, decisions, status and the dashboard show."""
+        return self.name.lower()
 
 
 class EngineState(IntEnum):
@@ -294,31 +304,6 @@ def entry_denial_nb(
     if correlation_after > correlation_limit:
         return DENY_CORRELATION
     return ALLOWED
-
-
-@njit(cache=True)
-def update_state_nb(
-    state: int, equity: float, peak_equity: float, day_start_equity: float, daily_loss: float, max_drawdown: float
-) -> int:
-    """Next engine state after marking equity: HALTED is final; daily block lasts the UTC day."""
-    if state == HALTED:
-        return HALTED
-    if peak_equity > 0.0 and equity <= peak_equity * (1.0 - max_drawdown):
-        return HALTED
-    if day_start_equity > 0.0 and equity <= day_start_equity * (1.0 - daily_loss):
-        return DAILY_BLOCKED
-    return state
-
-
-@njit(cache=True)
-def halt_cooled_off_nb(state: int, now_ms: int, halted_at_ms: int, resume_after_ms: int) -> bool:
-    """True when a drawdown halt has lasted ``resume_after_ms`` and trading may resume.
-
-    ``resume_after_ms <= 0`` means a halt is for good (``--on-halt stop``, the default, as in
-    live trading). On resuming, the caller re-bases the peak on the current equity, as an
-    operator's reset after a cooling-off period does: the next halt needs a fresh drawdown.
-    """
-    return state == HALTED and resume_after_ms > 0 and now_ms >= halted_at_ms + resume_after_ms
 
 
 @njit(cache=True)

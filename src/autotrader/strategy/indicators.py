@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from autotrader.domain.candles import FloatArray
 from autotrader.domain.errors import ConfigError
+from autotrader.jit import njit
 
 # --------------------------------------------------------------------------------------------------
 # 1-D kernels on the compressed (present-bars-only) series

@@ -1,29 +1,30 @@
 """The backtest beside the robot's live results: the strategy that made the signals, over the same window.
 
-``backtest_comparison`` reads the robot's saved configuration and decisions from its state store
-(the ``StateStore`` port) and the candles from a candle store, backtests the strategy behind most of
-the signals with the robot's trading fields, and returns the ``BacktestComparison`` that
-``live.status.live_results`` sets against the live trades. ``cli.status`` renders it.
+``backtest_comparison`` takes the robot's saved configuration and the models behind its decisions
+(the caller reads them from the state store) and the candles from a candle store, backtests the
+strategy behind most of the signals with the robot's trading fields, and returns the
+``BacktestComparison`` that ``live.status.live_results`` sets against the live trades.
+``cli.status`` renders it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from autotrader.analytics.comparison import BacktestComparison, BacktestTrade
 from autotrader.backtest.runner import BacktestConfig, run_backtest
 from autotrader.backtest.session import build_strategy
 from autotrader.domain.candles import format_ms
-from autotrader.live.ports import StateStore
-from autotrader.live.status import BacktestComparison, BacktestTrade
 from autotrader.marketdata.store import CandleStore, read_aligned
 
 __all__ = ["backtest_comparison", "comparison_config"]
 
 
 def backtest_comparison(
-    store: StateStore,
+    robot_config: Mapping[str, Any],
+    signal_models: Sequence[str],
     open_candles: Callable[[], CandleStore],
     since_ms: int,
     until_ms: int,
@@ -32,15 +33,16 @@ def backtest_comparison(
 ) -> BacktestComparison | None:
     """Backtest the strategy that made the signals from ``since_ms`` to ``until_ms`` on stored candles.
 
-    The strategy is the model behind most decisions of the window (else the robot's configured
-    strategy); ``None`` when there is neither. A model that is not a built-in strategy, or a
+    ``robot_config``: the robot's saved configuration (its ``config`` meta record); ``signal_models``:
+    the model of each decision in the window. The strategy is the model behind most of them (else
+    the robot's configured strategy); ``None`` when there is neither. A model that is not a built-in strategy, or a
     backtest that cannot run, gives a comparison whose ``note`` says why. ``open_candles`` is
     called (and the store closed) only when a backtest runs.
     """
     from autotrader.strategy.base import registered_strategies
 
-    config = store.get_meta("config") or {}
-    models = [d.model for d in store.decisions(since_ms)]
+    config = robot_config
+    models = list(signal_models)
     if not models and config.get("strategy"):
         models = [config["strategy"]]
     if not models:

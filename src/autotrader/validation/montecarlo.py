@@ -64,12 +64,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
 from autotrader.analytics import metrics
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.jsonsafe import finite_or_none
+from autotrader.jit import njit
 
 __all__ = [
     "BAND_PERCENTILES",

@@ -48,13 +48,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-from numba import njit
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from autotrader.analytics import metrics
 from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.jsonsafe import json_safe
+from autotrader.jit import njit
 
 __all__ = [
     "DEFAULT_PARTITIONS",

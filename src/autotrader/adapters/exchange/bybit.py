@@ -40,6 +40,7 @@ from autotrader.adapters.exchange import parsers
 from autotrader.adapters.exchange.errors import (
     DUPLICATE_CODES,
     NOT_FOUND_CODES,
+    NOT_MODIFIED_CODES,
     Action,
     AmbiguousOutcome,
     error_for,
@@ -696,6 +697,39 @@ class BybitExchange:
             if ret_code_of(e) not in NOT_FOUND_CODES:
                 raise
             return False
+        return True
+
+    async def amend_trigger(self, market: Market, symbol: str, client_order_id: str, trigger_price: Decimal) -> bool:
+        """``POST /v5/order/amend`` with the new ``triggerPrice`` (rounded to the tick).
+
+        ``True``: accepted, or 34040 "not modified" (it already has that price). ``False``: no open
+        order by that id (110001, 170213, 110008: filled, triggered or cancelled). Other refusals
+        (10001 bad price, ...) raise ``OrderRejected``; the order then still rests unchanged.
+        """
+        instrument = await self.instrument(market, symbol)
+        tick = instrument.tick_size
+        price = tick * round(trigger_price / tick) if tick > 0 else trigger_price
+        params = {
+            "category": market,
+            "symbol": symbol.upper(),
+            "orderLinkId": client_order_id,
+            "triggerPrice": _wire(price),
+        }
+        try:
+            await self._call("privatePostV5OrderAmend", "/v5/order/amend", params, category=market)
+        except OrderRejected as e:
+            code = ret_code_of(e)
+            if code in NOT_MODIFIED_CODES:
+                return True
+            if code in NOT_FOUND_CODES:
+                return False
+            raise
+        log.info(
+            "order %s: trigger price amended to %s",
+            client_order_id,
+            price,
+            extra={"symbol": symbol, "client_order_id": client_order_id},
+        )
         return True
 
     async def cancel_order(self, market: Market, symbol: str, client_order_id: str) -> Order | None:

@@ -67,8 +67,10 @@ RET_CODES: dict[int, RetCode] = {
     10027: RetCode(AuthError, Action.RAISE, "trading is banned for this account"),
     10429: RetCode(RateLimited, Action.WAIT, "system-level frequency protection"),
     33004: RetCode(AuthError, Action.RAISE, "API key expired"),
+    # --- amend: the order already has what was asked (e.g. the same trigger price again)
+    34040: RetCode(OrderRejected, Action.SUCCESS, "order not modified"),
     # --- derivatives orders (110xxx)
-    110001: RetCode(OrderRejected, Action.NOT_FOUND, "order does not exist"),
+    110001: RetCode(OrderRejected, Action.NOT_FOUND, "order does not exist (or already triggered: too late to amend)"),
     110003: RetCode(OrderRejected, Action.RAISE, "order price outside the permissible range"),
     110004: RetCode(InsufficientFunds, Action.RAISE, "wallet balance insufficient"),
     110007: RetCode(InsufficientFunds, Action.RAISE, "available balance insufficient"),
@@ -98,6 +100,7 @@ RET_CODES: dict[int, RetCode] = {
 
 DUPLICATE_CODES = frozenset(c for c, r in RET_CODES.items() if r.action is Action.RECONCILE)
 NOT_FOUND_CODES = frozenset(c for c, r in RET_CODES.items() if r.action is Action.NOT_FOUND)
+NOT_MODIFIED_CODES = frozenset(c for c, r in RET_CODES.items() if r.action is Action.SUCCESS)
 
 
 def lookup(ret_code: int) -> RetCode:

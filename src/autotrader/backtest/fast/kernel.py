@@ -35,20 +35,30 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from autotrader.jit import njit
+from autotrader.risk.policy import (
+    BIT_DAILY_LOSS_HIT,
+    BIT_DRAWDOWN_HALT,
+    BIT_HALT_RESUMED,
+    EVENT_DAILY_LOSS_HIT,
+    EVENT_DRAWDOWN_HALT,
+    EVENT_HALT_RESUMED,
+    exposure_vector_nb,
+    kelly_update_nb,
+    mark_risk_nb,
+    roll_day_nb,
+    signal_action_nb,
+)
 from autotrader.risk.rules import (
     ACTIVE,
     ALLOWED,
-    DAILY_BLOCKED,
     DENY_NO_PRICE,
     HALTED,
     SIZING_VOLATILITY,
     decide_entry_nb,
     entry_quantity_nb,
-    halt_cooled_off_nb,
     round_to_tick_nb,
-    update_state_nb,
 )
 
 DAY_MS = 86_400_000
@@ -62,10 +72,8 @@ EXIT_LIQUIDATION = 4
 EXIT_KILL_SWITCH = 5
 EXIT_END = 6
 
-# Event codes: 1..99 are entry denials (``Denial``); these are state changes.
-EVENT_DAILY_LOSS_HIT = 101
-EVENT_DRAWDOWN_HALT = 102
-EVENT_HALT_RESUMED = 103
+# Event codes: 1..99 are entry denials (``Denial``); 101.. are state changes (``Transition``,
+# imported above from the shared policy: EVENT_DAILY_LOSS_HIT, EVENT_DRAWDOWN_HALT, EVENT_HALT_RESUMED).
 
 # Trade record columns (float64 matrix)
 T_SYMBOL = 0
@@ -286,11 +294,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     slip_dn = 1.0 - slippage
 
     for t in range(n):
-        if ts[t] >= next_day_ms:  # a new UTC day (no integer division per bar)
-            next_day_ms = (ts[t] // DAY_MS + 1) * DAY_MS
-            day_start_equity = equity
-            if state == DAILY_BLOCKED:
-                state = ACTIVE
+        # a new UTC day starts from the previous close's equity (before this bar's fills)
+        state, day_start_equity, next_day_ms, _ = roll_day_nb(state, ts[t], next_day_ms, equity, day_start_equity)
 
         # ---- 1a. open: gaps through resting stops / targets, then pending exits
         for j in range(m if n_open > 0 else 0):
@@ -524,30 +529,21 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
         equity = wallet + upnl
         equity_out[t] = equity
         exposure_out[t] = gross / equity if n_open > 0 and equity > 0.0 else 0.0
-        if equity > peak:
-            peak = equity
         # closed-trade statistics for Kelly (only trades already closed)
         for _ in range(n_trades - (n_wins + n_losses)):
             idx = n_wins + n_losses
             r = trades[idx, T_PNL] / (trades[idx, T_QTY] * trades[idx, T_ENTRY_PRICE])
-            if r > 0:
-                n_wins += 1
-                sum_win += r
-            else:
-                n_losses += 1
-                sum_loss += -r
-        if halt_cooled_off_nb(state, ts[t], halted_at_ms, resume_after_ms):
-            state = ACTIVE
-            peak = equity  # the operator's reset: a new halt needs a fresh drawdown from here
-            n_events = _record_event_nb(events, n_events, t, -1, EVENT_HALT_RESUMED)
-        new_state = update_state_nb(state, equity, peak, day_start_equity, daily_loss, max_drawdown)
-        if new_state != state:
-            if new_state == HALTED:
-                halted_at_ms = ts[t]
+            n_wins, n_losses, sum_win, sum_loss = kelly_update_nb(r, n_wins, n_losses, sum_win, sum_loss)
+        state, peak, halted_at_ms, moves = mark_risk_nb(
+            state, equity, peak, day_start_equity, ts[t], halted_at_ms, daily_loss, max_drawdown, resume_after_ms
+        )
+        if moves != 0:
+            if moves & BIT_HALT_RESUMED:
+                n_events = _record_event_nb(events, n_events, t, -1, EVENT_HALT_RESUMED)
+            if moves & BIT_DRAWDOWN_HALT:
                 n_events = _record_event_nb(events, n_events, t, -1, EVENT_DRAWDOWN_HALT)
-            elif new_state == DAILY_BLOCKED:
+            if moves & BIT_DAILY_LOSS_HIT:
                 n_events = _record_event_nb(events, n_events, t, -1, EVENT_DAILY_LOSS_HIT)
-            state = new_state
 
         # ---- 3b. close: this bar's signals -> risk gate -> orders for the next open
         if t == n - 1:
@@ -566,25 +562,19 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
             if math.isnan(d) or not present[t, j]:
                 continue
             q = qty[j]
-            want = d
-            if not linear and want < 0:
-                want = 0.0  # spot is long-only: a short signal means "be flat"
-            if q != 0.0 and (want == 0.0 or (want > 0) != (q > 0)) and not pend_exit[j]:
+            do_exit, side, _skip = signal_action_nb(d, q, pend_exit[j], linear)
+            if do_exit:
                 pend_exit[j] = True
                 pend_exit_reason[j] = EXIT_SIGNAL
-            if want == 0.0 or (q != 0.0 and (want > 0) == (q > 0)):
+            if side == 0:
                 continue
             c = confidence[t, j]
             if math.isnan(c):
                 c = 1.0  # a strategy that gives no confidence is sure of its signal
             if corr_limit < 1.0:
-                for k in range(m):
-                    if qty[k] != 0.0 and not pend_exit[k]:
-                        signed_exposure[k] = qty[k] * last_close[k]
-                    elif pend_entry[k] != 0.0:  # decided on this bar, fills at the next open
-                        signed_exposure[k] = pend_entry[k] * pend_fraction[k] * pend_equity[k] * lev
-                    else:
-                        signed_exposure[k] = 0.0
+                exposure_vector_nb(
+                    qty, last_close, pend_exit, pend_entry, pend_fraction, pend_equity, lev, signed_exposure
+                )
             code, frac = decide_entry_nb(
                 state,
                 c,
@@ -593,7 +583,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 t,
                 signed_exposure,
                 j,
-                1.0 if want > 0 else -1.0,
+                float(side),
                 equity,
                 lev,
                 position_size,
@@ -615,7 +605,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 continue
             if pend_entry[j] == 0.0:
                 n_pend_entry += 1
-            pend_entry[j] = 1.0 if want > 0 else -1.0
+            pend_entry[j] = float(side)
             pend_fraction[j] = frac
             pend_equity[j] = equity
             pend_conf[j] = c

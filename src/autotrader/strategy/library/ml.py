@@ -67,12 +67,12 @@ import time
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import FloatArray
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.fees import DEFAULT_SLIPPAGE_BPS, default_taker_fee, round_trip_cost
+from autotrader.jit import njit
 from autotrader.strategy.base import Param, Signals, Strategy
 from autotrader.strategy.cache import PredictionCache
 from autotrader.strategy.indicators import (

@@ -1,0 +1,198 @@
+"""Decision parity under risk limits: the backtest and the robot decide the same signals the same way.
+
+Two highly correlated symbols (ETH is BTC / 16 with a little noise) are replayed bar by bar through
+exchange-sim; a scripted strategy emits the same signals to the backtest and to the robot in demo
+mode. Both go through ``risk.policy`` (signal rule, risk-state marking) and ``risk.rules`` (gate,
+sizing), so every signal must end the same way on both sides, with the same denial NAME:
+
+* BTC long, then ETH long: the ETH entry is sized down by a tight correlation limit (0.5);
+* a 15 % crash of both while held: today's loss passes the 3 % limit (``daily_loss_hit``);
+* flat signals exit (exits are never blocked), then longs that day are denied ``daily_loss``;
+* on the next UTC day, entries resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from robot_harness import connect, new_account, robot_config, sim_server
+
+from autotrader.adapters.state import open_state_store
+from autotrader.backtest.runner import BacktestConfig, run_backtest
+from autotrader.domain.candles import Candles
+from autotrader.live.clock import FunctionClock
+from autotrader.live.engine import Robot
+from autotrader.live.records import Outcome
+from autotrader.marketdata.store import AlignedCandles, align
+from autotrader.risk.policy import Transition
+from autotrader.risk.rules import Denial
+from autotrader.strategy.base import Signals, Strategy
+
+HOUR = 3_600_000
+START = 1_709_251_200_000  # 2024-03-01 00:00 UTC: the first bar the robot decides on
+WARMUP = 100
+BARS = 32  # the robot's bars: into the next UTC day (bar 24 opens at 2024-03-02 00:00)
+CRASH = 10  # the bar whose close is 15 % below its open, on both symbols
+RISK = {
+    "position_size": 0.3,
+    "stop_loss": None,
+    "daily_loss": 0.03,
+    "max_drawdown": 0.5,
+    "correlation": 0.5,
+    "correlation_window_bars": 48,
+}
+# (robot bar, symbol) -> signal direction, and how both sides must end it
+SCRIPT = {
+    (2, "BTCUSDT"): 1.0,
+    (4, "ETHUSDT"): 1.0,
+    (12, "BTCUSDT"): 0.0,
+    (12, "ETHUSDT"): 0.0,
+    (14, "BTCUSDT"): 1.0,
+    (16, "ETHUSDT"): 1.0,
+    (26, "BTCUSDT"): 1.0,
+    (28, "ETHUSDT"): 1.0,
+}
+EXPECTED = {
+    (2, "BTCUSDT"): "entry",
+    (4, "ETHUSDT"): "entry",  # sized down (checked below)
+    (12, "BTCUSDT"): "exit",
+    (12, "ETHUSDT"): "exit",
+    (14, "BTCUSDT"): Denial.DAILY_LOSS.label,
+    (16, "ETHUSDT"): Denial.DAILY_LOSS.label,
+    (26, "BTCUSDT"): "entry",  # a new UTC day: the block is lifted
+    (28, "ETHUSDT"): "entry",
+}
+
+
+class ScriptedSignals(Strategy):
+    """Emits ``{(bar open ms, symbol): direction}`` at exactly those bars, confidence 1."""
+
+    name = "parity_risk_script"
+
+    def __init__(self, script: dict[tuple[int, str], float] | None = None) -> None:
+        super().__init__()
+        self.script = script or {}
+
+    def generate(self, data: AlignedCandles) -> Signals:
+        d = np.full(data.close.shape, np.nan)
+        row = {int(ts): i for i, ts in enumerate(data.ts)}
+        for (ts, symbol), v in self.script.items():
+            if ts in row and symbol in data.symbols:
+                d[row[ts], data.symbols.index(symbol)] = v
+        return Signals(direction=d, confidence=np.where(np.isnan(d), np.nan, 1.0))
+
+
+def _candles() -> dict[str, Candles]:
+    """Hourly BTC and ETH from WARMUP bars before START to one bar past the robot's last, ETH ~ BTC / 16."""
+    n = WARMUP + BARS + 1
+    rng = np.random.default_rng(7)
+    ts = START - WARMUP * HOUR + HOUR * np.arange(n, dtype=np.int64)
+    step = rng.normal(0.0, 0.004, n)
+    step[WARMUP + CRASH] = np.log(0.85)
+    btc = 40_000.0 * np.exp(np.cumsum(step))
+    eth = btc / 16.0 * np.exp(rng.normal(0.0, 0.0005, n))
+    out = {}
+    for symbol, close in (("BTCUSDT", btc), ("ETHUSDT", eth)):
+        c = np.round(close, 2)
+        o = np.concatenate(([c[0]], c[:-1]))
+        h = np.round(np.maximum(o, c) * 1.001, 2)
+        lo = np.round(np.minimum(o, c) * 0.999, 2)
+        out[symbol] = Candles(ts, o, h, lo, c, np.full(n, 1_000.0))
+    return out
+
+
+def _script() -> dict[tuple[int, str], float]:
+    return {(START + bar * HOUR, symbol): v for (bar, symbol), v in SCRIPT.items()}
+
+
+def _backtest(candles: dict[str, Candles]):
+    config = BacktestConfig(
+        symbols=("BTCUSDT", "ETHUSDT"),
+        timeframe="1h",
+        initial_capital=10_000.0,
+        strategy=ScriptedSignals.name,
+        risk_level="aggressive",
+        risk_overrides=RISK,
+        market="spot",
+        slippage_bps=2.0,
+        offline_windows=((START - WARMUP * HOUR, START - HOUR),),
+    )
+    return run_backtest(config, align(candles), ScriptedSignals(_script()))
+
+
+def _backtest_decisions(result) -> dict[tuple[int, str], str]:
+    """How the backtest ended each scripted signal: entry, exit, or the denial's name."""
+    names = {d.label for d in Denial}
+    out: dict[tuple[int, str], str] = {}
+    for bar, symbol in SCRIPT:
+        ts = START + bar * HOUR
+        denied = [str(e["event"]) for e in result.events if int(e["ts"]) == ts and str(e["symbol"]) == symbol]
+        denied = [e for e in denied if e in names]
+        entered = any(int(t["signal_ts"]) == ts and str(t["symbol"]) == symbol for t in result.trades)
+        exited = any(
+            int(t["exit_ts"]) == ts + HOUR and str(t["symbol"]) == symbol and str(t["exit_reason"]) == "signal"
+            for t in result.trades
+        )
+        out[(bar, symbol)] = denied[0] if denied else "entry" if entered else "exit" if exited else "nothing"
+    return out
+
+
+def _robot_decisions(store) -> dict[tuple[int, str], str]:
+    out = {}
+    for d in store.decisions():
+        bar = (d.signal_ts - HOUR - START) // HOUR  # a strategy signal is stamped at its bar's close
+        out[(int(bar), d.symbol)] = (
+            "entry" if d.outcome is Outcome.ENTRY else "exit" if d.outcome is Outcome.EXIT else d.reason
+        )
+    return out
+
+
+@pytest.mark.slow
+def test_backtest_and_robot_decide_correlation_and_daily_loss_the_same_way(tmp_path) -> None:
+    candles = _candles()
+    config = robot_config(
+        timeframe="1h", risk_level="aggressive", risk_overrides=RISK, lookback_bars=WARMUP, strategy=None
+    )
+    with sim_server(candles, timeframe="1h", warmup_bars=WARMUP, spread_bps=0.0, slippage_bps=2.0) as sim:
+        assert sim.admin.market_time_ms() == START
+        account = new_account(sim, "10000")
+        store = open_state_store(f"sqlite:///{tmp_path / 'state.db'}")
+        exchange = connect(sim, account)
+        clock = FunctionClock(sim.state.clock.now_ms)
+        robot = Robot(config, exchange, store, clock, strategy=ScriptedSignals(_script()))
+
+        async def go() -> None:
+            await robot.start()
+            for _ in range(BARS):
+                sim.admin.advance(HOUR)
+                await robot.step()
+            await exchange.close()
+
+        asyncio.run(go())
+    live = _robot_decisions(store)
+    live_events = [(e.kind, e.ts_ms) for e in store.events()]
+    live_trades = store.load_trades()
+    open_positions = store.load_positions()
+    store.close()
+    result = _backtest(candles)
+    backtest = _backtest_decisions(result)
+
+    assert live == backtest  # the same decision, and the same denial name, for every signal
+    assert backtest == EXPECTED
+
+    # the daily-loss block starts at the crash bar's close on both sides
+    crash_close = START + (CRASH + 1) * HOUR
+    hit = Transition.DAILY_LOSS_HIT.label
+    assert [int(e["ts"]) + HOUR for e in result.events if str(e["event"]) == hit] == [crash_close]
+    assert [ts for kind, ts in live_events if kind == hit] == [crash_close]
+
+    # the correlated ETH entry is sized down alike: about half a full position on both sides
+    bt_eth = next(t for t in result.trades if str(t["symbol"]) == "ETHUSDT")
+    live_eth = next(t for t in live_trades if t.symbol == "ETHUSDT")
+    bt_btc = next(t for t in result.trades if str(t["symbol"]) == "BTCUSDT")
+    ratio = bt_eth["qty"] * bt_eth["entry_price"] / (bt_btc["qty"] * bt_btc["entry_price"])
+    assert 0.4 < ratio < 0.7  # a full position would be 1.0
+    assert float(live_eth.qty) == pytest.approx(bt_eth["qty"], rel=3e-3)  # the spot fee is paid in the coin
+    assert {s for s, p in open_positions.items() if p.qty > 0} == {"BTCUSDT", "ETHUSDT"}
