@@ -602,5 +602,3 @@ def _figure(v: Any) -> float | None:
     if isinstance(v, str) and v in ("inf", "-inf"):
         return float(v)
     return None if v is None else float(v)
-
-

@@ -815,4 +815,3 @@ _SYNTHETIC_RUNS: Final[
     "correlation_shock": _correlation,
     "system_failure": _system_failure,
 }
-
