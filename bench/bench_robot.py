@@ -135,7 +135,7 @@ async def segment(
     from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
     from autotrader.adapters.state import open_state_store
     from autotrader.live.clock import FunctionClock
-    from autotrader.live.engine import Robot, RobotConfig
+    from autotrader.live.robot import Robot, RobotConfig
 
     exchange = BybitExchange(BybitConfig.custom(url, key, secret, rate_limits=False, timeout_s=5.0))
     now = (await exchange.ticker("spot", "BTCUSDT")).ts_ms
@@ -192,7 +192,7 @@ async def skip_rate(url: str, key: str, secret: str, n: int = 2000) -> float:
     from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
     from autotrader.adapters.state import open_state_store
     from autotrader.live.clock import FunctionClock
-    from autotrader.live.engine import Robot, RobotConfig
+    from autotrader.live.robot import Robot, RobotConfig
 
     exchange = BybitExchange(BybitConfig.custom(url, key, secret, rate_limits=False, timeout_s=5.0))
     now = (await exchange.ticker("spot", "BTCUSDT")).ts_ms

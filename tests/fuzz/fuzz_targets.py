@@ -381,14 +381,15 @@ class SignalTarget(Target):
     def open(self, workdir: Path) -> None:
         from autotrader.adapters.state import open_state_store
         from autotrader.live.clock import FunctionClock
-        from autotrader.live.engine import Robot, RobotConfig
+        from autotrader.live.robot import Robot, RobotConfig
+        from autotrader.live.signal_intake import SignalIntake
 
         super().open(workdir)
         self.store = open_state_store("sqlite:///:memory:")
         self.poisoned: list[str] = []
         target = self
 
-        class IntakeOnlyRobot(Robot):
+        class IntakeOnly(SignalIntake):
             """The robot's intake with the trade decision replaced by a recorded skip (no exchange)."""
 
             async def on_signal(self, p: Any, source: str, received_ms: int, perf: float, **_kw: Any) -> None:
@@ -399,7 +400,8 @@ class SignalTarget(Target):
                 await super()._poison(delivery, error)
 
         config = RobotConfig(symbols=("BTCUSDT", "ETHUSDT"), timeframe="1h", capital=1000.0)
-        self.robot = IntakeOnlyRobot(config, None, self.store, FunctionClock(lambda: T0 + 60_000))  # type: ignore[arg-type]
+        self.robot = Robot(config, None, self.store, FunctionClock(lambda: T0 + 60_000))  # type: ignore[arg-type]
+        self.robot.intake = IntakeOnly(self.robot)
         self.loop = asyncio.new_event_loop()
         self.offset = 0
         self.counted: Counter[str] = Counter()

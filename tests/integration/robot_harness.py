@@ -17,8 +17,8 @@ from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
 from autotrader.domain.candles import Candles
 from autotrader.exchange_sim import SimConfig, SimServer, synthetic_candles
 from autotrader.live.clock import FunctionClock
-from autotrader.live.engine import Robot, RobotConfig
 from autotrader.live.metrics import RobotMetrics
+from autotrader.live.robot import Robot, RobotConfig
 from autotrader.signals.intake import Delivery, classify
 
 MINUTE = 60_000

@@ -26,7 +26,7 @@ def warm_up() -> None:
     import autotrader.adapters.broker.kafka
     import autotrader.adapters.state
     import autotrader.cli.autotrade
-    import autotrader.live.engine  # noqa: F401
+    import autotrader.live.robot  # noqa: F401
     from autotrader.adapters.exchange.bybit import _client_class
     from autotrader.risk import policy, rules
 
@@ -75,7 +75,7 @@ def child(spec: dict, log_path: str, env: dict[str, str]) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.environ.update(env)
     from autotrader.cli.autotrade import RobotOptions, run_robot
-    from autotrader.live.engine import RobotConfig
+    from autotrader.live.robot_config import RobotConfig
 
     options = RobotOptions(
         config=RobotConfig(**spec["config"]),

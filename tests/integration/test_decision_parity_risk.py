@@ -23,8 +23,8 @@ from autotrader.adapters.state import open_state_store
 from autotrader.backtest.runner import BacktestConfig, run_backtest
 from autotrader.domain.candles import Candles
 from autotrader.live.clock import FunctionClock
-from autotrader.live.engine import Robot
 from autotrader.live.records import Outcome
+from autotrader.live.robot import Robot
 from autotrader.marketdata.store import AlignedCandles, align
 from autotrader.risk.policy import Transition
 from autotrader.risk.rules import Denial

@@ -31,7 +31,7 @@ from autotrader.backtest.runner import BacktestConfig, run_backtest
 from autotrader.domain.aligned import align
 from autotrader.domain.candles import Candles, SeriesKey
 from autotrader.live.clock import FunctionClock
-from autotrader.live.engine import Robot
+from autotrader.live.robot import Robot
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 from autotrader.strategy.base import get_strategy
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, robot_config, sim_server, venue_view
 
 from autotrader.adapters.state import open_state_store
-from autotrader.live.engine import in_trading_hours, parse_trading_hours
 from autotrader.live.records import Outcome
 from autotrader.live.risk_state import KillSwitch
+from autotrader.live.robot_config import in_trading_hours, parse_trading_hours
 from autotrader.risk.rules import HALTED
 
 

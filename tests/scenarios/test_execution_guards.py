@@ -11,7 +11,7 @@ import pytest
 from autotrader.backtest.runner import BacktestConfig
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.instrument import Instrument
-from autotrader.live.engine import RobotConfig
+from autotrader.live.robot_config import RobotConfig
 from tests.scenarios.harness import run_scenario
 
 FLAT = (100.0, 101.0, 99.0, 100.0)

@@ -17,9 +17,9 @@ from autotrader.domain.aligned import align
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.instrument import Instrument
 from autotrader.live.clock import FunctionClock
-from autotrader.live.engine import Robot, RobotConfig
 from autotrader.live.portfolio import Book
 from autotrader.live.records import Ledger, PositionState
+from autotrader.live.robot import Robot, RobotConfig
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 from autotrader.risk import rules
 from autotrader.signals.prediction import Prediction
@@ -131,7 +131,7 @@ def _robot_for(tables: dict, t: int, aaa_qty: float, cash: float, config: Backte
 
     robot.om = _Orders()  # type: ignore[assignment]
     for s, rows in tables.items():
-        robot._set_price(s, rows[t][3])
+        robot.market_view.set_price(s, rows[t][3])
     return robot
 
 
@@ -149,7 +149,7 @@ def test_correlation_sizing_backtest_and_robot_give_the_same_size_for_the_same_s
         id="s1", symbol="BBB", ts=T0 + t * HOUR_MS, direction="long", confidence=1.0, horizon="1h", model="x"
     )
     # decided on bar t's closes, filled at bar t+1's open (the kernel's convention; no slippage here)
-    out = robot._entry(p, "BBB", 1, tables["BBB"][t + 1][0], T0 + t * HOUR_MS, T0 + (t + 1) * HOUR_MS, True)
+    out = robot.intake.entry(p, 1, tables["BBB"][t + 1][0], T0 + t * HOUR_MS, bar_prices=True)
     assert not isinstance(out, str), out
     intent, command = out
     assert float(command.qty) == pytest.approx(bbb["qty"], rel=1e-9)  # the same quantity

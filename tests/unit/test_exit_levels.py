@@ -20,11 +20,11 @@ from autotrader.domain.errors import ConfigError, OrderRejected
 from autotrader.domain.orders import OrderStatus
 from autotrader.live import exits
 from autotrader.live.clock import FunctionClock
-from autotrader.live.engine import check_exit_settings
 from autotrader.live.order_manager import STOP_REFUSALS_BEFORE_FALLBACK, OrderManager
 from autotrader.live.portfolio import Book
 from autotrader.live.reconcile import Reconciler
 from autotrader.live.records import IntentKind, Ledger
+from autotrader.live.robot_config import check_exit_settings
 from autotrader.risk.limits import risk_limits
 from autotrader.risk.rules import round_to_tick_nb
 

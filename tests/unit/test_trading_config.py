@@ -19,7 +19,7 @@ from autotrader.domain.candles import SeriesKey
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.fees import DEFAULT_FEES
 from autotrader.exchange_sim.engine import Fees
-from autotrader.live.engine import RobotConfig
+from autotrader.live.robot_config import RobotConfig
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
 from autotrader.risk.trading import TradingConfig
 from autotrader.strategy.build import build_strategy

@@ -2,7 +2,7 @@
 
 Wiring lives here, at the edge: the Bybit adapter (or a local ``exchange-sim``), the state store,
 the Kafka signal source, the clock and the metrics endpoint are built and handed to
-``autotrader.live.engine.Robot``.
+``autotrader.live.robot.Robot``.
 
 Demo mode never sends an order to a real account. It runs against one of:
 
@@ -34,7 +34,7 @@ import typer
 
 if TYPE_CHECKING:
     from autotrader.config import Settings
-    from autotrader.live.engine import RobotConfig
+    from autotrader.live.robot_config import RobotConfig
 
 log = logging.getLogger("autotrader.cli.autotrade")
 
@@ -223,7 +223,7 @@ def build_config(
 
     from autotrader.domain.errors import ConfigError
     from autotrader.domain.timeframe import Timeframe
-    from autotrader.live.engine import RobotConfig
+    from autotrader.live.robot_config import RobotConfig
 
     lookback = 300
     if strategy:
@@ -377,10 +377,10 @@ async def _run(  # noqa: C901 - wiring, in order
     from autotrader.api.control import ControlServer
     from autotrader.api.security import load_api_token
     from autotrader.domain.errors import AuthError, ConfigError
-    from autotrader.live.engine import Robot
     from autotrader.live.metrics import LogCounter, RobotMetrics
     from autotrader.live.reconcile import ReconcileError
     from autotrader.live.risk_state import KillSwitch
+    from autotrader.live.robot import Robot
 
     cfg = options.config
     if options.metrics_port:

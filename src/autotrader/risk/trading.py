@@ -1,6 +1,6 @@
 """What is traded, at which costs and under which risk limits: the fields a backtest and the robot share.
 
-``BacktestConfig`` (backtest.runner) and ``RobotConfig`` (live.engine) both subclass
+``BacktestConfig`` (backtest.runner) and ``RobotConfig`` (live.robot_config) both subclass
 ``TradingConfig``, so the same trading fields give the same risk limits and the same fee in a
 backtest and in the robot, and a saved backtest keeps its flat field names.
 """

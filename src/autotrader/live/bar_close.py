@@ -1,0 +1,159 @@
+"""What the robot does when a bar closes: mark, update risk, protect positions, act on the strategy's signals.
+
+At a newly closed bar, exactly as the backtest kernel does at a bar's close: mark equity and
+update the risk state (daily loss, drawdown halt, flatten), ratchet trailing stops with the bar's
+extreme and rest every position's stop and take-profit, score the acted-on signals whose horizon
+it reached, and — with a strategy — decide on the bar's signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from autotrader.domain.aligned import AlignedCandles
+from autotrader.domain.candles import format_ms
+from autotrader.live.signal_engine import window_start_ms
+from autotrader.risk.policy import Transition
+from autotrader.risk.rules import HALTED
+from autotrader.signals.prediction import Prediction
+
+if TYPE_CHECKING:
+    from autotrader.live.robot import Robot
+
+log = logging.getLogger(__name__)
+
+_ALIGNED = ("ts", "open", "high", "low", "close", "volume", "present")
+
+
+class BarClose:
+    """A robot's work at each closed bar (``on_bar_close``)."""
+
+    def __init__(self, robot: Robot) -> None:
+        self.robot = robot
+
+    async def on_bar_close(self, bar_ts: int) -> None:
+        """The bar opened at ``bar_ts`` closed: mark, update risk, protect positions, act on strategy signals."""
+        robot = self.robot
+        await robot.market_view.load_history()
+        data = robot.history
+        if data is None or int(data.ts[-1]) < bar_ts:
+            return  # the venue has not served the bar yet: try again on the next iteration
+        robot.last_bar_ts = bar_ts
+        t = data.n_bars - 1
+        closes = {s: float(data.close[t, j]) for j, s in enumerate(data.symbols) if data.present[t, j]}
+        robot.market_view.bar_closes = closes
+        assert robot.om is not None
+        await robot.om.sync_open_orders()  # stops that filled during the bar: the book must know before marking
+        for symbol, value in closes.items():
+            if symbol not in robot.market_view.prices:
+                robot.market_view.set_price(symbol, value)
+        await self._mark_and_act(closes, bar_ts)
+        self._score_signals(data)
+        if robot.strategy is not None:
+            await robot.market_view.refresh_prices(force=True)  # orders go out at the next moment's price
+            await self._strategy_signals(data, bar_ts)
+
+    def _score_signals(self, data: AlignedCandles) -> None:
+        """Record the close at each acted-on signal's horizon (for live signal accuracy)."""
+        robot = self.robot
+        until = int(data.ts[-1]) + robot.tf_ms
+        column = {s: j for j, s in enumerate(data.symbols)}
+        for d in robot.store.signals_to_score(until):
+            j = column.get(d.symbol)
+            bar = (d.expires_ms // robot.tf_ms) * robot.tf_ms - robot.tf_ms  # the bar that closes at or before it
+            i = int(np.searchsorted(data.ts, bar))
+            if j is None or i >= data.n_bars or int(data.ts[i]) != bar or not data.present[i, j]:
+                if j is None or bar < int(data.ts[0]):
+                    robot.store.score_signal(d.signal_id, -1.0)  # too old to score: marked so, never again
+                continue
+            robot.store.score_signal(d.signal_id, float(data.close[i, j]))
+
+    async def _mark_and_act(self, prices: dict[str, float], as_of_ms: int) -> None:
+        robot = self.robot
+        transitions = robot.mark(prices, as_of_ms)
+        halted = any(tr.transition is Transition.DRAWDOWN_HALT for tr in transitions) or robot.risk.state == HALTED
+        if halted and robot.limits.flatten_on_halt:
+            await robot.exits.flatten(Transition.DRAWDOWN_HALT.label)
+        assert robot.om is not None
+        for symbol in robot.symbols:
+            if symbol in prices and not robot.om.pending(symbol):
+                price = prices[symbol]
+                extremes = self._trail_extremes(symbol, price) if robot.limits.trailing_stop else None
+                if extremes is not None:
+                    # the trailing stop ratchets with the closed bar's extreme; the new level applies from
+                    # now (the next bar's open): a price already through it exits at market, as the
+                    # kernel's gap through a stop fills at the open
+                    price = await robot.price(symbol, max_age_s=0.0)
+                    await robot.om.ratchet(symbol, *extremes, price, bar_ts=robot.last_bar_ts)
+                    reason = robot.om.crossed(symbol, price)
+                    if reason is not None:
+                        log.warning("%s of %s already crossed at %s: exit at market", reason, symbol, price)
+                        await robot.exits.exit_now(symbol, price, reason)
+                        continue
+                await robot.om.protect(symbol, price)
+
+    def _trail_extremes(self, symbol: str, price: float) -> tuple[float, float] | None:
+        """(highest high, lowest low) of the closed bars a position's trailing stop has not seen yet.
+
+        From the entry's bar (the kernel ratchets with it too) or the bar after the last one it
+        ratcheted with, to the bar that just closed: after a restart, the bars closed while the
+        robot was down count as well. ``None``: flat, or no such bar.
+        """
+        robot = self.robot
+        data, om, book = robot.history, robot.om, robot.book
+        if data is None or om is None or book is None or symbol not in data.symbols:
+            return None
+        if robot.last_bar_ts < 0 or int(data.ts[-1]) != robot.last_bar_ts or not book.open_side(symbol, price):
+            return None
+        j = data.symbols.index(symbol)
+        since = (book.position(symbol).entry_ms // robot.tf_ms) * robot.tf_ms
+        seen = om.trail_bar(symbol)
+        if seen is not None:
+            since = max(since, seen + robot.tf_ms)
+        rows = np.flatnonzero((data.ts >= since) & data.present[:, j])
+        if not len(rows):
+            return None
+        return float(data.high[rows, j].max()), float(data.low[rows, j].min())
+
+    async def _strategy_signals(self, data: AlignedCandles, bar_ts: int) -> None:
+        robot = self.robot
+        assert robot.strategy is not None
+        first = int(np.searchsorted(data.ts, window_start_ms(robot.strategy, robot.tf_ms, bar_ts)))
+        if first > 0:  # the strategy's window (anchored for a retrained model: the same model all period)
+            data = dataclasses.replace(data, **{c: getattr(data, c)[first:] for c in _ALIGNED})
+        signals = await asyncio.to_thread(robot.strategy.generate, data)  # a model may train: off the loop
+        t = data.n_bars - 1
+        now = robot.clock.now_ms()
+        perf = time.perf_counter()
+        if all(math.isnan(float(signals.direction[t, j])) for j in range(len(data.symbols))):
+            log.info(
+                "strategy %s: no signal at the bar close %s UTC (%d bars seen)",
+                robot.strategy.name,
+                format_ms(bar_ts + robot.tf_ms),
+                data.n_bars,
+            )
+        for j, symbol in enumerate(data.symbols):
+            d = float(signals.direction[t, j])
+            if math.isnan(d) or not data.present[t, j]:
+                continue
+            conf = float(signals.confidence[t, j])
+            prediction = Prediction(
+                id=f"{robot.strategy.name}-{symbol}-{robot.config.timeframe}-{bar_ts}",
+                symbol=symbol,
+                ts=bar_ts + robot.tf_ms,
+                direction="long" if d > 0 else "short" if d < 0 else "flat",
+                confidence=1.0 if math.isnan(conf) else min(1.0, max(0.0, conf)),
+                horizon=robot.config.timeframe,
+                model=robot.strategy.name,
+            )
+            if robot.store.seen(prediction.id):
+                continue
+            robot.metrics.signals.inc(verdict="accepted", source="strategy")
+            await robot.intake.on_signal(prediction, f"strategy:{robot.strategy.name}", now, perf, bar_prices=True)

@@ -1,0 +1,368 @@
+"""The trading robot's loop: signals in, one risk decision path, orders out — on an asyncio loop.
+
+    robot = Robot(config, exchange, store, clock, signals=kafka_source)   # everything injected
+    await robot.start()          # loads the store, reconciles with the exchange (refuses on mismatch)
+    await robot.run(stop_event)  # until stopped
+
+Each loop iteration: refresh the clock and prices; on a newly closed bar (``live.bar_close``), mark
+equity and update the risk state exactly as the backtest kernel does (``live.marking``), protect
+positions and — with a strategy — decide on the bar's signals; check the robot-side exits the venue
+refused to hold (``live.robot_exits``); then take the signals the source delivered and decide each
+(``live.signal_intake``, with the pure ``live.decider`` and ``live.intents``), persisting the
+decision before acting and committing the source's offsets. Prices and bars: ``live.market_view``.
+
+The robot owns its state (book, order manager, risk state, created by ``start``) and these
+collaborators; it keeps the lifecycle: start, stop, run, step, reconcile and the heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+
+from autotrader.domain.aligned import AlignedCandles
+from autotrader.domain.errors import ConfigError, TemporaryExchangeError
+from autotrader.domain.instrument import Instrument
+from autotrader.execution.ports import ExchangePort
+from autotrader.live.bar_close import BarClose
+from autotrader.live.decider import Pause, Settings
+from autotrader.live.market_view import MarketView, Price
+from autotrader.live.marking import Marking
+from autotrader.live.metrics import RobotMetrics
+from autotrader.live.order_manager import OrderManager
+from autotrader.live.portfolio import Book
+from autotrader.live.ports import Clock, StateStore
+from autotrader.live.reconcile import ReconcileError, Reconciler
+from autotrader.live.records import ClosedTrade, Heartbeat, Ledger, ReconcileSummary, RobotEvent
+from autotrader.live.risk_state import KillSwitch, RiskState, RiskTransition
+from autotrader.live.robot_config import RobotConfig, check_exit_settings, in_trading_hours, parse_trading_hours
+from autotrader.live.robot_exits import RobotExits
+from autotrader.live.signal_intake import SignalIntake
+from autotrader.risk.rules import HALTED, SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, Denial
+from autotrader.signals.intake import Delivery, SignalSource
+from autotrader.strategy.base import Strategy
+
+log = logging.getLogger(__name__)
+
+_SIZING = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
+
+
+class Robot:
+    """One trading robot. See the module docstring."""
+
+    def __init__(
+        self,
+        config: RobotConfig,
+        exchange: ExchangePort,
+        store: StateStore,
+        clock: Clock,
+        *,
+        signals: SignalSource | None = None,
+        strategy: Strategy | None = None,
+        kill_switch: KillSwitch | None = None,
+        metrics: RobotMetrics | None = None,
+        robot_name: str | None = None,
+    ) -> None:
+        self.config = config
+        self.limits = config.limits()
+        self.exchange = exchange
+        self.store = store
+        self.clock = clock
+        self.signals = signals
+        self.strategy = strategy
+        self.kill_switch = kill_switch or KillSwitch()
+        self.metrics = metrics or RobotMetrics()
+        self.name = robot_name or config.tag
+        self.tf_ms = config.tf.ms
+        self.hours = parse_trading_hours(config.trading_hours)
+        self.lev = config.leverage if config.market == "linear" else 1.0
+        self.instruments: dict[str, Instrument] = {}
+        self.last_bar_ts = -1
+        self.blocked_reason: str | None = None  # reconciliation failed during the run
+        self.status = "starting"
+        self.started = False
+        self._last_heartbeat = 0.0
+        self._last_reconcile = 0.0
+        self.book: Book | None = None
+        self.om: OrderManager | None = None
+        self.risk = RiskState(self.limits, config.capital)
+        self.reconciler: Reconciler | None = None
+        self.settings = Settings(
+            self.limits,
+            config.market == "linear",
+            self.lev,
+            config.fee_rate,
+            config.slippage_bps / 10_000.0,
+            _SIZING[config.sizing],
+        )
+        self.market_view = MarketView(config, exchange, clock)
+        self.marking = Marking(self.limits, config.symbols, store, clock, self.metrics, self.kill_switch)
+        self.bar_close = BarClose(self)
+        self.exits = RobotExits(self)
+        self.intake = SignalIntake(self)
+
+    # --------------------------------------------------------------------------------- lifecycle
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols the robot trades (``RobotConfig.symbols``)."""
+        return self.config.symbols
+
+    @property
+    def prices(self) -> dict[str, Price]:
+        """The last price of each symbol (``MarketView.prices``)."""
+        return self.market_view.prices
+
+    @property
+    def history(self) -> AlignedCandles | None:
+        """The closed bars of every symbol (``MarketView.history``)."""
+        return self.market_view.history
+
+    @history.setter
+    def history(self, value: AlignedCandles | None) -> None:
+        self.market_view.history = value
+
+    async def start(self) -> ReconcileSummary:
+        """Load the store, reconcile with the exchange and mark equity. ``ReconcileError`` refuses to trade."""
+        cfg = self.config
+        instruments = await self.exchange.instruments(cfg.market, list(cfg.symbols))
+        missing = [s for s in cfg.symbols if s not in instruments]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} not listed on {self.exchange.venue} {cfg.market}")
+        self.instruments = {s: instruments[s] for s in cfg.symbols}
+        check_exit_settings(cfg.market, self.limits)
+        now = self.clock.now_ms()
+        self._check_settings(now)
+        ledger = self.store.load_ledger()
+        if ledger is None:
+            ledger = Ledger(Decimal(repr(cfg.capital)), Decimal(repr(cfg.capital)), updated_ms=now)
+            self.store.save_ledger(ledger)
+        self.book = Book(cfg.market, ledger, self.store.load_positions(), self.instruments)
+        self.risk = RiskState(self.limits, float(ledger.capital), self.store.load_risk())
+        self.risk.load_trades(self.store.load_trades())
+        self.om = OrderManager(
+            self.exchange,
+            self.store,
+            self.book,
+            self.clock,
+            market=cfg.market,
+            tag=cfg.tag,
+            instruments=self.instruments,
+            stop_loss=self.limits.stop_loss,
+            take_profit=self.limits.take_profit,
+            trailing_stop=self.limits.trailing_stop,
+            metrics=self.metrics,
+            on_trade=self._on_trade,
+        )
+        self.om.load()
+        await self.clock.refresh()
+        await self.market_view.refresh_prices(force=True)
+        first = self.store.get_meta("first_start_ms") or self.clock.now_ms()
+        self.reconciler = Reconciler(
+            self.om,
+            cfg.symbols,
+            prices=self.market_view.price_map,
+            entry_block=self.entry_block,
+            first_start_ms=int(first),
+        )
+        summary = await self.reconciler.run(strict=True)
+        self._last_reconcile = time.monotonic()
+        await self.market_view.load_history()
+        if self.history is not None:
+            # with a strategy, the first step decides on the latest closed bar (a restart finds it seen)
+            self.last_bar_ts = int(self.history.ts[-1]) - (self.tf_ms if self.strategy is not None else 0)
+        self.mark(self.market_view.price_map(), self.clock.now_ms())
+        self.started = True
+        self.status = "running"
+        self.store.record_event(RobotEvent(self.clock.now_ms(), "start", f"{cfg.mode} pid {os.getpid()}"))
+        self._heartbeat(force=True)
+        log.info(
+            "robot %s started (%s, %s, %s): reconciled %s",
+            self.name,
+            cfg.mode,
+            cfg.market,
+            ",".join(cfg.symbols),
+            summary,
+        )
+        return summary
+
+    def _check_settings(self, now: int) -> None:
+        cfg = self.config
+        stored = self.store.get_meta("config")
+        if stored is None:
+            self.store.set_meta("first_start_ms", now)
+        elif stored.get("capital") != cfg.capital and self.store.load_ledger() is not None:
+            log.warning(
+                "capital changed from %s to %s: the store keeps its ledger (capital %s)",
+                stored.get("capital"),
+                cfg.capital,
+                stored.get("capital"),
+            )
+        self.store.set_meta("config", cfg.model_dump(mode="json"))
+        self.store.set_meta("limits", self.limits.model_dump(mode="json"))
+
+    async def stop(self) -> None:
+        self.status = "stopped"
+        if self.started:
+            self._heartbeat(force=True)
+            self.store.record_event(RobotEvent(self.clock.now_ms(), "stop", "stopped"))
+        if self.signals is not None:
+            with contextlib.suppress(Exception):
+                self.signals.close()
+
+    async def run(self, stop: asyncio.Event | None = None, *, max_iterations: int | None = None) -> None:
+        """Loop until ``stop`` is set (or ``max_iterations``); a side task measures the event loop's lag."""
+        if not self.started:
+            await self.start()
+        stop = stop or asyncio.Event()
+        lag = asyncio.create_task(self._measure_lag(stop))
+        try:
+            n = 0
+            while not stop.is_set() and (max_iterations is None or n < max_iterations):
+                n += 1
+                got = await self.step()
+                if got == 0 and self.signals is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.config.poll_interval_s)
+        finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
+
+    async def _measure_lag(self, stop: asyncio.Event, interval_s: float = 0.1) -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            await asyncio.sleep(interval_s)
+            self.metrics.loop_lag.observe(max(0.0, time.perf_counter() - t0 - interval_s))
+
+    async def step(self) -> int:
+        """One iteration: clock, bar close, signals, periodic reconciliation, heartbeat."""
+        try:
+            await self.clock.refresh()
+        except TemporaryExchangeError as e:
+            self.exchange_fault("clock", e)
+        now = self.clock.now_ms()
+        closed_bar = (now // self.tf_ms) * self.tf_ms - self.tf_ms
+        if closed_bar > self.last_bar_ts:
+            try:
+                await self.bar_close.on_bar_close(closed_bar)
+            except TemporaryExchangeError as e:
+                self.exchange_fault("bar", e)
+        handled = 0
+        if self.signals is not None:
+            try:  # keep prices fresh here, off the signal's path
+                await self.market_view.refresh_prices()
+            except TemporaryExchangeError as e:
+                self.exchange_fault("prices", e)
+            deliveries = await asyncio.to_thread(
+                self.signals.poll, self.config.poll_interval_s, self.config.signal_batch
+            )
+            if deliveries:
+                await self.intake.handle(deliveries)
+                handled = len(deliveries)
+        try:
+            await self.exits.check_robot_exits()
+        except TemporaryExchangeError as e:
+            self.exchange_fault("robot-side stop", e)
+        if time.monotonic() - self._last_reconcile >= self.config.reconcile_interval_s:
+            await self.reconcile()
+        self._heartbeat()
+        self.metrics.kill_switch.set(1.0 if self.kill_switch.engaged else 0.0)
+        return handled
+
+    async def reconcile(self) -> ReconcileSummary | None:
+        assert self.reconciler is not None
+        self._last_reconcile = time.monotonic()
+        await self.market_view.refresh_prices(force=True)
+        try:
+            summary = await self.reconciler.run(strict=False)
+        except TemporaryExchangeError as e:
+            self.exchange_fault("reconcile", e)
+            return None
+        if summary.ok:
+            if self.blocked_reason is not None:
+                log.warning("reconciliation passes again: entries resume")
+            self.blocked_reason = None
+        else:
+            self.blocked_reason = "reconciliation failed: " + "; ".join(summary.problems)
+            log.error("%s; entries paused until it passes", self.blocked_reason)
+        return summary
+
+    # ------------------------------------------------------------------------------ collaborators
+
+    async def price(self, symbol: str, max_age_s: float | None = None) -> float:
+        """The symbol's last price; refreshed first when older than ``max_age_s`` (``MarketView.price``)."""
+        return await self.market_view.price(symbol, max_age_s)
+
+    def mark(self, prices: dict[str, float], as_of_ms: int) -> list[RiskTransition]:
+        """Mark the book at ``prices`` into the risk state and record it (``Marking.mark``)."""
+        assert self.book is not None
+        return self.marking.mark(self.book, self.risk, self.history, prices, as_of_ms)
+
+    async def on_bar_close(self, bar_ts: int) -> None:
+        """The bar opened at ``bar_ts`` closed (``BarClose.on_bar_close``)."""
+        await self.bar_close.on_bar_close(bar_ts)
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        """Decide every delivery, then commit them to the source (``SignalIntake.handle``)."""
+        await self.intake.handle(deliveries)
+
+    async def flatten(self, reason: str) -> int:
+        """Exit every open position (``RobotExits.flatten``); returns how many exits were sent."""
+        return await self.exits.flatten(reason)
+
+    async def check_robot_exits(self) -> int:
+        """Exit at market where a robot-held stop or target is hit (``RobotExits.check_robot_exits``)."""
+        return await self.exits.check_robot_exits()
+
+    # ------------------------------------------------------------------------------------- risk
+
+    def entry_block(self) -> str | None:
+        """Why entries are paused right now (``None``: they are not), as the decisions' label."""
+        pause = self.pause()
+        if pause is not None:
+            return pause.label
+        if self.risk.state != 0:
+            return (Denial.HALTED_DRAWDOWN if self.risk.state == HALTED else Denial.DAILY_LOSS).label
+        return None
+
+    def pause(self) -> Pause | None:
+        """The robot's own reason to pause entries now (the risk state's are the decider's)."""
+        if self.kill_switch.engaged:
+            return Pause.KILL_SWITCH
+        if self.blocked_reason is not None:
+            return Pause.RECONCILIATION_FAILED
+        if not in_trading_hours(self.hours, self.clock.now_ms()):
+            return Pause.OUTSIDE_TRADING_HOURS
+        return None
+
+    def _on_trade(self, trade: ClosedTrade) -> None:
+        self.risk.record_trade(trade)
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def exchange_fault(self, where: str, e: Exception) -> None:
+        """Count, log and record a passing exchange problem met during ``where`` (the loop goes on)."""
+        self.metrics.exchange_errors.inc(kind=type(e).__name__)
+        log.warning("exchange problem during %s: %s", where, e)
+        self.store.record_event(RobotEvent(self.clock.now_ms(), "fault", f"{where}: {type(e).__name__}: {e}"[:1000]))
+
+    def _heartbeat(self, force: bool = False) -> None:
+        wall = time.monotonic()
+        if not force and wall - self._last_heartbeat < self.config.heartbeat_interval_s:
+            return
+        self._last_heartbeat = wall
+        now = self.clock.now_ms()
+        detail = self.blocked_reason or (self.kill_switch.why() if self.kill_switch.engaged else "")
+        self.store.heartbeat(
+            Heartbeat(self.name, now, time.time_ns() // 1_000_000, os.getpid(), self.config.mode, self.status, detail)
+        )
+        self.metrics.heartbeat.set(now)
+
+
+__all__ = ["ReconcileError", "Robot", "RobotConfig", "in_trading_hours", "parse_trading_hours"]
