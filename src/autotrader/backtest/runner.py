@@ -15,24 +15,17 @@ from pydantic import Field, field_validator
 
 from autotrader import __version__
 from autotrader.backtest.fast.kernel import (
-    N_TRADE_FIELDS,
-    T_CONFIDENCE,
-    T_DRAWDOWN,
-    T_ENTRY_BAR,
-    T_ENTRY_FEE,
-    T_ENTRY_PRICE,
-    T_EXIT_BAR,
-    T_EXIT_FEE,
-    T_EXIT_PRICE,
-    T_EXIT_REASON,
-    T_PNL,
-    T_QTY,
-    T_RUNUP,
-    T_SIDE,
-    T_SIGNAL_BAR,
-    T_SYMBOL,
+    EVENT_DTYPE,
+    SYMBOL_DTYPE,
+    TRADE_DTYPE,
     signal_rows_nb,
-    simulate_portfolio_nb,
+    simulate_portfolio_into_nb,
+)
+from autotrader.backtest.fast.kernel import (
+    EVENT_NAMES as EVENT_NAMES,  # re-exported: the names reports and the robot show
+)
+from autotrader.backtest.fast.kernel import (
+    EXIT_REASONS as EXIT_REASONS,  # re-exported
 )
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms, parse_date_ms
@@ -40,17 +33,13 @@ from autotrader.domain.errors import ConfigError, DataError
 from autotrader.domain.instrument import Instrument, default_instrument, kernel_filters
 from autotrader.domain.timeframe import Timeframe
 from autotrader.risk.limits import RiskLimits
-from autotrader.risk.policy import Transition
-from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, Denial
+from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY
 from autotrader.risk.trading import TradingConfig
 from autotrader.risk.volatility import daily_volatility_of
 from autotrader.strategy.base import Signals, Strategy
 
 log = logging.getLogger(__name__)
 
-EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "liquidation", "kill_switch", "end_of_data")
-# event code -> name: the one vocabulary of denials and risk-state changes the robot shows too
-EVENT_NAMES = {int(code): code.label for code in (*Denial, *Transition) if code != Denial.NONE}
 _SIZING_CODES = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
 
 
@@ -122,31 +111,6 @@ def _date_ms(text: str, what: str) -> int:
         return parse_date_ms(text)
     except ValueError:
         raise ConfigError(f"invalid {what} date {text!r}: expected YYYY-MM-DD") from None
-
-
-TRADE_DTYPE = np.dtype(
-    [
-        ("symbol", "U20"),
-        ("side", "i1"),
-        ("signal_ts", "i8"),
-        ("entry_ts", "i8"),
-        ("exit_ts", "i8"),
-        ("entry_bar", "i8"),
-        ("exit_bar", "i8"),
-        ("entry_price", "f8"),
-        ("exit_price", "f8"),
-        ("qty", "f8"),
-        ("entry_fee", "f8"),
-        ("exit_fee", "f8"),
-        ("pnl", "f8"),
-        ("return_pct", "f8"),
-        ("runup", "f8"),
-        ("drawdown", "f8"),
-        ("confidence", "f8"),
-        ("exit_reason", "U16"),
-    ]
-)
-EVENT_DTYPE = np.dtype([("ts", "i8"), ("symbol", "U20"), ("event", "U32")])
 
 
 @dataclass(frozen=True)
@@ -267,7 +231,11 @@ def run_backtest(
     confidence = np.ascontiguousarray(signals.confidence, dtype=np.float64)  # NaN = 1.0 in the kernel
     offline = offline_mask(config, data)
 
-    equity, exposure, trades_raw, n_trades, events_raw, n_events = simulate_portfolio_nb(
+    equity = np.empty(data.n_bars)
+    exposure = np.empty(data.n_bars)
+    trades = np.empty(max_trades, dtype=TRADE_DTYPE)  # every field of a used record is written
+    events = np.empty(max_events, dtype=EVENT_DTYPE)  # every field of a used record is written
+    n_trades, n_events = simulate_portfolio_into_nb(
         data.ts,
         data.open,
         data.high,
@@ -307,12 +275,15 @@ def run_backtest(
         float(config.max_volume_share or 0.0),
         offline,
         bool(config.stops_on_exchange),
-        max_trades,
-        max_events,
         config.resume_after_ms,
+        np.array(data.symbols, dtype=SYMBOL_DTYPE),
+        equity,
+        exposure,
+        trades,
+        events,
     )
-    trades = _trade_records(trades_raw[:n_trades], data)
-    events = _event_records(events_raw[:n_events], data)
+    trades = trades[:n_trades].copy()  # the records the run wrote (not the room left for every signal)
+    events = events[:n_events].copy()
     return BacktestResult(
         config=config,
         limits=limits,
@@ -427,43 +398,3 @@ def warmup_note(warmup: dict[str, Any]) -> str:
             f"time in market and exposure are measured from {warmup['measured_from']} UTC"
         )
     return text
-
-
-def _trade_records(raw: np.ndarray, data: AlignedCandles) -> np.ndarray:
-    assert raw.shape[1] == N_TRADE_FIELDS
-    out = np.zeros(len(raw), dtype=TRADE_DTYPE)
-    if len(raw) == 0:
-        return out
-    sym_idx = raw[:, T_SYMBOL].astype(np.int64)
-    entry_bar = raw[:, T_ENTRY_BAR].astype(np.int64)
-    exit_bar = raw[:, T_EXIT_BAR].astype(np.int64)
-    out["symbol"] = np.array(data.symbols)[sym_idx]
-    out["side"] = raw[:, T_SIDE].astype(np.int8)
-    out["signal_ts"] = data.ts[raw[:, T_SIGNAL_BAR].astype(np.int64)]
-    out["entry_ts"] = data.ts[entry_bar]
-    out["exit_ts"] = data.ts[exit_bar]
-    out["entry_bar"] = entry_bar
-    out["exit_bar"] = exit_bar
-    out["entry_price"] = raw[:, T_ENTRY_PRICE]
-    out["exit_price"] = raw[:, T_EXIT_PRICE]
-    out["qty"] = raw[:, T_QTY]
-    out["entry_fee"] = raw[:, T_ENTRY_FEE]
-    out["exit_fee"] = raw[:, T_EXIT_FEE]
-    out["pnl"] = raw[:, T_PNL]
-    out["return_pct"] = 100.0 * raw[:, T_PNL] / (raw[:, T_QTY] * raw[:, T_ENTRY_PRICE])
-    out["runup"] = raw[:, T_RUNUP]
-    out["drawdown"] = raw[:, T_DRAWDOWN]
-    out["confidence"] = raw[:, T_CONFIDENCE]
-    out["exit_reason"] = np.array(EXIT_REASONS)[raw[:, T_EXIT_REASON].astype(np.int64)]
-    return out
-
-
-def _event_records(raw: np.ndarray, data: AlignedCandles) -> np.ndarray:
-    out = np.zeros(len(raw), dtype=EVENT_DTYPE)
-    if len(raw) == 0:
-        return out
-    out["ts"] = data.ts[raw[:, 0]]
-    syms = np.array([*data.symbols, "*"])
-    out["symbol"] = syms[np.where(raw[:, 1] < 0, len(data.symbols), raw[:, 1])]
-    out["event"] = [EVENT_NAMES.get(int(c), str(int(c))) for c in raw[:, 2]]
-    return out

@@ -1,8 +1,8 @@
 """Parameter sweeps as columns: every combination of a grid in one compiled, parallel pass.
 
 ``sweep(config, data, {"fast": range(5, 51, 5), "slow": range(20, 201, 10)})`` runs the full
-engine (the same ``simulate_portfolio_nb`` as ``run_backtest``: costs, risk limits, stops, lot
-rules) once per combination inside one numba function, parallel over the combinations
+engine (``simulate_portfolio_into_nb``: the kernel of ``run_backtest``, with its costs, risk limits,
+stops, lot rules) once per combination inside one numba function, parallel over the combinations
 (``prange``, one per core), and returns a table with one row of metrics per combination. Each
 worker computes its combination's signals (the fused ``sma_cross`` kernel), simulates it and
 reduces the equity curve and trades to metrics; only the table leaves the compiled code, so the
@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from autotrader.backtest.fast.kernel import T_PNL, signal_rows_nb, simulate_portfolio_nb
+from autotrader.backtest.fast.kernel import (
+    EVENT_DTYPE,
+    SYMBOL_DTYPE,
+    TRADE_DTYPE,
+    signal_rows_nb,
+    simulate_portfolio_into_nb,
+)
 from autotrader.backtest.runner import (
     _SIZING_CODES,
     BacktestConfig,
@@ -179,7 +185,6 @@ def sweep(
         dtype=np.int64,
     )
     flags = np.array([config.market == "linear", limits.flatten_on_halt, config.stops_on_exchange], dtype=np.bool_)
-    n_days = int((data.ts[-1] - data.ts[0]) // DAY_MS) + 2
     out = np.full((len(fast), _N_METRICS), np.nan)
     _sweep_sma_cross_nb(
         np.ascontiguousarray(data.ts, dtype=np.int64),
@@ -198,7 +203,6 @@ def sweep(
         ints,
         flags,
         offline,
-        n_days,
         out,
     )
     dtype = [("fast", "i8"), ("slow", "i8")] + [(m, "i8" if m == "trades" else "f8") for m in METRICS]
@@ -262,7 +266,7 @@ def _metrics_nb(ts, equity, trades, n_trades, out):  # pragma: no cover - compil
     gross_win = 0.0
     gross_loss = 0.0
     for k in range(n_trades):
-        p = trades[k, T_PNL]
+        p = trades[k].pnl
         if p > 0.0:
             wins += 1
             gross_win += p
@@ -301,7 +305,6 @@ def _sweep_sma_cross_nb(  # pragma: no cover - compiled
     ints,
     flags,
     offline,
-    n_days,
     out,
 ):
     """One ``sma_cross`` backtest per combination, in parallel; metrics into ``out[k]``."""
@@ -310,7 +313,10 @@ def _sweep_sma_cross_nb(  # pragma: no cover - compiled
     for k in prange(fast.shape[0]):
         direction = sma_cross_direction_nb(close, fast[k], slow[k], 1.0, down)
         rows, n_signals = signal_rows_nb(direction)
-        equity, _, trades, n_trades, _, _ = simulate_portfolio_nb(
+        equity = np.empty(n)
+        exposure = np.empty(n)
+        trades = np.empty(n_signals + m + 1, dtype=TRADE_DTYPE)  # room for every signal plus one per symbol
+        n_trades, _ = simulate_portfolio_into_nb(
             ts,
             open_,
             high,
@@ -350,8 +356,11 @@ def _sweep_sma_cross_nb(  # pragma: no cover - compiled
             floats[16],
             offline,
             flags[2],
-            n_signals + m + 1,
-            n_signals * 2 + n_days * 2 + 16,
             ints[3],
+            np.empty(0, dtype=SYMBOL_DTYPE),  # no names: the metrics read only the trades' numbers
+            equity,
+            exposure,
+            trades,
+            np.empty(0, dtype=EVENT_DTYPE),  # no room: the sweep keeps no events
         )
         _metrics_nb(ts, equity, trades, n_trades, out[k])

@@ -44,6 +44,7 @@ from autotrader.risk.policy import (
     EVENT_DAILY_LOSS_HIT,
     EVENT_DRAWDOWN_HALT,
     EVENT_HALT_RESUMED,
+    Transition,
     exposure_vector_nb,
     kelly_update_nb,
     mark_risk_nb,
@@ -56,6 +57,7 @@ from autotrader.risk.rules import (
     DENY_NO_PRICE,
     HALTED,
     SIZING_VOLATILITY,
+    Denial,
     decide_entry_nb,
     entry_quantity_nb,
     round_to_tick_nb,
@@ -75,29 +77,50 @@ EXIT_END = 6
 # Event codes: 1..99 are entry denials (``Denial``); 101.. are state changes (``Transition``,
 # imported above from the shared policy: EVENT_DAILY_LOSS_HIT, EVENT_DRAWDOWN_HALT, EVENT_HALT_RESUMED).
 
-# Trade record columns (float64 matrix)
-T_SYMBOL = 0
-T_SIDE = 1
-T_ENTRY_BAR = 2
-T_EXIT_BAR = 3
-T_ENTRY_PRICE = 4
-T_EXIT_PRICE = 5
-T_QTY = 6
-T_ENTRY_FEE = 7
-T_EXIT_FEE = 8
-T_PNL = 9
-T_EXIT_REASON = 10
-T_RUNUP = 11
-T_DRAWDOWN = 12
-T_CONFIDENCE = 13
-T_SIGNAL_BAR = 14
-N_TRADE_FIELDS = 15
+EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "liquidation", "kill_switch", "end_of_data")
+
+# One closed trade, as the kernel writes it and ``BacktestResult.trades`` holds it.
+TRADE_DTYPE = np.dtype(
+    [
+        ("symbol", "U20"),
+        ("side", "i1"),
+        ("signal_ts", "i8"),
+        ("entry_ts", "i8"),
+        ("exit_ts", "i8"),
+        ("entry_bar", "i8"),
+        ("exit_bar", "i8"),
+        ("entry_price", "f8"),
+        ("exit_price", "f8"),
+        ("qty", "f8"),
+        ("entry_fee", "f8"),
+        ("exit_fee", "f8"),
+        ("pnl", "f8"),
+        ("return_pct", "f8"),
+        ("runup", "f8"),
+        ("drawdown", "f8"),
+        ("confidence", "f8"),
+        ("exit_reason", "U16"),
+    ]
+)
+SYMBOL_DTYPE = TRADE_DTYPE["symbol"]
+_EXIT_REASON_TEXT = np.array(EXIT_REASONS, dtype=TRADE_DTYPE["exit_reason"])  # indexed by EXIT_* code
+
+# One risk event (an entry denied, or a risk-state change); ``symbol`` is ``*`` for the portfolio.
+EVENT_DTYPE = np.dtype([("ts", "i8"), ("symbol", "U20"), ("event", "U32")])
+# event code -> name: the one vocabulary of denials and risk-state changes the robot shows too
+EVENT_NAMES = {int(code): code.label for code in (*Denial, *Transition) if code != Denial.NONE}
+_EVENT_TEXT = np.array(
+    [EVENT_NAMES.get(code, str(code)) for code in range(max(EVENT_NAMES) + 1)], dtype=EVENT_DTYPE["event"]
+)  # indexed by event code; frozen into the compiled kernel: clear numba's cache after renaming a code
+_PORTFOLIO = np.array(["*"], dtype=SYMBOL_DTYPE)
 
 
 @njit(cache=True)
 def _close_position_nb(
     j,
     t,
+    ts,
+    symbols,
     price,
     reason,
     qty,
@@ -115,7 +138,8 @@ def _close_position_nb(
     n_trades,
     linear,
 ):  # pragma: no cover - compiled
-    """Realise a position at ``price`` (slippage already applied); return (wallet, n_trades).
+    """Realise a position at ``price`` (slippage already applied) into ``trades[n_trades]``
+    (a ``TRADE_DTYPE`` record; ``symbols`` empty leaves its symbol blank); return (wallet, n_trades).
 
     Linear positions are on isolated margin: the price loss and the exit fee together never
     take more than the position's margin (the entry fee was paid when it opened), so one
@@ -132,26 +156,31 @@ def _close_position_nb(
         pnl = max(pnl, -margin[j])  # isolated margin: the loss stops at the position's margin
         fee = min(fee, margin[j] + pnl)  # the exit fee only from what the margin still covers
     wallet += pnl - fee
-    k = n_trades
-    trades[k, T_SYMBOL] = j
-    trades[k, T_SIDE] = 1.0 if q > 0 else -1.0
-    trades[k, T_ENTRY_BAR] = entry_bar[j]
-    trades[k, T_EXIT_BAR] = t
-    trades[k, T_ENTRY_PRICE] = entry_price[j]
-    trades[k, T_EXIT_PRICE] = price
-    trades[k, T_QTY] = abs(q)
-    trades[k, T_ENTRY_FEE] = entry_fee[j]
-    trades[k, T_EXIT_FEE] = fee
-    trades[k, T_PNL] = pnl - fee - entry_fee[j]
-    trades[k, T_EXIT_REASON] = reason
+    rec = trades[n_trades]
+    if symbols.shape[0] > 0:
+        rec.symbol = symbols[j]
+    rec.side = 1 if q > 0 else -1
+    rec.signal_ts = ts[sig_bar[j]]
+    rec.entry_ts = ts[entry_bar[j]]
+    rec.exit_ts = ts[t]
+    rec.entry_bar = entry_bar[j]
+    rec.exit_bar = t
+    rec.entry_price = entry_price[j]
+    rec.exit_price = price
+    rec.qty = abs(q)
+    rec.entry_fee = entry_fee[j]
+    rec.exit_fee = fee
+    net = pnl - fee - entry_fee[j]
+    rec.pnl = net
+    rec.return_pct = 100.0 * net / (abs(q) * entry_price[j])
     if q > 0:
-        trades[k, T_RUNUP] = q * (hi_water[j] - entry_price[j])
-        trades[k, T_DRAWDOWN] = q * (lo_water[j] - entry_price[j])
+        rec.runup = q * (hi_water[j] - entry_price[j])
+        rec.drawdown = q * (lo_water[j] - entry_price[j])
     else:
-        trades[k, T_RUNUP] = -q * (entry_price[j] - lo_water[j])
-        trades[k, T_DRAWDOWN] = -q * (entry_price[j] - hi_water[j])
-    trades[k, T_CONFIDENCE] = conf[j]
-    trades[k, T_SIGNAL_BAR] = sig_bar[j]
+        rec.runup = -q * (entry_price[j] - lo_water[j])
+        rec.drawdown = -q * (entry_price[j] - hi_water[j])
+    rec.confidence = conf[j]
+    rec.exit_reason = _EXIT_REASON_TEXT[reason]
     qty[j] = 0.0
     margin[j] = 0.0
     return wallet, n_trades + 1
@@ -172,17 +201,23 @@ def signal_rows_nb(direction):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _record_event_nb(events, n_events, t, j, code):  # pragma: no cover - compiled
+def _record_event_nb(events, n_events, ts, symbols, t, j, code):  # pragma: no cover - compiled
+    """Write event ``code`` at bar ``t`` for symbol ``j`` (-1: the portfolio) into ``events[n_events]``."""
     if n_events < events.shape[0]:
-        events[n_events, 0] = t
-        events[n_events, 1] = j
-        events[n_events, 2] = code
+        rec = events[n_events]
+        rec.ts = ts[t]
+        if symbols.shape[0] > 0:
+            if j >= 0:
+                rec.symbol = symbols[j]
+            else:
+                rec.symbol = _PORTFOLIO[0]
+        rec.event = _EVENT_TEXT[code]
         return n_events + 1
     return n_events
 
 
 @njit(cache=True)
-def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
+def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpose
     ts,
     open_,
     high,
@@ -222,11 +257,14 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     max_volume_share,
     offline,
     stops_on_exchange,
-    max_trades,
-    max_events,
-    resume_after_ms=0,
+    resume_after_ms,
+    symbols,
+    equity_out,
+    exposure_out,
+    trades,
+    events,
 ):  # pragma: no cover - compiled
-    """Simulate the portfolio; see the module docstring for the order of operations.
+    """Simulate the portfolio into the caller's arrays; see the module docstring for the order of operations.
 
     ``resume_after_ms`` > 0: a drawdown halt lasts that long, then trading resumes with the
     peak re-based on the equity of that bar (an operator's reset after a cooling-off period;
@@ -237,16 +275,15 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     ``offline`` (per bar, or empty for "always online") marks bars when the trading robot is
     down: no signal is acted on and, unless ``stops_on_exchange``, no stop or target fires.
 
-    Returns ``(equity, exposure, trades, n_trades, events, n_events)`` where ``equity`` and
-    ``exposure`` (gross notional / equity) are per bar, ``trades`` is a float matrix with
-    ``N_TRADE_FIELDS`` columns and ``events`` rows are ``(bar, symbol, code)``.
+    Fills ``equity_out`` and ``exposure_out`` (gross notional / equity) per bar, ``trades``
+    (``TRADE_DTYPE`` records, one per closed trade; room for every signal plus one per symbol;
+    ``symbols`` names them, or is empty) and ``events`` (``EVENT_DTYPE`` records; events beyond
+    its room are dropped). The outputs are the caller's so that a run's per-bar
+    arrays come from numpy's allocator (huge pages: numba's own first-touch page faults cost
+    several ns per bar on 1M bars). Returns ``(n_trades, n_events)``.
     """
     n, m = close.shape
     has_offline = offline.shape[0] == n
-    equity_out = np.empty(n)
-    exposure_out = np.empty(n)
-    trades = np.zeros((max_trades, N_TRADE_FIELDS))
-    events = np.zeros((max_events, 3), dtype=np.int64)
     n_trades = 0
     n_events = 0
 
@@ -292,10 +329,23 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
     lev = leverage if linear else 1.0
     slip_up = 1.0 + slippage
     slip_dn = 1.0 - slippage
+    # Lean bookkeeping (bit-identical to marking every bar):
+    # * limits at 1 (off) only fire at equity <= 0: while equity is positive and the state
+    #   ACTIVE, marking just follows the peak;
+    # * with limits on, marking again with the same equity, the same day start and no halt that
+    #   can resume changes nothing (a second mark is idempotent), so a flat bar inside a day
+    #   skips it (``marked_equity`` is the equity of the last mark; with limits off every bar
+    #   the shortcut above does not cover is marked in full);
+    # * Kelly statistics only move when a trade has closed since the last bar.
+    limits_off = daily_loss >= 1.0 and max_drawdown >= 1.0
+    marked_equity = np.nan  # equity at the last full mark (NaN: none yet)
+    n_kelly = 0  # closed trades already in the Kelly statistics
 
     for t in range(n):
         # a new UTC day starts from the previous close's equity (before this bar's fills)
-        state, day_start_equity, next_day_ms, _ = roll_day_nb(state, ts[t], next_day_ms, equity, day_start_equity)
+        rolled = ts[t] >= next_day_ms
+        if rolled:
+            state, day_start_equity, next_day_ms, _ = roll_day_nb(state, ts[t], next_day_ms, equity, day_start_equity)
 
         # ---- 1a. open: gaps through resting stops / targets, then pending exits
         for j in range(m if n_open > 0 else 0):
@@ -329,6 +379,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     wallet, n_trades = _close_position_nb(
                         j,
                         t,
+                        ts,
+                        symbols,
                         fill,
                         reason,
                         qty,
@@ -357,7 +409,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
             pend_entry[j] = 0.0
             n_pend_entry -= 1
             if not present[t, j]:
-                n_events = _record_event_nb(events, n_events, t, j, DENY_NO_PRICE)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, j, DENY_NO_PRICE)
                 continue
             if qty[j] != 0.0:
                 continue  # still holding (an exit could not fill); no pyramiding
@@ -384,7 +436,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 cap,
             )
             if code != ALLOWED:
-                n_events = _record_event_nb(events, n_events, pend_bar[j], j, code)
+                n_events = _record_event_nb(events, n_events, ts, symbols, pend_bar[j], j, code)
                 continue
             fee = q * fill * fee_rate
             wallet -= fee
@@ -446,6 +498,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     wallet, n_trades = _close_position_nb(
                         j,
                         t,
+                        ts,
+                        symbols,
                         price,
                         reason,
                         qty,
@@ -464,10 +518,9 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                         linear,
                     )
                     n_open -= 1
-                elif stops_live:
+                elif stops_live and trailing_stop > 0.0:
                     trail_ref[j] = max(trail_ref[j], h)
-                    if trailing_stop > 0.0:
-                        stop[j] = max(stop[j], round_to_tick_nb(trail_ref[j] * (1.0 - trailing_stop), tick[j]))
+                    stop[j] = max(stop[j], round_to_tick_nb(trail_ref[j] * (1.0 - trailing_stop), tick[j]))
             else:
                 eff_stop = stop[j] if stops_live else 0.0
                 if trailing_stop > 0.0 and stops_live:
@@ -493,6 +546,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     wallet, n_trades = _close_position_nb(
                         j,
                         t,
+                        ts,
+                        symbols,
                         price,
                         reason,
                         qty,
@@ -511,39 +566,49 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                         linear,
                     )
                     n_open -= 1
-                elif stops_live:
+                elif stops_live and trailing_stop > 0.0:
                     trail_ref[j] = min(trail_ref[j], lo)
-                    if trailing_stop > 0.0:
-                        level = round_to_tick_nb(trail_ref[j] * (1.0 + trailing_stop), tick[j])
-                        stop[j] = level if stop[j] == 0.0 else min(stop[j], level)
+                    level = round_to_tick_nb(trail_ref[j] * (1.0 + trailing_stop), tick[j])
+                    stop[j] = level if stop[j] == 0.0 else min(stop[j], level)
 
         # ---- 3. close: mark to market, update risk state
-        gross = 0.0
-        upnl = 0.0
-        for j in range(m if n_open > 0 else 0):
-            if qty[j] != 0.0:
-                if present[t, j]:
-                    last_close[j] = close[t, j]
-                upnl += qty[j] * (last_close[j] - entry_price[j])
-                gross += abs(qty[j]) * last_close[j]
-        equity = wallet + upnl
+        if n_open > 0:
+            gross = 0.0
+            upnl = 0.0
+            for j in range(m):
+                if qty[j] != 0.0:
+                    if present[t, j]:
+                        last_close[j] = close[t, j]
+                    upnl += qty[j] * (last_close[j] - entry_price[j])
+                    gross += abs(qty[j]) * last_close[j]
+            equity = wallet + upnl
+            exposure_out[t] = gross / equity if equity > 0.0 else 0.0
+        else:
+            equity = wallet + 0.0
+            exposure_out[t] = 0.0
         equity_out[t] = equity
-        exposure_out[t] = gross / equity if n_open > 0 and equity > 0.0 else 0.0
         # closed-trade statistics for Kelly (only trades already closed)
-        for _ in range(n_trades - (n_wins + n_losses)):
-            idx = n_wins + n_losses
-            r = trades[idx, T_PNL] / (trades[idx, T_QTY] * trades[idx, T_ENTRY_PRICE])
+        while n_kelly < n_trades:
+            closed = trades[n_kelly]
+            r = closed.pnl / (closed.qty * closed.entry_price)
             n_wins, n_losses, sum_win, sum_loss = kelly_update_nb(r, n_wins, n_losses, sum_win, sum_loss)
-        state, peak, halted_at_ms, moves = mark_risk_nb(
-            state, equity, peak, day_start_equity, ts[t], halted_at_ms, daily_loss, max_drawdown, resume_after_ms
-        )
+            n_kelly += 1
+        moves = 0
+        if limits_off and state == ACTIVE and equity > 0.0:
+            if equity > peak:  # no limit can fire: only the peak moves
+                peak = equity
+        elif limits_off or rolled or equity != marked_equity or (state == HALTED and resume_after_ms > 0):
+            state, peak, halted_at_ms, moves = mark_risk_nb(
+                state, equity, peak, day_start_equity, ts[t], halted_at_ms, daily_loss, max_drawdown, resume_after_ms
+            )
+            marked_equity = equity
         if moves != 0:
             if moves & BIT_HALT_RESUMED:
-                n_events = _record_event_nb(events, n_events, t, -1, EVENT_HALT_RESUMED)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, -1, EVENT_HALT_RESUMED)
             if moves & BIT_DRAWDOWN_HALT:
-                n_events = _record_event_nb(events, n_events, t, -1, EVENT_DRAWDOWN_HALT)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, -1, EVENT_DRAWDOWN_HALT)
             if moves & BIT_DAILY_LOSS_HIT:
-                n_events = _record_event_nb(events, n_events, t, -1, EVENT_DAILY_LOSS_HIT)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, -1, EVENT_DAILY_LOSS_HIT)
 
         # ---- 3b. close: this bar's signals -> risk gate -> orders for the next open
         if t == n - 1:
@@ -601,7 +666,7 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 atr_multiple,
             )
             if code != ALLOWED:
-                n_events = _record_event_nb(events, n_events, t, j, code)
+                n_events = _record_event_nb(events, n_events, ts, symbols, t, j, code)
                 continue
             if pend_entry[j] == 0.0:
                 n_pend_entry += 1
@@ -619,6 +684,8 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                 wallet, n_trades = _close_position_nb(
                     j,
                     n - 1,
+                    ts,
+                    symbols,
                     price,
                     EXIT_END,
                     qty,
@@ -637,4 +704,4 @@ def simulate_portfolio_nb(  # noqa: C901 - one loop, kept together on purpose
                     linear,
                 )
         equity_out[n - 1] = wallet
-    return equity_out, exposure_out, trades, n_trades, events, n_events
+    return n_trades, n_events
