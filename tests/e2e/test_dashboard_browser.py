@@ -136,13 +136,14 @@ def test_dashboard_in_chromium_shows_the_stores_figures_and_new_ones_after_a_cha
             assert "hidden" in page.by_id("empty").attrs
             assert page.by_id("equity").text == "10,023.00"
             assert page.by_id("cash").text == "7,998.00"
-            assert page.by_id("today-pnl").text == f"{block['today_pnl']:,.2f}" == "-27.00"
-            assert page.by_id("drawdown").text == f"{100 * block['drawdown']:.2f}%"
+            assert page.by_id("today-pnl").text == f"{block.today_pnl:,.2f}" == "-27.00"
+            assert page.by_id("drawdown").text == f"{100 * block.drawdown:.2f}%"
             assert page.by_id("faults").text == "1"
 
             [position] = page.by_id("positions").rows()
             assert position[:3] == ["BTCUSDT", "long", "0.05"]
-            assert position[3:8] == ["40,000.00", "40,500.00", "2,025.00", "+23.00", "39,200.00"]
+            assert position[3:7] == ["40,000.00", "40,500.00", "2,025.00", "+23.00"]
+            assert position[7:9] == ["39,200.00 (initial, resting, 3.21% away)", "none"]  # the stop; no take-profit
             orders = page.by_id("orders").rows()
             assert [row[0] for row in orders] == ["atr-stop-btc1", "atr-entr-eth1"]
             assert orders[0][1:5] == ["BTCUSDT", "sell", "stop_market", "stop"]
@@ -161,7 +162,7 @@ def test_dashboard_in_chromium_shows_the_stores_figures_and_new_ones_after_a_cha
             ]
 
             risk_rows = page.by_id("risk").find_all("div", "risk-row")
-            assert [r.attrs["data-limit"] for r in risk_rows] == [u.name for u in block["usage"]]
+            assert [r.attrs["data-limit"] for r in risk_rows] == [u.name for u in block.usage]
             breached = [r.attrs["data-limit"] for r in risk_rows if "breached" in r.classes]
             assert breached == ["position size"]  # 20 % of equity against a 5 % limit: red
             position_size = next(r for r in risk_rows if r.attrs["data-limit"] == "position size")

@@ -247,21 +247,25 @@ def client_for(store: SqlStateStore, **options: Any) -> Iterator[httpx.Client]:
 def assert_snapshot_is_the_stores(snap: dict[str, Any], store: SqlStateStore) -> None:
     block = risk_management(store, WALL)
     account = snap["account"]
-    assert account["equity"] == block["equity"] == 10023.0
-    assert account["cash"] == block["cash"] == 7998.0
-    assert account["today_pnl"] == pytest.approx(block["today_pnl"]) == pytest.approx(10023.0 - 10050.0)
-    assert account["drawdown"] == pytest.approx(block["drawdown"]) == pytest.approx(1 - 10023.0 / 10100.0)
-    assert account["exposure"] == pytest.approx(block["exposure"]) == pytest.approx(0.05 * 40500.0)
+    assert account["equity"] == block.equity == 10023.0
+    assert account["cash"] == block.cash == 7998.0
+    assert account["today_pnl"] == pytest.approx(block.today_pnl) == pytest.approx(10023.0 - 10050.0)
+    assert account["drawdown"] == pytest.approx(block.drawdown) == pytest.approx(1 - 10023.0 / 10100.0)
+    assert account["exposure"] == pytest.approx(block.exposure) == pytest.approx(0.05 * 40500.0)
 
     [position] = snap["positions"]
-    [expected] = block["positions"]
-    assert position["symbol"] == expected["symbol"] == "BTCUSDT"
+    [expected] = block.positions
+    assert position["symbol"] == expected.symbol == "BTCUSDT"
     assert position["side"] == "long"
-    assert position["qty"] == expected["qty"] == 0.05
-    assert position["entry_price"] == expected["entry_price"] == 40000.0
-    assert position["price"] == expected["price"] == 40500.0
-    assert position["unrealised"] == pytest.approx(expected["unrealised"]) == pytest.approx(0.05 * (40500 - 40040))
-    assert position["stop"] == expected["stop"] == 39200.0
+    assert position["qty"] == expected.qty == 0.05
+    assert position["entry_price"] == expected.entry_price == 40000.0
+    assert position["price"] == expected.price == 40500.0
+    assert position["unrealised"] == pytest.approx(expected.unrealised) == pytest.approx(0.05 * (40500 - 40040))
+    assert position["stop"] == expected.stop == 39200.0
+    # the stop rests on the exchange at the initial stop-loss, 3.21 % below the price; no take-profit is set
+    assert (position["stop_where"], position["stop_kind"]) == ("exchange", "initial")
+    assert position["stop_distance"] == pytest.approx(expected.stop_distance) == pytest.approx(1300 / 40500)
+    assert (position["take_profit"], position["take_profit_where"], position["take_profit_distance"]) == (None,) * 3
     assert position["since_ms"] == T0 + 3
     assert position["since_at"] == "2024-01-01T00:00:00.003Z"
 
@@ -282,8 +286,8 @@ def assert_snapshot_is_the_stores(snap: dict[str, Any], store: SqlStateStore) ->
     assert skipped["decided_at"] == iso_ms(T0 + 11 * MINUTE) == "2024-01-01T00:11:00.000Z"
 
     usage = {u["name"]: u for u in snap["risk"]["usage"]}
-    assert [u["name"] for u in snap["risk"]["usage"]] == [u.name for u in block["usage"]]
-    for u in block["usage"]:
+    assert [u["name"] for u in snap["risk"]["usage"]] == [u.name for u in block.usage]
+    for u in block.usage:
         assert usage[u.name]["used"] == pytest.approx(u.used)
         assert usage[u.name]["limit"] == pytest.approx(u.limit)
         assert usage[u.name]["ratio"] == pytest.approx(u.ratio)
@@ -310,6 +314,34 @@ def assert_snapshot_is_the_stores(snap: dict[str, Any], store: SqlStateStore) ->
     assert robot["heartbeat_age_s"] == 2.0
     assert robot["market_at"] == "2024-01-01T00:30:00.000Z"
     assert snap["has_data"] is True
+
+
+SNAPSHOT_KEYS = {  # what the dashboard page and any other reader of /api/snapshot rely on
+    "account": {"capital", "equity", "cash", "exposure", "today_pnl", "drawdown", "peak_equity"},
+    "position": {
+        "symbol", "side", "qty", "entry_price", "price", "value", "unrealised", "stop", "stop_where", "stop_kind",
+        "stop_distance", "take_profit", "take_profit_where", "take_profit_distance", "since_ms", "since_at",
+    },
+    "risk": {"state", "halted", "halted_reason", "kill_switch", "min_confidence", "usage"},
+}  # fmt: skip
+
+
+def test_the_status_block_is_a_frozen_typed_snapshot_and_the_dashboard_json_keeps_its_keys(store) -> None:
+    import dataclasses
+
+    from autotrader.live.status import OpenPosition, RiskManagement
+
+    robot_store(store)
+    block = risk_management(store, WALL)
+    assert isinstance(block, RiskManagement)
+    assert [type(p) for p in block.positions] == [OpenPosition]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        block.equity = 0.0  # type: ignore[misc]
+    snap = build_snapshot(store, WALL)
+    assert set(snap["account"]) == SNAPSHOT_KEYS["account"]
+    assert [set(p) for p in snap["positions"]] == [SNAPSHOT_KEYS["position"]]
+    assert set(snap["risk"]) == SNAPSHOT_KEYS["risk"]
+    json.dumps(snap, allow_nan=False)  # strict JSON, no dataclass left inside
 
 
 def test_dashboard_snapshot_figures_are_the_stores_and_risk_managements(store) -> None:

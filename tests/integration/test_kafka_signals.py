@@ -311,10 +311,10 @@ class AlwaysLongOnBtc:
 
 
 def test_cli_signals_publish_once_then_tail(kafka_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from autotrader.backtest import session
     from autotrader.cli.signals import register
+    from autotrader.strategy import build
 
-    monkeypatch.setattr(session, "build_strategy", lambda config, cache_dir=None: AlwaysLongOnBtc())
+    monkeypatch.setattr(build, "build_strategy", lambda name, params, trading, **kw: AlwaysLongOnBtc())
     app = typer.Typer()
     register(app)
     runner = CliRunner()

@@ -31,7 +31,10 @@ from robot_harness import (
 )
 
 from autotrader.adapters.state import open_state_store
+from autotrader.cli.status import render_risk
+from autotrader.dashboard.snapshot import build_snapshot
 from autotrader.domain.candles import Candles
+from autotrader.live.status import risk_management
 
 WARMUP = 400
 PRICE = 40_000.0
@@ -56,7 +59,7 @@ def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, ob
         store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
         config = robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides=overrides)
         robot, exchange, source = robot_process(sim, account, store, config)
-        seen: dict = {"stops": []}
+        seen: dict = {"stops": [], "status": []}
 
         async def go() -> None:
             direction = "long" if side > 0 else "short"
@@ -68,6 +71,11 @@ def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, ob
                 level = robot.om.robot_stop("BTCUSDT") if where == "robot-side" else pos.stop_price
                 if level is not None and pos.qty != 0:
                     seen["stops"].append(level)
+                if pos.qty != 0:  # what --mode=status and the dashboard show of the open position's exits
+                    block = risk_management(store, sim.state.clock.now_ms())
+                    [shown] = block.positions
+                    [dashboard] = build_snapshot(store, sim.state.clock.now_ms())["positions"]
+                    seen["status"].append((shown, dashboard, render_risk(block)))
             await exchange.close()
 
         asyncio.run(go())
@@ -83,7 +91,7 @@ def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, ob
 @pytest.mark.parametrize("direction", ["long", "short"])
 def test_robot_takes_profit_at_the_target(tmp_path, direction, where) -> None:
     side = 1 if direction == "long" else -1
-    trade, robot, _ = _trade(tmp_path, side, where, {"stop_loss": 0.03, "take_profit": 0.05})
+    trade, robot, seen = _trade(tmp_path, side, where, {"stop_loss": 0.03, "take_profit": 0.05})
     target = Decimal(str(round(float(trade.entry_price) * (1 + 0.05 * side), 2)))
     assert (trade.side, trade.exit_reason) == (side, "take_profit")
     if where == "venue":  # the resting order fills at the target (the first price through it), less slippage
@@ -94,6 +102,19 @@ def test_robot_takes_profit_at_the_target(tmp_path, direction, where) -> None:
     assert trade.pnl > 0
     assert not robot.om.open_orders("BTCUSDT")  # the stop left behind is cancelled
     assert robot.om.robot_targets == {} and robot.om.robot_stops == {}
+    # while open, status and dashboard showed the target where it lived, and the initial stop-loss
+    placed = "exchange" if where == "venue" else "robot-side"
+    shown = [(s, d, text) for s, d, text in seen["status"] if s.take_profit_where == placed]
+    assert shown, f"the take-profit was never shown {placed}"
+    initial_stop = round(float(trade.entry_price) * (1 - 0.03 * side), 2)
+    for status, dashboard, text in shown:
+        assert status.take_profit == dashboard["take_profit"] == float(target)
+        left = side * (float(target) - status.price) / status.price
+        assert status.take_profit_distance == pytest.approx(left)
+        assert dashboard["take_profit_distance"] == pytest.approx(status.take_profit_distance)
+        assert (status.stop, status.stop_kind) == (pytest.approx(initial_stop, abs=0.051), "initial")
+        assert dashboard["stop_kind"] == "initial" and dashboard["take_profit_where"] == placed
+        assert f"take-profit {float(target):,.4f}" in text
 
 
 @pytest.mark.parametrize("where", ["venue", "robot-side"])
@@ -111,6 +132,15 @@ def test_robot_trailing_stop_follows_the_price_and_exits_as_trailing_stop(tmp_pa
     assert abs(float(trade.exit_price) - level) <= level * 0.011  # within the 1 % bar it fell through
     assert trade.pnl > 0  # the trailing stop locked in a profit
     assert not robot.om.open_orders("BTCUSDT")
+    # status and the dashboard followed the trailing stop (tighter than the 3 % stop-loss from the entry on)
+    shown = [(status, dashboard, text) for status, dashboard, text in seen["status"] if status.stop is not None]
+    assert {float(status.stop) for status, _, _ in shown} >= set(stops[1:])
+    for status, dashboard, text in shown:
+        assert status.stop_kind == dashboard["stop_kind"] == "trailing"
+        assert status.stop_where == ("exchange" if where == "venue" else "robot-side")
+        assert status.stop_distance == pytest.approx(-side * (status.stop - status.price) / status.price)
+        assert status.take_profit is None and "no take-profit" in text
+        assert f"trailing stop {status.stop:,.4f}" in text
 
 
 def test_trailing_stop_catches_up_with_the_bars_closed_while_the_robot_was_down(tmp_path) -> None:

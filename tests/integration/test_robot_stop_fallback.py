@@ -97,7 +97,7 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
         assert level <= trade.exit_price < level * Decimal("1.015")
         assert view["positions"] == {}
     assert robot.book.open_side("BTCUSDT", float(trade.exit_price)) == 0
-    assert "stop: robot-side at" in str(seen["status"])
+    assert f"stop-loss {float(level):,.4f} robot-side (the exchange refused it)" in str(seen["status"])
     [position] = seen["snapshot"]  # type: ignore[misc]
     assert position["stop_where"] == "robot-side"
     assert position["stop"] == float(level)

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import numpy as np
 
-from autotrader.domain.jsonsafe import json_safe
+from autotrader.domain.jsonsafe import finite_or_none, json_safe
 
 
 def _strict_roundtrip(obj: object) -> object:
@@ -61,3 +61,23 @@ def test_the_input_is_not_changed() -> None:
     doc = {"v": values, "t": [math.nan]}
     json_safe(doc)
     assert np.isnan(values[1]) and math.isnan(doc["t"][0])
+
+
+def test_a_figure_that_is_only_meaningful_when_finite_is_none_otherwise() -> None:
+    for missing in (None, math.nan, math.inf, -math.inf, np.float64("nan"), np.float32("inf")):
+        assert finite_or_none(missing) is None
+    assert finite_or_none(np.float64(0.25)) == 0.25 and type(finite_or_none(np.float64(0.25))) is float
+    assert finite_or_none(-3) == -3.0 and type(finite_or_none(-3)) is float
+
+
+def test_the_validation_reports_write_a_non_finite_figure_as_null() -> None:
+    from autotrader.validation.montecarlo import Band
+    from autotrader.validation.stress import StressRun
+
+    assert Band(math.nan, 0.1, math.inf).to_dict() == {"p5": None, "p50": 0.1, "p95": None}
+    run = StressRun("gap", "pass", math.inf, -math.inf, math.nan, 0, "")
+    assert (run.to_dict()["total_return"], run.to_dict()["max_drawdown"], run.to_dict()["min_equity"]) == (
+        None,
+        None,
+        None,
+    )

@@ -6,7 +6,7 @@ import pytest
 
 from autotrader.dashboard.snapshot import is_breached
 from autotrader.live.risk_state import RiskState
-from autotrader.live.status import DAY_MS, current_usage, results_window
+from autotrader.live.status import DAY_MS, OpenPosition, current_usage, results_window
 from autotrader.risk.limits import risk_limits
 
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
@@ -18,8 +18,11 @@ def medium() -> RiskState:
     return risk
 
 
-def position(symbol: str, qty: float, price: float, stop: float | None) -> dict[str, object]:
-    return {"symbol": symbol, "qty": qty, "price": price, "value": abs(qty) * price, "stop": stop}
+def position(symbol: str, qty: float, price: float, stop: float | None) -> OpenPosition:
+    return OpenPosition(
+        symbol=symbol, qty=qty, entry_price=price, price=price, value=abs(qty) * price, unrealised=0.0, since=T0,
+        stop=stop,
+    )  # fmt: skip
 
 
 def test_usage_with_no_position_is_zero_everywhere() -> None:

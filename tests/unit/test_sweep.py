@@ -96,3 +96,35 @@ def test_sweep_result_best_orders_by_metric_nan_last() -> None:
     assert result.to_rows()[0]["fast"] == 1
     with pytest.raises(ConfigError, match="unknown metric"):
         result.best("nope")
+
+
+def test_a_saved_sweep_is_strict_json_and_keeps_an_infinite_profit_factor(tmp_path) -> None:
+    import json
+
+    from autotrader.cli.sweep import save_sweep
+
+    table = np.zeros(2, dtype=[("fast", "i8"), ("slow", "i8")] + [(m, "f8") for m in METRICS])
+    table["profit_factor"] = [np.inf, 1.5]  # no losing trade: an infinite profit factor
+    table["sharpe"] = [np.nan, 0.5]
+    result = SweepResult("sma_cross", ("fast", "slow"), table, 0, 10, 0.0)
+    path = save_sweep(tmp_path / "grid.json", SPOT, {"fast": [1], "slow": [2]}, "sharpe", result)
+    rows = json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))["rows"]
+    assert [r["profit_factor"] for r in rows] == ["inf", 1.5]
+    assert [r["sharpe"] for r in rows] == [None, 0.5]
+
+
+def test_a_sweep_that_cannot_finish_writing_leaves_the_previous_file_whole(tmp_path, monkeypatch) -> None:
+    from autotrader import files
+    from autotrader.cli.sweep import save_sweep
+
+    path = tmp_path / "grid.json"
+    path.write_text('{"rows": []}', encoding="utf-8")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", disk_full)
+    table = np.zeros(1, dtype=[("fast", "i8"), ("slow", "i8")] + [(m, "f8") for m in METRICS])
+    with pytest.raises(OSError, match="No space left"):
+        save_sweep(path, SPOT, {}, "sharpe", SweepResult("sma_cross", ("fast", "slow"), table, 0, 10, 0.0))
+    assert path.read_text(encoding="utf-8") == '{"rows": []}'

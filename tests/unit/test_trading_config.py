@@ -180,3 +180,62 @@ def _sma_instead_of(build: Any) -> Any:
         return build("sma_cross", {}, trading, **kw)
 
     return build_sma
+
+
+def test_the_signal_engine_builds_the_robots_model_for_the_same_trading_fields() -> None:
+    from autotrader.cli.signals import _build_model, _model_config
+
+    trading, params = _model_config("signals serve", "btcusdt,ETHUSDT", "1h", ["horizon=12"], "aggressive")
+    assert type(trading) is TradingConfig  # trading fields only: no backtest period, capital or exchange
+    model = _build_model("ml", params, trading, None)
+    robot = RobotConfig(symbols=("BTCUSDT", "ETHUSDT"), capital=1000.0, risk_level="aggressive")
+    assert model.params == build_strategy("ml", {"horizon": "12"}, robot).params
+
+
+def test_a_bad_signal_engine_option_is_one_config_error_line() -> None:
+    from autotrader.cli.signals import _model_config
+
+    with pytest.raises(ConfigError, match=r"^signals publish: risk-level: Input should be 'conservative'"):
+        _model_config("signals publish", "BTCUSDT", "1h", None, "reckless")
+
+
+BACKTEST_CONFIG_BUILDERS = {  # modules that build a BacktestConfig to run a backtest, not just to get a strategy
+    "cli/root.py",
+    "cli/analyze.py",
+    "cli/sweep.py",
+}
+
+
+def test_only_backtest_runs_construct_a_backtest_config() -> None:
+    import re
+
+    import autotrader
+
+    src = Path(autotrader.__file__).parent
+    builders = {
+        path.relative_to(src).as_posix()
+        for path in src.rglob("*.py")
+        if re.search(r"\bBacktestConfig\(", path.read_text(encoding="utf-8"))
+    }
+    others = {p for p in builders if not p.startswith(("backtest/", "validation/"))}
+    assert others <= BACKTEST_CONFIG_BUILDERS
+
+
+def test_the_ml_models_own_default_cost_is_what_a_default_trading_config_gives_it() -> None:
+    from autotrader.strategy.library.ml import DEFAULT_COST, MlStrategy
+
+    default_trading = TradingConfig(symbols=("BTCUSDT",))
+    assert MlStrategy.parameters["cost"].default == DEFAULT_COST
+    assert build_strategy("ml", {}, default_trading).params["cost"] == pytest.approx(DEFAULT_COST, rel=1e-12)
+
+
+def test_the_backtest_commands_fee_help_and_slippage_default_come_from_the_one_table() -> None:
+    import typer
+
+    from autotrader.cli import app
+
+    command = typer.main.get_command(app).commands["backtest"]  # type: ignore[attr-defined]
+    options = {p.name: p for p in command.params}
+    assert options["slippage_bps"].default == TradingConfig(symbols=("BTCUSDT",)).slippage_bps
+    for market, fees in DEFAULT_FEES.items():
+        assert f"{market} {fees.taker:g}" in options["fee"].help

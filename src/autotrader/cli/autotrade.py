@@ -35,7 +35,6 @@ import typer
 if TYPE_CHECKING:
     from autotrader.config import Settings
     from autotrader.live.robot_config import RobotConfig
-    from autotrader.live.status import BacktestComparison
 
 log = logging.getLogger("autotrader.cli.autotrade")
 
@@ -354,12 +353,13 @@ class StartupFailures:
     def record(self, error: BaseException) -> None:
         import json
 
+        from autotrader.files import write_text_atomic
+
         data = self._read()
         reason = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
         data = {"count": int(data.get("count", 0)) + 1, "reason": reason, "at_ms": time.time_ns() // 1_000_000}
         with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(data), encoding="utf-8")
+            write_text_atomic(self.path, json.dumps(data))
 
     def succeeded(self) -> None:
         self.started = True
@@ -696,9 +696,11 @@ def _wallet_text(wallet: dict[str, Any]) -> str:
 def status_report(*, db: str | None, days: int, settings_file: Path | None = None, now_ms: int | None = None) -> str:
     """Print (and return) the RISK MANAGEMENT and LIVE TRADING RESULTS blocks from the state store."""
     from autotrader.adapters.state import open_state_store, state_url
+    from autotrader.adapters.storage import open_store
     from autotrader.cli.status import render_results, render_risk
     from autotrader.config import load_settings
     from autotrader.live.status import live_results, results_window, risk_management
+    from autotrader.validation.live_comparison import backtest_comparison
 
     settings = load_settings(settings_file)
     store = open_state_store(state_url(settings.home, db))
@@ -709,7 +711,14 @@ def status_report(*, db: str | None, days: int, settings_file: Path | None = Non
         until = now_ms or (beat.ts_ms if beat is not None else wall)
         first_start = min((e.ts_ms for e in store.events(kinds=["start"])), default=None)
         since, window = results_window(until, days, first_start)
-        comparison = _backtest_comparison(store, settings, since, until)
+        comparison = backtest_comparison(
+            store.get_meta("config") or {},
+            [d.model for d in store.decisions(since)],
+            lambda: open_store(settings),
+            since,
+            until,
+            cache_dir=settings.cache_dir,
+        )
         results = live_results(store, since, until, comparison)
         results["window"] = window
         text = render_risk(risk) + "\n\n" + render_results(results, days)
@@ -717,87 +726,3 @@ def status_report(*, db: str | None, days: int, settings_file: Path | None = Non
         store.close()
     typer.echo(text)
     return text
-
-
-def _backtest_comparison(store: Any, settings: Settings, since_ms: int, until_ms: int) -> BacktestComparison | None:
-    """Backtest the strategy that made the signals over the same window on stored candles, if it can."""
-    from autotrader.live.status import BacktestComparison
-    from autotrader.strategy.base import registered_strategies
-
-    config = store.get_meta("config") or {}
-    decisions = store.decisions(since_ms)
-    models = [d.model for d in decisions]
-    if not models and config.get("strategy"):
-        models = [config["strategy"]]
-    if not models:
-        return None
-    model = max(set(models), key=models.count)
-    import autotrader.strategy.library  # noqa: F401 (registers the built-in strategies)
-
-    if model not in registered_strategies():
-        return BacktestComparison(model, None, 0, (), 0.0, 0.0, f"{model!r} is not a built-in strategy to backtest")
-    try:
-        return _run_comparison(settings, config, model, since_ms, until_ms)
-    except Exception as e:  # a report must still print: say why the comparison is missing
-        return BacktestComparison(model, None, 0, (), 0.0, 0.0, f"no backtest: {str(e).splitlines()[0][:200]}")
-
-
-def _run_comparison(
-    settings: Settings, config: dict[str, Any], model: str, since_ms: int, until_ms: int
-) -> BacktestComparison:
-    from autotrader.adapters.storage import open_store
-    from autotrader.analytics.report_data import build_report
-    from autotrader.backtest.runner import BacktestConfig, run_backtest
-    from autotrader.backtest.session import build_strategy
-    from autotrader.domain.candles import format_ms
-    from autotrader.live.status import BacktestComparison, BacktestTrade
-    from autotrader.marketdata.store import read_aligned
-
-    bt = BacktestConfig(
-        symbols=tuple(config.get("symbols") or ("BTCUSDT",)),
-        exchange=config.get("candles_exchange", "binance"),
-        timeframe=config.get("timeframe", "1h"),
-        start=format_ms(since_ms)[:10],
-        end=format_ms(until_ms)[:10],
-        initial_capital=float(config.get("capital", 1000.0)),
-        strategy=model,
-        params=dict(config.get("strategy_params") or {}) if model == config.get("strategy") else {},
-        risk_level=config.get("risk_level", "medium"),
-        sizing=config.get("sizing", "fixed"),
-        market=config.get("market", "spot"),
-        leverage=float(config.get("leverage", 1.0)),
-        fee=config.get("fee", config.get("fee_rate")),  # robots before the shared TradingConfig stored 'fee_rate'
-        **{k: config[k] for k in ("slippage_bps", "risk_overrides") if k in config},
-    )
-    candle_store = open_store(settings)
-    try:
-        data = read_aligned(candle_store, bt.exchange, bt.symbols, bt.timeframe, since_ms, until_ms)
-    finally:
-        candle_store.close()
-    result = run_backtest(bt, data, build_strategy(bt, settings.cache_dir))
-    acc = build_report(result)["summary"].get("signal_accuracy") or {}
-    tf = bt.timeframe
-    trades = [
-        BacktestTrade(
-            signal_id=f"{model}-{t['symbol']}-{tf}-{int(t['signal_ts'])}",
-            symbol=str(t["symbol"]),
-            side=int(t["side"]),
-            qty=float(t["qty"]),
-            entry_price=float(t["entry_price"]),
-            exit_price=float(t["exit_price"]),
-            fees=float(t["entry_fee"] + t["exit_fee"]),
-            pnl=float(t["pnl"]),
-        )
-        for t in result.trades
-        if since_ms <= int(t["signal_ts"]) <= until_ms and t["exit_reason"] != "end_of_data"
-    ]
-    accuracy = acc.get("accuracy")
-    return BacktestComparison(
-        model,
-        None if accuracy is None else float(accuracy),
-        int(acc.get("evaluated") or 0),
-        trades,
-        bt.fee_rate,
-        bt.slippage_bps,
-        accuracy_note="" if acc else f"{model} makes no forecast with a horizon",
-    )

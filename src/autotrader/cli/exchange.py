@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from autotrader.domain.fees import DEFAULT_SLIPPAGE_BPS
+
 ExchangeUrlOption = Annotated[
     str | None,
     typer.Option(
@@ -214,7 +216,9 @@ def exchange_sim(
         bool, typer.Option("--manual-clock", help="Freeze the market clock; move it with the admin API.")
     ] = False,
     balance: Annotated[float, typer.Option(help="Starting USDT of every account.")] = 10_000.0,
-    slippage_bps: Annotated[float, typer.Option(help="Slippage of market and stop fills, basis points.")] = 2.0,
+    slippage_bps: Annotated[
+        float, typer.Option(help="Slippage of market and stop fills, basis points.")
+    ] = DEFAULT_SLIPPAGE_BPS,
     spread_bps: Annotated[float, typer.Option(help="Bid/ask spread, basis points.")] = 1.0,
     rate_limits: Annotated[bool, typer.Option(help="Enforce Bybit's rate limits (10006, HTTP 403).")] = True,
     admin: Annotated[bool, typer.Option("--admin", help="Enable the test-only admin API under /sim-admin/.")] = False,

@@ -21,6 +21,7 @@ from autotrader.cli.common import (
     settings_from_options,
     stdout_console,
 )
+from autotrader.domain.fees import DEFAULT_SLIPPAGE_BPS, default_fee_help
 
 app = typer.Typer(
     name="autotrader",
@@ -332,9 +333,11 @@ def backtest(
     ] = "spot",
     leverage: Annotated[float, typer.Option(help="Leverage for --market linear (capped by the risk level).")] = 1.0,
     fee: Annotated[
-        float | None, typer.Option(help="Taker fee per side as a fraction (default: Bybit spot 0.001, linear 0.00055).")
+        float | None, typer.Option(help=f"Taker fee per side as a fraction (default: Bybit {default_fee_help()}).")
     ] = None,
-    slippage_bps: Annotated[float, typer.Option(help="Slippage per market fill in basis points.")] = 2.0,
+    slippage_bps: Annotated[
+        float, typer.Option(help="Slippage per market fill in basis points.")
+    ] = DEFAULT_SLIPPAGE_BPS,
     on_halt: Annotated[
         str,
         typer.Option(

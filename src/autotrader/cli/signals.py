@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from autotrader.config import Settings
     from autotrader.domain.aligned import AlignedCandles
     from autotrader.marketdata.store import CandleStore
+    from autotrader.risk.trading import TradingConfig
     from autotrader.signals.prediction import Prediction
-    from autotrader.strategy.base import Signals
+    from autotrader.strategy.base import Signals, Strategy
 
 _DIRECTIONS = {1: "long", -1: "short", 0: "flat"}
 
@@ -103,7 +104,6 @@ def serve(
 
     from autotrader.adapters.broker.kafka import KafkaSignalPublisher, parse_kafka_url
     from autotrader.adapters.state import open_state_store, state_url
-    from autotrader.backtest.session import build_strategy
     from autotrader.domain.errors import ConfigError
     from autotrader.domain.timeframe import Timeframe
     from autotrader.live.signal_engine import BarModel, SignalEngine
@@ -112,7 +112,7 @@ def serve(
     tf = Timeframe.parse(timeframe)
     if market not in ("spot", "linear"):
         raise ConfigError(f"--market {market!r}: choose spot or linear")
-    config = _model_config("signals serve", symbols, candles_exchange, tf.name, strategy, param, risk)
+    config, params = _model_config("signals serve", symbols, tf.name, param, risk)
     settings = _settings(ctx)
     from autotrader.logs import configure_logging
 
@@ -120,13 +120,13 @@ def serve(
         "INFO", json_lines=json_logs, log_file=log_file, max_bytes=int(log_max_mb * 1_048_576), backups=log_backups
     )
     check_topic(address, create=create_topics)
-    model = BarModel(build_strategy(config, None), tf.name)
+    model = BarModel(_build_model(strategy, params, config, None), tf.name)
     store = open_state_store(state_url(settings.home, db))
     key = f"signal_engine:{address.topic}:{model.model}:{tf.name}"
     closers: list[Any] = [store.close]
     try:
         if replay:
-            candles, now_ms = _replay_source(settings, store, config, model, speed, replay_start)
+            candles, now_ms = _replay_source(settings, store, candles_exchange, config, model, speed, replay_start)
         else:
             candles, now_ms, close = _exchange_source(settings, config, market, exchange_url)
             closers.append(close)
@@ -229,7 +229,7 @@ def replay_clock(store: Any, *, default_start_ms: int, speed: float, start: str 
 
 
 def _replay_source(
-    settings: Settings, store: Any, config: Any, model: Any, speed: float, start: str | None
+    settings: Settings, store: Any, exchange: str, config: TradingConfig, model: Any, speed: float, start: str | None
 ) -> tuple[Any, Any]:
     import numpy as np
 
@@ -239,7 +239,7 @@ def _replay_source(
 
     candle_store = open_store(settings)
     try:
-        data = read_aligned(candle_store, config.exchange, config.symbols, config.timeframe)
+        data = read_aligned(candle_store, exchange, config.symbols, config.timeframe)
     finally:
         candle_store.close()
     tf_ms = model.tf.ms
@@ -258,7 +258,7 @@ def _replay_source(
     return candles, clock.now_ms
 
 
-def _exchange_source(settings: Settings, config: Any, market: str, url: str | None) -> tuple[Any, Any, Any]:
+def _exchange_source(settings: Settings, config: TradingConfig, market: str, url: str | None) -> tuple[Any, Any, Any]:
     """Closed candles from the exchange's public klines (paged: Bybit serves at most 1000 bars a request)."""
     import asyncio
 
@@ -347,7 +347,6 @@ def publish(
     new bar once.
     """
     from autotrader.adapters.broker.kafka import KafkaSignalPublisher, parse_kafka_url
-    from autotrader.backtest.session import build_strategy
     from autotrader.domain.errors import ConfigError
     from autotrader.domain.timeframe import Timeframe
 
@@ -361,15 +360,15 @@ def publish(
         if Timeframe.parse(horizon).ms > MAX_HORIZON_MS:
             raise ConfigError(f"--horizon {horizon}: a prediction's horizon is at most 30 days")
         horizon = Timeframe.parse(horizon).name
-    config = _model_config("signals publish", symbols, exchange, tf.name, strategy, param, risk)
+    config, params = _model_config("signals publish", symbols, tf.name, param, risk)
     settings = _settings(ctx)
-    strat = build_strategy(config, settings.cache_dir)
+    strat = _build_model(strategy, params, config, settings.cache_dir)
     if lookback_bars is None:  # the ml model needs a year of bars before its first prediction
         lookback_bars = max(5000, int(getattr(strat, "warmup_bars", 0)) + 48)
     published: set[str] = set()
     with KafkaSignalPublisher(str(address), config=settings.kafka.client_config()) as publisher:
         while True:
-            data = _latest_candles(settings, config.exchange, config.symbols, tf.name, lookback_bars)
+            data = _latest_candles(settings, exchange, config.symbols, tf.name, lookback_bars)
             now_ms = time.time_ns() // 1_000_000
             predictions = latest_predictions(
                 strat.generate(data), data, tf.ms, model=strategy, timeframe=tf.name,
@@ -565,22 +564,30 @@ def _first_error(e: ValueError) -> str:
 
 
 def _model_config(
-    command: str, symbols: str, exchange: str, timeframe: str, strategy: str, param: list[str] | None, risk: str
-) -> Any:
-    """The model's run configuration from the command's options; a bad value is one ConfigError line."""
-    from autotrader.backtest.runner import BacktestConfig
+    command: str, symbols: str, timeframe: str, param: list[str] | None, risk: str
+) -> tuple[TradingConfig, dict[str, str]]:
+    """The model's trading fields and strategy parameters from the command's options.
+
+    A bad value is one ConfigError line.
+    """
     from autotrader.domain.errors import ConfigError
+    from autotrader.risk.trading import TradingConfig
 
     try:
-        config = BacktestConfig(
+        config = TradingConfig(
             symbols=tuple(symbols.split(",")),
-            exchange=exchange,
             timeframe=timeframe,
-            strategy=strategy,
-            params=_parse_params(param or []),
             risk_level=risk,  # type: ignore[arg-type]
         )
         config.limits()
+        params = _parse_params(param or [])
     except ValueError as e:  # pydantic's ValidationError is a ValueError
         raise ConfigError(f"{command}: {_first_error(e)}") from None
-    return config
+    return config, params
+
+
+def _build_model(strategy: str, params: dict[str, str], config: TradingConfig, cache_dir: Path | None) -> Strategy:
+    """The model ``strategy`` set up for ``config`` (threshold and costs), the one way strategies are built."""
+    from autotrader.strategy.build import build_strategy
+
+    return build_strategy(strategy, params, config, cache_dir=cache_dir)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from autotrader.domain.candles import format_ms
 
 if TYPE_CHECKING:
-    from autotrader.live.status import BacktestComparison, LiveVsBacktest
+    from autotrader.analytics.comparison import BacktestComparison
+    from autotrader.live.status import ExitLevels, LiveVsBacktest, RiskManagement
 
 
 def _usd(v: float | None, sign: bool = False) -> str:
@@ -28,60 +29,75 @@ def _pct(v: float | None, digits: int = 2) -> str:
     return f"{100 * v:.{digits}f}%"
 
 
-def render_risk(block: Mapping[str, Any]) -> str:
+def render_risk(block: RiskManagement) -> str:
     """The RISK MANAGEMENT block (``live.status.risk_management``) as lines of text."""
     lines = ["🛡️  RISK MANAGEMENT"]
-    beat = block.get("heartbeat")
+    beat = block.heartbeat
     if beat is None:
         lines.append("Robot: never started with this store")
     else:
-        alive = "running" if block["alive"] else f"not running (last seen {format_ms(beat.wall_ms)} UTC, {beat.status})"
+        alive = "running" if block.alive else f"not running (last seen {format_ms(beat.wall_ms)} UTC, {beat.status})"
         lines.append(
-            f"Robot: {beat.robot} ({block.get('mode')}, pid {beat.pid}) {alive}; market time "
-            f"{format_ms(beat.ts_ms)} UTC"
+            f"Robot: {beat.robot} ({block.mode}, pid {beat.pid}) {alive}; market time {format_ms(beat.ts_ms)} UTC"
         )
-    state = block["state"]
-    if block.get("halted_reason") and state == "HALTED":
-        state += f" ({block['halted_reason']})"
-    if block.get("kill_switch"):
+    state = block.state
+    if block.halted_reason and state == "HALTED":
+        state += f" ({block.halted_reason})"
+    if block.kill_switch:
         state += "; kill switch ENGAGED: entries paused"
     lines.append(f"Risk state: {state}")
-    if block.get("faults"):
-        kinds = ", ".join(f"{k} {v}" for k, v in block["faults"].items())
-        lines.append(f"Exchange faults (last 24 h): {sum(block['faults'].values())} ({kinds})")
+    if block.faults:
+        kinds = ", ".join(f"{k} {v}" for k, v in block.faults.items())
+        lines.append(f"Exchange faults (last 24 h): {sum(block.faults.values())} ({kinds})")
+    lines.append(f"Equity: {_usd(block.equity)} (capital {_usd(block.capital)}, cash {_usd(block.cash)})")
     lines.append(
-        f"Equity: {_usd(block.get('equity'))} (capital {_usd(block.get('capital'))}, cash {_usd(block.get('cash'))})"
+        f"Today's P&L: {_usd(block.today_pnl, sign=True)}   Drawdown: {_pct(block.drawdown)} "
+        f"from the peak {_usd(block.peak_equity)}"
     )
-    lines.append(
-        f"Today's P&L: {_usd(block.get('today_pnl'), sign=True)}   Drawdown: {_pct(block.get('drawdown'))} "
-        f"from the peak {_usd(block.get('peak_equity'))}"
-    )
-    positions = block["positions"]
-    if positions:
-        lines.append(f"Positions ({len(positions)}), exposure {_usd(block['exposure'])}:")
-        for p in positions:
-            stop = f", stop {p['stop']:,.4f}" if p["stop"] else ", NO STOP"
-            if p.get("stop_where") == "robot-side":
-                stop = f", stop: robot-side at {p['stop']:,.4f} (the exchange refused it)"
+    if block.positions:
+        lines.append(f"Positions ({len(block.positions)}), exposure {_usd(block.exposure)}:")
+        for p in block.positions:
             lines.append(
-                f"  {p['symbol']}: {p['qty']:.8g} @ {p['entry_price']:,.4f} now {p['price']:,.4f} "
-                f"({_usd(p['unrealised'], sign=True)}{stop})"
+                f"  {p.symbol}: {p.qty:.8g} @ {p.entry_price:,.4f} now {p.price:,.4f} ({_usd(p.unrealised, sign=True)})"
             )
+            lines.append(f"    {render_exits(p)}")
     else:
         lines.append("Positions: none")
-    if block["usage"]:
+    if block.usage:
         lines.append("Limits (used / limit):")
-        for u in block["usage"]:
+        for u in block.usage:
             bar = _bar(u.ratio)
             note = f"  {u.note}" if u.note else ""
             lines.append(f"  {u.name:<20} {u.used:8.2f} / {u.limit:<8.2f} {u.unit:<12} {bar}{note}")
-        if "min_confidence" in block:
-            lines.append(f"  {'min confidence':<20} {block['min_confidence']:.2f} (signals below it are skipped)")
+        if block.min_confidence is not None:
+            lines.append(f"  {'min confidence':<20} {block.min_confidence:.2f} (signals below it are skipped)")
     return "\n".join(lines)
 
 
 def _num(v: float, unit: str = "") -> str:
     return "n/a" if v is None or math.isnan(v) else f"{v:.2f}{unit}"
+
+
+def render_exits(p: ExitLevels) -> str:
+    """A position's stop and take-profit: level, kind, where it lives and how far the price is from it."""
+    if p.stop is None:
+        stop = "NO STOP"
+    else:
+        kind = "trailing stop" if p.stop_kind == "trailing" else "stop-loss"
+        where = {"robot-side": "robot-side (the exchange refused it)", "exchange": "on the exchange"}
+        stop = f"{kind} {p.stop:,.4f} {where.get(p.stop_where or '', '')}, {_away(p.stop_distance)}"
+    if p.take_profit is None:
+        target = "no take-profit"
+    else:
+        where_tp = "robot-side (the exchange refused it)" if p.take_profit_where == "robot-side" else "resting"
+        target = f"take-profit {p.take_profit:,.4f} {where_tp}, {_away(p.take_profit_distance)}"
+    return f"{stop}; {target}"
+
+
+def _away(distance: float | None) -> str:
+    if distance is None:
+        return "distance n/a"
+    return f"{_pct(distance)} away" if distance >= 0 else f"passed by {_pct(-distance)}"
 
 
 def _bar(ratio: float, width: int = 10) -> str:

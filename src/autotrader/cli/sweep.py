@@ -1,15 +1,23 @@
-"""``autotrader optimize --grid ...``: a full parameter grid in one compiled parallel pass (``backtest.sweep``)."""
+"""``autotrader optimize --grid ...``: a full parameter grid in one compiled parallel pass (``backtest.sweep``).
+
+The rows go to a JSON file written atomically; a non-finite figure is written as ``json_safe`` writes
+it (NaN as ``null``, an infinite profit factor as ``"inf"``).
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autotrader.domain.jsonsafe import json_safe
+from autotrader.files import write_text_atomic
+
 if TYPE_CHECKING:
     from autotrader.backtest.runner import BacktestConfig
+    from autotrader.backtest.sweep import SweepResult
 
 SHOWN_ROWS = 20
 _HEADERS = {
@@ -56,8 +64,15 @@ def run_grid_sweep(config: BacktestConfig, grid_items: Sequence[str], objective:
         table.add_row(*(str(int(row[p])) for p in result.params), *(_cell(m, row[m]) for m in METRICS))
     console.print(table)
     stem = f"sweep_{config.strategy}_{config.start.replace('-', '')[:8]}_{config.end.replace('-', '')[:8]}"
-    path = output or Path("results") / f"{stem}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = save_sweep(output or Path("results") / f"{stem}.json", config, grid, objective, result)
+    console.print(f"Wrote: {path}")
+    return path
+
+
+def save_sweep(
+    path: Path, config: BacktestConfig, grid: Mapping[str, Any], objective: str, result: SweepResult
+) -> Path:
+    """Write the sweep's every row with its config as strict JSON, atomically; returns ``path``."""
     doc: dict[str, Any] = {
         "strategy": config.strategy,
         "config": config.model_dump(mode="json"),
@@ -65,11 +80,9 @@ def run_grid_sweep(config: BacktestConfig, grid_items: Sequence[str], objective:
         "objective": objective,
         "skipped": result.skipped,
         "elapsed_s": result.elapsed_s,
-        "rows": [{k: _json_number(v) for k, v in r.items()} for r in result.to_rows()],
+        "rows": result.to_rows(),
     }
-    path.write_text(json.dumps(doc, indent=1))
-    console.print(f"Wrote: {path}")
-    return path
+    return write_text_atomic(path, json.dumps(json_safe(doc), indent=1, allow_nan=False))
 
 
 def _cell(metric: str, value: Any) -> str:
@@ -83,7 +96,3 @@ def _cell(metric: str, value: Any) -> str:
     if metric == "final_equity":
         return f"{v:,.0f}"
     return f"{v:.3f}"
-
-
-def _json_number(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v

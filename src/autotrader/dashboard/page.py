@@ -91,7 +91,7 @@ PAGE_HTML = """<!doctype html>
     <table id="positions">
       <thead><tr><th>Symbol</th><th>Side</th><th class="num">Qty</th><th class="num">Entry</th>
         <th class="num">Price</th><th class="num">Value (USDT)</th><th class="num">Unrealised P&amp;L</th>
-        <th class="num">Stop</th><th>Since (UTC)</th></tr></thead>
+        <th class="num">Stop</th><th class="num">Take-profit</th><th>Since (UTC)</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>
@@ -142,6 +142,13 @@ function qty(v) { return v === null || v === undefined ? "" : String(Number(v.to
 function price(v) {
   if (v === null || v === undefined) return "";
   return v.toLocaleString("en-US", {minimumFractionDigits: 2, maximumFractionDigits: 8});
+}
+function exitLevel(level, kind, where, distance, missing) {
+  if (level === null || level === undefined) return missing;
+  const place = where === "robot-side" ? "robot-side" : where === "exchange" ? "resting" : "";
+  const away = distance === null || distance === undefined ? "" : distance >= 0 ? pct(distance) + " away"
+    : "passed by " + pct(-distance);
+  return price(level) + " (" + [kind, place, away].filter(Boolean).join(", ") + ")";
 }
 function when(iso) { return iso ? iso.replace("T", " ").slice(0, 19) : ""; }
 function signClass(v) { return v > 0 ? "pos" : v < 0 ? "neg" : ""; }
@@ -279,7 +286,8 @@ function renderTables(s) {
   fillTable("positions", s.positions, "symbol", (p) => [
     [p.symbol], [p.side], [qty(p.qty), "num"], [price(p.entry_price), "num"], [price(p.price), "num"],
     [usd(p.value), "num"], [usd(p.unrealised, true), "num " + signClass(p.unrealised)],
-    [p.stop === null ? "NO STOP" : price(p.stop), "num" + (p.stop === null ? " neg" : "")], [when(p.since_at)],
+    [exitLevel(p.stop, p.stop_kind, p.stop_where, p.stop_distance, "NO STOP"), "num" + (p.stop === null ? " neg" : "")],
+    [exitLevel(p.take_profit, "", p.take_profit_where, p.take_profit_distance, "none"), "num"], [when(p.since_at)],
   ], "No open positions.");
   fillTable("orders", s.orders, "client_order_id", (o) => [
     [o.client_order_id], [o.symbol], [o.side], [o.type], [o.kind], [qty(o.qty), "num"], [qty(o.filled_qty), "num"],

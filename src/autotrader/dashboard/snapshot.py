@@ -18,7 +18,7 @@ from typing import Any
 
 from autotrader.live.ports import StateStore
 from autotrader.live.records import Decision, EquitySnapshot, RobotEvent, StoredOrder
-from autotrader.live.status import risk_management
+from autotrader.live.status import OpenPosition, RiskManagement, risk_management
 
 MAX_CURVE_POINTS = 2000
 LATEST_SIGNALS = 50
@@ -52,29 +52,29 @@ def build_snapshot(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
     decisions = store.decisions(latest=LATEST_SIGNALS)
     events = store.events(latest=LATEST_EVENTS)
     orders = store.load_orders(open_only=True)
-    beat = block["heartbeat"]
-    has_data = beat is not None or block["cash"] is not None or bool(series) or bool(decisions)
+    beat = block.heartbeat
+    has_data = beat is not None or block.cash is not None or bool(series) or bool(decisions)
     snapshot = {
         "generated_ms": now_wall_ms,
         "generated_at": iso_ms(now_wall_ms),
         "has_data": has_data,
         "robot": _robot(block, now_wall_ms),
         "account": {
-            "capital": _num(block.get("capital")),
-            "equity": _num(block.get("equity")) if has_data else None,
-            "cash": _num(block.get("cash")),
-            "exposure": _num(block.get("exposure")),
-            "today_pnl": _num(block.get("today_pnl")),
-            "drawdown": _num(block.get("drawdown")),
-            "peak_equity": _num(block.get("peak_equity")),
+            "capital": _num(block.capital),
+            "equity": _num(block.equity) if has_data else None,
+            "cash": _num(block.cash),
+            "exposure": _num(block.exposure),
+            "today_pnl": _num(block.today_pnl),
+            "drawdown": _num(block.drawdown),
+            "peak_equity": _num(block.peak_equity),
         },
         "equity_curve": equity_curve(series, total=total_points),
-        "positions": [_position(p) for p in block["positions"]],
+        "positions": [_position(p) for p in block.positions],
         "orders": [_order(o) for o in orders],
         "signals": [_signal(d) for d in reversed(decisions[-LATEST_SIGNALS:])],
         "risk": _risk(block),
-        "faults": dict(block["faults"]),
-        "fault_count": sum(block["faults"].values()),
+        "faults": dict(block.faults),
+        "fault_count": sum(block.faults.values()),
         "events": [_event(e) for e in reversed(events[-LATEST_EVENTS:])],
     }
     return snapshot
@@ -136,22 +136,22 @@ def _min_max_thinned(series: Sequence[EquitySnapshot], max_points: int) -> list[
 # ------------------------------------------------------------------------------------------- parts
 
 
-def _robot(block: dict[str, Any], now_wall_ms: int) -> dict[str, Any]:
-    beat = block["heartbeat"]
-    halted = block["state"] == "HALTED"
+def _robot(block: RiskManagement, now_wall_ms: int) -> dict[str, Any]:
+    beat = block.heartbeat
+    halted = block.state == "HALTED"
     if beat is None:
         status = "none"
     elif halted:
         status = "halted"
-    elif block["alive"]:
+    elif block.alive:
         status = "alive"
     else:
         status = "stopped" if beat.status == "stopped" else "stale"
     return {
         "name": beat.robot if beat else None,
-        "mode": block.get("mode") or (beat.mode if beat else None),
+        "mode": block.mode or (beat.mode if beat else None),
         "status": status,
-        "alive": block["alive"],
+        "alive": block.alive,
         "pid": beat.pid if beat else None,
         "process_status": beat.status if beat else None,
         "detail": beat.detail if beat else "",
@@ -163,9 +163,9 @@ def _robot(block: dict[str, Any], now_wall_ms: int) -> dict[str, Any]:
     }
 
 
-def _risk(block: dict[str, Any]) -> dict[str, Any]:
+def _risk(block: RiskManagement) -> dict[str, Any]:
     usage = []
-    for u in block["usage"]:
+    for u in block.usage:
         ratio = _num(u.ratio)
         informational = is_informational(u.name)
         usage.append(
@@ -181,28 +181,33 @@ def _risk(block: dict[str, Any]) -> dict[str, Any]:
             }
         )
     return {
-        "state": block["state"],
-        "halted": block["state"] == "HALTED",
-        "halted_reason": block.get("halted_reason") or "",
-        "kill_switch": bool(block.get("kill_switch")),
-        "min_confidence": _num(block.get("min_confidence")),
+        "state": block.state,
+        "halted": block.state == "HALTED",
+        "halted_reason": block.halted_reason,
+        "kill_switch": block.kill_switch,
+        "min_confidence": _num(block.min_confidence),
         "usage": usage,
     }
 
 
-def _position(p: dict[str, Any]) -> dict[str, Any]:
+def _position(p: OpenPosition) -> dict[str, Any]:
     return {
-        "symbol": p["symbol"],
-        "side": "long" if p["qty"] > 0 else "short",
-        "qty": _num(p["qty"]),
-        "entry_price": _num(p["entry_price"]),
-        "price": _num(p["price"]),
-        "value": _num(p["value"]),
-        "unrealised": _num(p["unrealised"]),
-        "stop": _num(p["stop"]),
-        "stop_where": p.get("stop_where"),  # "exchange", "robot-side" (the exchange refused it) or None
-        "since_ms": p["since"] or None,
-        "since_at": iso_ms(p["since"]) if p["since"] else None,
+        "symbol": p.symbol,
+        "side": "long" if p.qty > 0 else "short",
+        "qty": _num(p.qty),
+        "entry_price": _num(p.entry_price),
+        "price": _num(p.price),
+        "value": _num(p.value),
+        "unrealised": _num(p.unrealised),
+        "stop": _num(p.stop),
+        "stop_where": p.stop_where,  # "exchange", "robot-side" (the exchange refused it) or None
+        "stop_kind": p.stop_kind,  # "trailing" (tighter than the initial stop-loss), "initial" or None
+        "stop_distance": _num(p.stop_distance),  # fraction of the price left to the stop
+        "take_profit": _num(p.take_profit),
+        "take_profit_where": p.take_profit_where,  # "exchange", "robot-side" or None
+        "take_profit_distance": _num(p.take_profit_distance),
+        "since_ms": p.since or None,
+        "since_at": iso_ms(p.since) if p.since else None,
     }
 
 

@@ -3,6 +3,9 @@
 ``json_safe`` turns a nest of dicts, lists, tuples, numpy arrays and scalars into plain JSON types,
 so ``json.dumps(json_safe(x), allow_nan=False)`` never fails and never writes the non-standard
 ``NaN``/``Infinity`` tokens: NaN becomes ``null`` and ±inf the strings ``"inf"``/``"-inf"``.
+
+``finite_or_none`` is the one-value helper for a figure that is only meaningful when finite
+(a ratio, a percentile): NaN and ±inf alike become ``None``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["json_safe"]
+__all__ = ["finite_or_none", "json_safe"]
 
 
 _PLAIN = frozenset((float, int, str, bool))
@@ -52,3 +55,8 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, datetime | date | time):
         return obj.isoformat()
     return str(obj)  # Decimal keeps its exact text this way
+
+
+def finite_or_none(v: float | None) -> float | None:
+    """``v`` as a float, or ``None`` when it is missing, NaN or infinite."""
+    return None if v is None or not math.isfinite(v) else float(v)

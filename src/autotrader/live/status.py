@@ -20,6 +20,7 @@ rendered as text by ``autotrader.cli.status``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,43 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from autotrader.analytics.comparison import BacktestComparison
 from autotrader.domain.candles import format_ms
+from autotrader.live import exits
+from autotrader.live.order_manager import ROBOT_STOPS_META, ROBOT_TARGETS_META, TARGETS_META, TRAILING_META
 from autotrader.live.ports import StateStore
-from autotrader.live.records import ClosedTrade, Decision, IntentKind, Outcome
+from autotrader.live.records import ClosedTrade, Decision, Heartbeat, IntentKind, Outcome, PositionState
 from autotrader.live.risk_state import LimitUsage, RiskState
 from autotrader.risk.limits import RiskLimits
 from autotrader.risk.rules import EngineState
 
 DAY_MS = 86_400_000
 STALE_HEARTBEAT_MS = 30_000
-
-
-@dataclass(frozen=True)
-class BacktestTrade:
-    """One trade of the comparison backtest (from ``BacktestResult.trades``)."""
-
-    signal_id: str
-    symbol: str
-    side: int
-    qty: float
-    entry_price: float
-    exit_price: float
-    fees: float
-    pnl: float
-
-
-@dataclass(frozen=True)
-class BacktestComparison:
-    """What the backtest of the same strategy says about the same period."""
-
-    strategy: str
-    accuracy: float | None
-    evaluated: int
-    trades: Sequence[BacktestTrade]
-    fee_rate: float
-    slippage_bps: float
-    note: str = ""  # why there is no comparison at all
-    accuracy_note: str = ""  # why the backtest has no accuracy
 
 
 @dataclass
@@ -89,8 +65,70 @@ class LiveVsBacktest:
 # ------------------------------------------------------------------------------------------- blocks
 
 
-def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
-    """The RISK MANAGEMENT block as a dict (rendered by ``autotrader.cli.status.render_risk``)."""
+@dataclass(frozen=True)
+class ExitLevels:
+    """Where an open position exits: its stop and take-profit, where each lives, and how far the price is.
+
+    ``stop``: the robot-side stop (the exchange refused it) or the one resting on the exchange (a
+    stop order the exchange refused or cancelled protects nothing); ``stop_where``: ``"robot-side"``,
+    ``"exchange"`` or ``None`` (no stop protects it); ``stop_kind``: ``"trailing"`` once the trailing
+    stop is tighter than the initial stop-loss, else ``"initial"``. ``take_profit``/``take_profit_where``
+    likewise (the resting target order's level, or the robot-side target). The distances are
+    fractions of the price left before the level is reached (negative: already passed).
+    """
+
+    stop: float | None = None
+    stop_where: str | None = None
+    stop_kind: str | None = None
+    stop_distance: float | None = None
+    take_profit: float | None = None
+    take_profit_where: str | None = None
+    take_profit_distance: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenPosition(ExitLevels):
+    """An open position marked at its latest price, with its exits."""
+
+    symbol: str
+    qty: float  # signed: negative for a short
+    entry_price: float
+    price: float
+    value: float  # |qty| x price
+    unrealised: float
+    since: int  # entry time (ms)
+
+
+@dataclass(frozen=True)
+class RiskManagement:
+    """The RISK MANAGEMENT block (rendered by ``autotrader.cli.status.render_risk`` and the dashboard).
+
+    ``today_pnl``, ``drawdown`` and ``peak_equity`` are ``None`` before the robot saved a risk
+    state; ``usage`` is empty and ``min_confidence`` ``None`` without saved limits.
+    """
+
+    robot: str | None
+    alive: bool
+    heartbeat: Heartbeat | None
+    mode: str | None
+    capital: float | None
+    cash: float | None
+    equity: float
+    positions: tuple[OpenPosition, ...]
+    exposure: float
+    state: str
+    halted_reason: str
+    kill_switch: bool
+    faults: Mapping[str, int]
+    usage: tuple[LimitUsage, ...] = ()
+    today_pnl: float | None = None
+    drawdown: float | None = None
+    peak_equity: float | None = None
+    min_confidence: float | None = None
+
+
+def risk_management(store: StateStore, now_wall_ms: int) -> RiskManagement:
+    """The RISK MANAGEMENT block, from the state store only."""
     config = store.get_meta("config") or {}
     limits_doc = store.get_meta("limits")
     usage = store.get_meta("risk_usage") or {}
@@ -98,66 +136,150 @@ def risk_management(store: StateStore, now_wall_ms: int) -> dict[str, Any]:
     ledger = store.load_ledger()
     beat = store.last_heartbeat()
     prices: dict[str, float] = usage.get("prices") or {}
-    robot_stops = store.get_meta("robot_side_stops") or {}
+    limits = RiskLimits.model_validate(limits_doc) if limits_doc is not None else None
+    exit_records = ExitRecords.of(store)
     positions = []
     for symbol, pos in sorted(store.load_positions().items()):
         if pos.qty == 0 or pos.entry_qty == 0:
             continue
         price = prices.get(symbol, float(pos.avg_price))
-        entry = float(pos.entry_value / pos.entry_qty)
-        robot_stop = robot_stops.get(symbol)
-        if robot_stop is not None and robot_stop.get("entry") != (pos.entry_client_order_id or f"pos{pos.entry_ms}"):
-            robot_stop = None  # left from an earlier position
         positions.append(
-            {
-                "symbol": symbol,
-                "qty": float(pos.qty),
-                "entry_price": entry,
-                "price": price,
-                "value": abs(float(pos.qty)) * price,
-                "unrealised": float(pos.qty) * (price - float(pos.avg_price)),
-                "stop": float(robot_stop["price"])
-                if robot_stop is not None
-                else float(pos.stop_price)
-                if pos.stop_price is not None
-                else None,
-                # where the stop lives: on the exchange, or checked by the robot (the exchange refused it)
-                "stop_where": "robot-side" if robot_stop is not None else "exchange" if pos.stop_price else None,
-                "since": pos.entry_ms,
-            }
+            OpenPosition(
+                symbol=symbol,
+                qty=float(pos.qty),
+                entry_price=float(pos.entry_value / pos.entry_qty),
+                price=price,
+                value=abs(float(pos.qty)) * price,
+                unrealised=float(pos.qty) * (price - float(pos.avg_price)),
+                since=pos.entry_ms,
+                **dataclasses.asdict(exit_levels(store, pos, price, limits, exit_records)),
+            )
         )
     equity = usage.get("equity", snapshot.last_equity if snapshot else float(ledger.cash) if ledger else 0.0)
     since = (beat.ts_ms if beat else now_wall_ms) - DAY_MS
     faults = Counter(e.detail.split(":", 1)[0] for e in store.events(since, kinds=["fault"]))
-    out: dict[str, Any] = {
-        "robot": beat.robot if beat else None,
-        "alive": bool(beat and beat.status == "running" and now_wall_ms - beat.wall_ms < STALE_HEARTBEAT_MS),
-        "heartbeat": beat,
-        "mode": config.get("mode"),
-        "capital": float(ledger.capital) if ledger else config.get("capital"),
-        "cash": float(ledger.cash) if ledger else None,
-        "equity": equity,
-        "positions": positions,
-        "exposure": sum(p["value"] for p in positions),
-        "usage": [],
-        "state": EngineState(snapshot.state).name if snapshot else "ACTIVE",
-        "halted_reason": snapshot.halted_reason if snapshot else "",
-        "kill_switch": bool(snapshot.kill_switch) if snapshot else False,
-        "faults": dict(faults.most_common()),
-    }
-    if snapshot is not None:
-        out["today_pnl"] = equity - snapshot.day_start_equity
-        out["drawdown"] = max(0.0, 1.0 - equity / snapshot.peak_equity) if snapshot.peak_equity > 0 else 0.0
-        out["peak_equity"] = snapshot.peak_equity
-    if limits_doc is not None and snapshot is not None:
-        risk = RiskState(RiskLimits.model_validate(limits_doc), out["capital"] or 0.0, snapshot)
-        out["usage"] = current_usage(risk, equity, positions, usage.get("correlation", 0.0))
-        out["min_confidence"] = risk.limits.min_confidence
-    return out
+    capital = float(ledger.capital) if ledger else config.get("capital")
+    block = RiskManagement(
+        robot=beat.robot if beat else None,
+        alive=bool(beat and beat.status == "running" and now_wall_ms - beat.wall_ms < STALE_HEARTBEAT_MS),
+        heartbeat=beat,
+        mode=config.get("mode"),
+        capital=capital,
+        cash=float(ledger.cash) if ledger else None,
+        equity=equity,
+        positions=tuple(positions),
+        exposure=sum(p.value for p in positions),
+        state=EngineState(snapshot.state).name if snapshot else "ACTIVE",
+        halted_reason=snapshot.halted_reason if snapshot else "",
+        kill_switch=bool(snapshot.kill_switch) if snapshot else False,
+        faults=dict(faults.most_common()),
+    )
+    if snapshot is None:
+        return block
+    block = dataclasses.replace(
+        block,
+        today_pnl=equity - snapshot.day_start_equity,
+        drawdown=max(0.0, 1.0 - equity / snapshot.peak_equity) if snapshot.peak_equity > 0 else 0.0,
+        peak_equity=snapshot.peak_equity,
+    )
+    if limits is None:
+        return block
+    risk = RiskState(limits, capital or 0.0, snapshot)
+    return dataclasses.replace(
+        block,
+        usage=tuple(current_usage(risk, equity, positions, usage.get("correlation", 0.0))),
+        min_confidence=risk.limits.min_confidence,
+    )
+
+
+@dataclass(frozen=True)
+class ExitRecords:
+    """The robot's saved exit bookkeeping, per symbol: robot-side stops and targets, trailing references
+    and resting take-profit orders (``live.order_manager``'s meta records)."""
+
+    robot_stops: Mapping[str, Mapping[str, Any]]
+    robot_targets: Mapping[str, Mapping[str, Any]]
+    trails: Mapping[str, Mapping[str, Any]]
+    targets: Mapping[str, Mapping[str, Any]]
+
+    @classmethod
+    def of(cls, store: StateStore) -> ExitRecords:
+        """The records as the robot last saved them."""
+        return cls(
+            *(store.get_meta(key) or {} for key in (ROBOT_STOPS_META, ROBOT_TARGETS_META, TRAILING_META, TARGETS_META))
+        )
+
+
+def position_key(pos: PositionState) -> str:
+    """The key the robot files a position's exit records under (its entry order, else its entry time)."""
+    return pos.entry_client_order_id or f"pos{pos.entry_ms}"
+
+
+def exit_levels(
+    store: StateStore, pos: PositionState, price: float, limits: RiskLimits | None, records: ExitRecords
+) -> ExitLevels:
+    """The exits of ``pos`` at ``price`` (see ``ExitLevels``).
+
+    Whether the stop trails follows the robot's own arithmetic (``live.exits``) from the best price
+    since the entry. Records of an earlier position in the symbol are ignored.
+    """
+    key = position_key(pos)
+    side = 1 if pos.qty > 0 else -1
+    entry = float(pos.entry_value / pos.entry_qty)
+
+    def current(records: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+        record = records.get(pos.symbol)
+        return record if record is not None and record.get("entry") == key else None
+
+    robot_stop, robot_target = current(records.robot_stops), current(records.robot_targets)
+    stop, stop_where = None, None
+    if robot_stop is not None:
+        stop, stop_where = float(robot_stop["price"]), "robot-side"
+    elif pos.stop_price:
+        order = store.load_order(pos.stop_client_order_id) if pos.stop_client_order_id else None
+        if order is None:  # no order on record to say otherwise: the stop the position notes
+            stop, stop_where = float(pos.stop_price), "exchange"
+        elif order.order.is_open:  # resting (or sent, its answer not known yet) at its trigger price
+            stop, stop_where = float(order.order.trigger_price or pos.stop_price), "exchange"
+    stop_kind = None
+    if stop is not None:
+        stop_kind = "initial"
+        if limits is not None and limits.trailing_stop:
+            trail = current(records.trails)
+            ref = float(str(trail["ref"])) if trail is not None else entry
+            initial = exits.initial_stop(entry, side, limits.stop_loss, 0.0)
+            trailing = exits.stop_level(initial, ref, side, limits.trailing_stop, 0.0)
+            if exits.stop_reason(trailing, initial) == exits.TRAILING_STOP:
+                stop_kind = "trailing"
+    target, target_where = None, None
+    if robot_target is not None:
+        target, target_where = float(robot_target["price"]), "robot-side"
+    else:
+        resting = current(records.targets)
+        order = store.load_order(str(resting["cid"])) if resting is not None else None
+        level = None if order is None or not order.order.is_open else order.order.trigger_price or order.order.price
+        if level is not None:  # a conditional order triggers at its trigger price, a limit order rests at its price
+            target, target_where = float(level), "exchange"
+    return ExitLevels(
+        stop=stop,
+        stop_where=stop_where,
+        stop_kind=stop_kind,
+        stop_distance=_distance(price, stop, -side),
+        take_profit=target,
+        take_profit_where=target_where,
+        take_profit_distance=_distance(price, target, side),
+    )
+
+
+def _distance(price: float, level: float | None, direction: int) -> float | None:
+    """How far ``price`` must move towards ``direction`` (+1 up, -1 down) to reach ``level``, as a fraction."""
+    if level is None or price <= 0:
+        return None
+    return direction * (level - price) / price
 
 
 def current_usage(
-    risk: RiskState, equity: float, positions: Sequence[Mapping[str, Any]], correlation: float
+    risk: RiskState, equity: float, positions: Sequence[OpenPosition], correlation: float
 ) -> list[LimitUsage]:
     """Every limit against the CURRENT state: the open positions marked at their latest prices.
 
@@ -165,21 +287,21 @@ def current_usage(
     stop-loss rows give each open position's distance from its price to its stop (against the
     configured stop distance), or one row saying there is no position to protect.
     """
-    values = [float(p["value"]) for p in positions]
+    values = [p.value for p in positions]
     gross = sum(values) / equity if equity > 0 else 0.0
     biggest = max(values, default=0.0) / equity if equity > 0 else 0.0
     rows = risk.usage(equity, biggest, gross, correlation if len(values) >= 2 else 0.0, gross)
     stop_limit = risk.limits.stop_loss
     stop_rows = [
         LimitUsage(
-            f"stop-loss distance {p['symbol']}",
-            100 * abs(float(p["price"]) - float(p["stop"])) / float(p["price"]),
+            f"stop-loss distance {p.symbol}",
+            100 * abs(p.price - p.stop) / p.price,
             100 * stop_limit,
             "%",
             "price to stop",
         )
         for p in positions
-        if stop_limit is not None and p.get("stop") is not None and float(p["price"]) > 0
+        if stop_limit is not None and p.stop is not None and p.price > 0
     ]
     if stop_limit is not None and not stop_rows:
         stop_rows = [LimitUsage("stop-loss distance", 0.0, 100 * stop_limit, "%", "no open position")]

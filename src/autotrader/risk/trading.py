@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autotrader.domain.errors import ConfigError
-from autotrader.domain.fees import default_taker_fee
+from autotrader.domain.fees import DEFAULT_SLIPPAGE_BPS, default_taker_fee
 from autotrader.domain.timeframe import Timeframe
 from autotrader.risk.limits import RiskLevel, RiskLimits, Sizing, risk_limits
 
@@ -37,7 +37,7 @@ class TradingConfig(BaseModel):
     fee: float | None = Field(
         default=None, ge=0, lt=0.1, description="taker fee per side; None = the venue's default for the market"
     )
-    slippage_bps: float = Field(default=2.0, ge=0, lt=1000)
+    slippage_bps: float = Field(default=DEFAULT_SLIPPAGE_BPS, ge=0, lt=1000)
 
     @field_validator("symbols")
     @classmethod

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from autotrader.domain.fees import round_trip_cost
 from autotrader.risk.limits import RiskLimits
 from autotrader.risk.trading import TradingConfig
 from autotrader.strategy.base import Strategy, get_strategy
@@ -30,7 +31,7 @@ def build_strategy(
     if "threshold" in strategy.parameters and "threshold" not in params:
         strategy.params["threshold"] = (limits if limits is not None else trading.limits()).min_confidence
     if "cost" in strategy.parameters and "cost" not in params:
-        strategy.params["cost"] = 2.0 * (trading.fee_rate + trading.slippage_bps / 10_000.0)
+        strategy.params["cost"] = round_trip_cost(trading.fee_rate, trading.slippage_bps)
     if cache_dir is not None and hasattr(strategy, "cache"):
         from autotrader.strategy.cache import NpzPredictionCache
 

@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autotrader.domain.jsonsafe import finite_or_none
+
 if TYPE_CHECKING:
     from autotrader.backtest.runner import BacktestConfig
     from autotrader.marketdata.store import CandleStore
@@ -379,7 +381,7 @@ def overfitting_panel(
     out: dict[str, Any] = {}
     day_equity = np.asarray(doc["equity_curve"]["daily"]["equity"], dtype=np.float64)
     r = metrics.daily_returns(day_equity)
-    out["psr_backtest"] = finite(of.probabilistic_sharpe_ratio(r)) if r.size >= 2 else None
+    out["psr_backtest"] = finite_or_none(of.probabilistic_sharpe_ratio(r)) if r.size >= 2 else None
     out["backtest_days"] = int(r.size)
     if wf is None:
         why = (
@@ -431,11 +433,12 @@ def deflated_sharpe_of_walk_forward(wf: WalkForwardResult) -> dict[str, Any]:
         except AutoTraderError as e:
             reasons.append(f"window {k}: {e}")
             continue
-        rows.append({"window": k, "best_trial": w.best_trial, "dsr": finite(d.dsr), "psr": finite(d.psr),
-                     "n_trials": d.n_trials, "n_obs": d.n_obs, "sharpe_annualised": finite(d.sharpe_annualised),
-                     "benchmark_sharpe_annualised": finite(d.benchmark_sharpe_annualised),
-                     "sharpe_variance": d.sharpe_variance, "skewness": finite(d.skewness),
-                     "kurtosis": finite(d.kurtosis)})  # fmt: skip
+        rows.append({"window": k, "best_trial": w.best_trial, "dsr": finite_or_none(d.dsr),
+                     "psr": finite_or_none(d.psr), "n_trials": d.n_trials, "n_obs": d.n_obs,
+                     "sharpe_annualised": finite_or_none(d.sharpe_annualised),
+                     "benchmark_sharpe_annualised": finite_or_none(d.benchmark_sharpe_annualised),
+                     "sharpe_variance": d.sharpe_variance, "skewness": finite_or_none(d.skewness),
+                     "kurtosis": finite_or_none(d.kurtosis)})  # fmt: skip
     out: dict[str, Any] = {"dsr_basis": "per walk-forward window: the in-sample winner's daily returns, deflated "
                            "by that window's trial count and the variance of its trials' Sharpe ratios"}  # fmt: skip
     values = [r["dsr"] for r in rows if r["dsr"] is not None]
@@ -447,12 +450,12 @@ def deflated_sharpe_of_walk_forward(wf: WalkForwardResult) -> dict[str, Any]:
     oos = wf.oos_daily_returns()
     sr, skew, kurt, n = of.sharpe_moments(oos) if oos.size >= 2 else (float("nan"),) * 3 + (int(oos.size),)
     psr = of.psr_from_stats(sr, n, skew, kurt, 0.0)
-    out["psr_oos"] = finite(psr)
+    out["psr_oos"] = finite_or_none(psr)
     out["psr_oos_detail"] = {
         "basis": "stitched out-of-sample daily returns (marked equity) against a Sharpe ratio of 0; "
         "no selection penalty: this record was not picked as a best",
-        "n_obs": n, "sharpe_annualised": finite(sr * math.sqrt(365.0)), "skewness": finite(skew),
-        "kurtosis": finite(kurt),
+        "n_obs": n, "sharpe_annualised": finite_or_none(sr * math.sqrt(365.0)), "skewness": finite_or_none(skew),
+        "kurtosis": finite_or_none(kurt),
     }  # fmt: skip
     if out["psr_oos"] is None:
         out["psr_oos_reason"] = f"undefined on {n} out-of-sample daily returns (flat or too short)"
@@ -483,7 +486,7 @@ def pbo(wf: WalkForwardResult) -> dict[str, Any]:
             continue
         rows.append({"window": w.window.index + 1, "pbo": res.pbo, "partitions": s,
                      "combinations": res.n_combinations, "trials": res.n_trials,
-                     "prob_oos_loss": res.prob_oos_loss, "slope": finite(res.slope),
+                     "prob_oos_loss": res.prob_oos_loss, "slope": finite_or_none(res.slope),
                      "n_flat_scores": res.n_flat_scores, "flat_trials": len(res.flat_trials)})  # fmt: skip
     if not rows:
         return {"pbo": None, "pbo_reason": "; ".join(reasons) or "no window to test"}
@@ -599,8 +602,3 @@ def _figure(v: Any) -> float | None:
     if isinstance(v, str) and v in ("inf", "-inf"):
         return float(v)
     return None if v is None else float(v)
-
-
-def finite(v: float | None) -> float | None:
-    """``v`` as a float, or ``None`` when it is missing, NaN or infinite."""
-    return None if v is None or not math.isfinite(v) else float(v)

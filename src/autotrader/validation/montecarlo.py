@@ -51,7 +51,7 @@ Conventions
   spawned from ``numpy.random.SeedSequence(seed)``; the result depends on the seed only, not
   on how many threads ran the chunks.
 
-Every result is a frozen dataclass with ``to_dict()`` giving plain JSON types (NaN → ``None``).
+Every result is a frozen dataclass with ``to_dict()`` giving plain JSON types (NaN and ±inf → ``None``).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from autotrader.analytics import metrics
 from autotrader.domain.errors import ConfigError, DataError
+from autotrader.domain.jsonsafe import finite_or_none
 from autotrader.jit import njit
 
 __all__ = [
@@ -133,7 +134,7 @@ class Band:
     p95: float
 
     def to_dict(self) -> dict[str, float | None]:
-        return {"p5": _json_float(self.p5), "p50": _json_float(self.p50), "p95": _json_float(self.p95)}
+        return {"p5": finite_or_none(self.p5), "p50": finite_or_none(self.p50), "p95": finite_or_none(self.p95)}
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,8 @@ class FanChart:
         return {
             "step": list(self.step),
             "percentiles": list(self.percentiles),
-            "equity": [[_json_float(v) for v in row] for row in self.equity],
-            "observed": [_json_float(v) for v in self.observed],
+            "equity": [[finite_or_none(v) for v in row] for row in self.equity],
+            "observed": [finite_or_none(v) for v in self.observed],
         }
 
 
@@ -241,7 +242,7 @@ class MonteCarloResult:
             "drawdown_limit": self.drawdown_limit,
             "prob_ruin": self.prob_ruin,
             "ruin_fraction": self.ruin_fraction,
-            "observed": {k: _json_float(v) for k, v in self.observed.items()},
+            "observed": {k: finite_or_none(v) for k, v in self.observed.items()},
             "fan": self.fan.to_dict(),
         }
 
@@ -642,10 +643,6 @@ def _check_options(
         raise ConfigError(f"fan_points must be an integer of at least 2, got {fan_points!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-
-
-def _json_float(v: float) -> float | None:
-    return None if math.isnan(v) else float(v)
 
 
 # --------------------------------------------------------------------------- compiled kernels

@@ -60,7 +60,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +74,7 @@ from autotrader.domain.aligned import AlignedCandles, align
 from autotrader.domain.candles import SeriesKey, format_ms, parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError, StrategyError
 from autotrader.domain.instrument import Instrument
+from autotrader.domain.jsonsafe import finite_or_none
 from autotrader.domain.timeframe import Timeframe
 from autotrader.marketdata.store import CandleStore
 from autotrader.strategy.base import Signals, Strategy
@@ -175,9 +175,9 @@ class StressRun:
         return {
             "label": self.label,
             "status": self.status,
-            "total_return": _finite_or_none(self.total_return),
-            "max_drawdown": _finite_or_none(self.max_drawdown),
-            "min_equity": _finite_or_none(self.min_equity),
+            "total_return": finite_or_none(self.total_return),
+            "max_drawdown": finite_or_none(self.max_drawdown),
+            "min_equity": finite_or_none(self.min_equity),
             "trades": self.trades,
             "reason": self.reason,
         }
@@ -211,8 +211,8 @@ class ScenarioResult:
             "kind": self.kind,
             "window": self.window,
             "status": self.status,
-            "total_return": _finite_or_none(self.total_return),
-            "max_drawdown": _finite_or_none(self.max_drawdown),
+            "total_return": finite_or_none(self.total_return),
+            "max_drawdown": finite_or_none(self.max_drawdown),
             "drawdown_limit": self.drawdown_limit,
             "trades": self.trades,
             "reason": self.reason,
@@ -815,7 +815,3 @@ _SYNTHETIC_RUNS: Final[
     "correlation_shock": _correlation,
     "system_failure": _system_failure,
 }
-
-
-def _finite_or_none(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else float(v)

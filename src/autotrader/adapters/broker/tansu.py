@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 from autotrader.domain.errors import ConfigError
+from autotrader.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -375,9 +376,7 @@ def start_detached(
             proc.kill()
         proc.wait()
         raise
-    (directory / "broker.json").write_text(
-        json.dumps({"pid": proc.pid, "port": port, "log": str(log_path)}), encoding="utf-8"
-    )
+    write_text_atomic(directory / "broker.json", json.dumps({"pid": proc.pid, "port": port, "log": str(log_path)}))
     return broker, True
 
 

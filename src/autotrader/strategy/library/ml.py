@@ -71,7 +71,7 @@ import numpy as np
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import FloatArray
 from autotrader.domain.errors import ConfigError
-from autotrader.domain.fees import default_taker_fee
+from autotrader.domain.fees import DEFAULT_SLIPPAGE_BPS, default_taker_fee, round_trip_cost
 from autotrader.jit import njit
 from autotrader.strategy.base import Param, Signals, Strategy
 from autotrader.strategy.cache import PredictionCache
@@ -121,7 +121,7 @@ _MODEL_PARAMS: dict[str, Any] = {
     "verbose": -1,
 }
 _CACHE_FREE_PARAMS = ("threshold", "min_edge")
-DEFAULT_COST = 2 * (default_taker_fee("spot") + 0.0002)  # the spot taker fee and 2 bps slippage, both fills
+DEFAULT_COST = round_trip_cost(default_taker_fee("spot"), DEFAULT_SLIPPAGE_BPS)  # spot taker fee + default slippage
 
 
 class MlStrategy(Strategy):
