@@ -153,18 +153,6 @@ def fingerprint(data: AlignedCandles) -> str:
     return data.fingerprint
 
 
-def atr_pct_of(data: AlignedCandles, period: int = 14) -> np.ndarray:
-    """Average true range over ``period`` bars as a fraction of the close (causal, per symbol)."""
-    prev_close = np.vstack([data.close[:1], data.close[:-1]])
-    tr = np.fmax(data.high - data.low, np.fmax(np.abs(data.high - prev_close), np.abs(data.low - prev_close)))
-    tr = np.where(np.isnan(tr), 0.0, tr)
-    csum = np.cumsum(tr, axis=0)
-    atr = np.empty_like(csum)
-    atr[:period] = np.nan
-    atr[period:] = (csum[period:] - csum[:-period]) / period
-    return atr / data.close
-
-
 def equal_weight_buy_and_hold(data: AlignedCandles, capital: float) -> np.ndarray:
     """Equity of splitting ``capital`` equally and buying each symbol at its first open (no costs)."""
     m = len(data.symbols)

@@ -23,7 +23,7 @@ from autotrader.domain.errors import StorageError
 from autotrader.live.records import ClosedTrade, RiskSnapshot
 from autotrader.risk.limits import RiskLimits
 from autotrader.risk.policy import Transition, kelly_update_nb, mark_risk_nb, roll_day_nb, transitions_of
-from autotrader.risk.rules import ACTIVE, EngineState
+from autotrader.risk.rules import ACTIVE
 
 DAY_MS = 86_400_000
 
@@ -224,13 +224,6 @@ class RiskState:
     def daily_loss(self, equity: float | None = None) -> float:
         eq = self.last_equity if equity is None else equity
         return max(0.0, 1.0 - eq / self.day_start_equity) if self.day_start_equity > 0 else 0.0
-
-    def day_pnl(self, equity: float | None = None) -> float:
-        return (self.last_equity if equity is None else equity) - self.day_start_equity
-
-    @property
-    def state_name(self) -> str:
-        return EngineState(self.state).name
 
     def snapshot(self, kill_switch: bool = False) -> RiskSnapshot:
         return RiskSnapshot(
