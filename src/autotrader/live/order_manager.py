@@ -30,6 +30,11 @@ FIRST and the old one cancelled once the new one rests; if the new one is refuse
 one keeps resting and the robot watches the tighter level itself. The trailing reference is
 persisted before the venue is asked, so a crash mid-move is finished by the reconciliation
 (``align_stop``), and a superseded stop left resting next to its replacement is cancelled then.
+
+A resting exit's trigger direction comes from what it is for (``exit_trigger_direction``: a long's
+stop fires on a fall, its target on a rise), never from where the price lies. A stop or target whose
+level the price is already through when it is to be placed is not sent (the venue would refuse it:
+Bybit 110092/110093): it becomes robot-side at once and ``check_robot_exits`` exits at market.
 """
 
 from __future__ import annotations
