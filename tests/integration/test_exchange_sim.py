@@ -26,7 +26,7 @@ from autotrader.domain.errors import (
     OrderRejected,
     RateLimited,
 )
-from autotrader.domain.orders import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce
+from autotrader.domain.orders import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, TriggerDirection
 from autotrader.exchange_sim import SimConfig, SimServer, synthetic_candles
 
 MINUTE = 60_000
@@ -863,3 +863,47 @@ def test_cli_simulator_subprocess_replays_the_candle_store(isolated_home):
     expect = BTC.slice_range(start, int(candles.ts[-1]))
     assert (candles.close == expect.close).all()
     assert balance.coin("USDT").wallet == Decimal(10000)
+
+
+@pytest.mark.parametrize("market", ["linear", "spot"])
+def test_a_trigger_already_passed_for_its_direction_is_refused_like_bybit(sim, account, market):
+    """Bybit refuses a conditional order (or an amend) whose trigger the price has already passed in its
+    direction: 110092 "expect Rising" / 110093 "expect Falling"; the adapter raises ``OrderRejected``."""
+
+    async def go():
+        async with connect(sim, account) as ex:
+            last = (await ex.ticker(market, "BTCUSDT")).last
+            above = (last * Decimal("1.02")).quantize(Decimal("0.1"))
+            below = (last * Decimal("0.98")).quantize(Decimal("0.1"))
+            stop = {"type": OrderType.STOP_MARKET}
+            codes = []
+            for cid, side, trigger, direction in (
+                (f"fall-{market}", OrderSide.SELL, above, TriggerDirection.FALLING),  # a long's stop, passed
+                (f"rise-{market}", OrderSide.BUY, below, TriggerDirection.RISING),  # a short's stop, passed
+            ):
+                with pytest.raises(OrderRejected) as refused:
+                    await ex.create_order(
+                        order(cid, market=market, side=side, trigger_price=trigger, trigger_direction=direction, **stop)
+                    )
+                codes.append(ret_code_of(refused.value))
+            cid = f"amend-wrong-{market}"
+            await ex.create_order(
+                order(
+                    cid,
+                    market=market,
+                    side=OrderSide.SELL,
+                    trigger_price=below,
+                    trigger_direction=TriggerDirection.FALLING,
+                    **stop,
+                )
+            )
+            with pytest.raises(OrderRejected) as amend_refused:
+                await ex.amend_trigger(market, "BTCUSDT", cid, above)
+            [resting] = await ex.open_orders(market, "BTCUSDT")
+            await ex.request_cancel(market, "BTCUSDT", cid)
+            return codes, ret_code_of(amend_refused.value), resting, below
+
+    codes, amend_code, resting, below = run(go())
+    assert codes == [110093, 110092]
+    assert amend_code == 110093
+    assert resting.trigger_price == below  # the refused amend left the order as it was

@@ -28,6 +28,7 @@ from autotrader.domain.orders import (
     OrderType,
     SubmitOrder,
     Ticker,
+    TriggerDirection,
 )
 from autotrader.live.clock import FunctionClock
 from autotrader.live.order_manager import OrderManager
@@ -221,7 +222,10 @@ class TwoWayVenue(FakeVenue):
         return await super().create_order(order)
 
     def _place(self, cmd) -> None:
-        self.rising[cmd.client_order_id] = cmd.trigger_price is not None and cmd.trigger_price > self.price
+        if cmd.trigger_direction is not None:  # the order's own direction, as Bybit's ``triggerDirection``
+            self.rising[cmd.client_order_id] = cmd.trigger_direction is TriggerDirection.RISING
+        else:
+            self.rising[cmd.client_order_id] = cmd.trigger_price is not None and cmd.trigger_price > self.price
         super()._place(cmd)
 
     def trigger(self) -> None:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from autotrader.domain.errors import AutoTraderError
@@ -150,6 +150,27 @@ def derive_client_order_id(strategy: str, symbol: str, decision_id: str | int, i
 # -------------------------------------------------------------------------------------- commands
 
 
+class TriggerDirection(IntEnum):
+    """When a conditional order fires: the price RISING to its trigger (1) or FALLING to it (2).
+
+    Bybit's ``triggerDirection`` values. It follows from what the order is for, never from where the
+    price happens to be: a long's stop-loss falls to its level even when the price is already below it.
+    """
+
+    RISING = 1
+    FALLING = 2
+
+    @classmethod
+    def of_exit(cls, exit_side: OrderSide, *, protective: bool) -> TriggerDirection:
+        """The direction of a resting exit: a SELL stop-loss falls, a SELL take-profit rises; BUY exits reversed."""
+        falls = (exit_side is OrderSide.SELL) == protective
+        return cls.FALLING if falls else cls.RISING
+
+    def passed(self, trigger: Decimal, price: Decimal) -> bool:
+        """Whether ``price`` is already at or through ``trigger`` (the venue would refuse such an order)."""
+        return price >= trigger if self is TriggerDirection.RISING else price <= trigger
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitOrder:
     """The command to place one order (what the robot asks the venue for).
@@ -171,6 +192,7 @@ class SubmitOrder:
     reduce_only: bool = False
     take_profit: Decimal | None = None
     stop_loss: Decimal | None = None
+    trigger_direction: TriggerDirection | None = None  # ``None``: the venue adapter infers it from the price
 
     def __post_init__(self) -> None:
         if not is_valid_client_order_id(self.client_order_id):

@@ -67,6 +67,14 @@ def on_grid(value: Decimal, step: Decimal) -> bool:
     return step <= 0 or (value / step) == (value / step).to_integral_value()
 
 
+def _check_trigger_side(direction: int, trigger: Decimal, last: Decimal) -> None:
+    """Bybit refuses a conditional order whose trigger is already passed for its direction (110092/110093)."""
+    if direction == 1 and trigger <= last:
+        raise SimError(110092, f"expect Rising, but trigger_price[{fmt(trigger)}] <= current[{fmt(last)}]??LastPrice")
+    if direction == 2 and trigger >= last:
+        raise SimError(110093, f"expect Falling, but trigger_price[{fmt(trigger)}] >= current[{fmt(last)}]??LastPrice")
+
+
 def to_tick(price: float | Decimal, tick: Decimal) -> Decimal:
     p = price if isinstance(price, Decimal) else _dec_float(price)
     return (p / tick).to_integral_value(ROUND_HALF_EVEN) * tick
@@ -627,6 +635,7 @@ class SimEngine:
         d.direction = int(p.get("triggerDirection") or 0) or (1 if d.trigger > d.last else 2)
         if d.direction not in (1, 2):
             raise SimError(10001, "params error: triggerDirection invalid")
+        _check_trigger_side(d.direction, d.trigger, d.last)
 
     def _check_notional_and_band(self, d: _Draft) -> Decimal:
         """Minimum notional and the limit-price band; returns the price the order is valued at."""
@@ -1049,6 +1058,8 @@ class SimEngine:
             trigger = _dec(p["triggerPrice"], "triggerPrice")
             if order.status != "Untriggered" or trigger <= 0 or not on_grid(trigger, inst.tick):
                 raise SimError(10001, "params error: triggerPrice invalid")
+            if trigger != order.trigger_price:
+                _check_trigger_side(order.trigger_direction, trigger, self.last_price(inst, now_ms))
         if p.get("price") not in (None, ""):
             price = _dec(p["price"], "price")
             if order.order_type != "Limit" or price <= 0 or not on_grid(price, inst.tick):

@@ -30,6 +30,11 @@ FIRST and the old one cancelled once the new one rests; if the new one is refuse
 one keeps resting and the robot watches the tighter level itself. The trailing reference is
 persisted before the venue is asked, so a crash mid-move is finished by the reconciliation
 (``align_stop``), and a superseded stop left resting next to its replacement is cancelled then.
+
+A resting exit's trigger direction comes from what it is for (``exit_trigger_direction``: a long's
+stop fires on a fall, its target on a rise), never from where the price lies. A stop or target whose
+level the price is already through when it is to be placed is not sent (the venue would refuse it:
+Bybit 110092/110093): it becomes robot-side at once and ``check_robot_exits`` exits at market.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from autotrader.domain.orders import (
     OrderTriggered,
     OrderType,
     SubmitOrder,
+    TriggerDirection,
     derive_client_order_id,
     sync_events,
 )
@@ -96,7 +102,19 @@ _EVENT_NAMES = {
 }
 
 
-def command_of(order: Order) -> SubmitOrder:
+def exit_trigger_direction(kind: IntentKind, exit_side: OrderSide) -> TriggerDirection | None:
+    """When a resting exit fires, from what it is for: a stop falls to a long's level, a target rises to it.
+
+    ``None`` for orders that are not resting exits (entries, market exits).
+    """
+    if kind is IntentKind.STOP:
+        return TriggerDirection.of_exit(exit_side, protective=True)
+    if kind is IntentKind.TARGET:
+        return TriggerDirection.of_exit(exit_side, protective=False)
+    return None
+
+
+def command_of(order: Order, trigger_direction: TriggerDirection | None = None) -> SubmitOrder:
     """The ``SubmitOrder`` that (re)creates ``order`` at the venue, under the same client id."""
     return SubmitOrder(
         client_order_id=order.client_order_id,
@@ -111,6 +129,7 @@ def command_of(order: Order) -> SubmitOrder:
         reduce_only=order.reduce_only,
         take_profit=order.take_profit,
         stop_loss=order.stop_loss,
+        trigger_direction=trigger_direction if order.trigger_price is not None else None,
     )
 
 
@@ -224,6 +243,7 @@ class OrderManager:
             qty,
             trigger_price=trigger,
             reduce_only=self.market == "linear",
+            trigger_direction=exit_trigger_direction(intent.kind, intent.side),
         )
         try:
             command = self.fit(command, price)
@@ -309,7 +329,7 @@ class OrderManager:
             extra=bind,
         )
         try:
-            acked = await self.exchange.create_order(command_of(order))
+            acked = await self.exchange.create_order(command_of(order, exit_trigger_direction(stored.kind, order.side)))
         except OrderRejected as e:
             code = getattr(e, "ret_code", None)
             order = order.apply(OrderRejectedEvent(order.client_order_id, self.clock.now_ms(), str(e)[:500], code))
@@ -773,6 +793,8 @@ class OrderManager:
         attempt = pos.stop_attempt + 1 if attempt_after is not None else pos.stop_attempt
         qty = self.book.tradable_qty(symbol, price)
         exit_side = OrderSide.SELL if side > 0 else OrderSide.BUY
+        if self._crossed_at_placement(symbol, "sl", exit_side, trigger, price):
+            return None
         basis = pos.entry_client_order_id or f"pos{pos.entry_ms}"
         cid = self.client_id(symbol, basis, "sl", attempt)
         now = self.clock.now_ms()
@@ -846,6 +868,8 @@ class OrderManager:
         pos = self.book.position(symbol)
         qty = self.book.tradable_qty(symbol, price)
         exit_side = OrderSide.SELL if side > 0 else OrderSide.BUY
+        if self._crossed_at_placement(symbol, "tp", exit_side, level, price):
+            return None
         cid = self.client_id(symbol, key, "tp", attempt)
         now = self.clock.now_ms()
         intent = Intent(
@@ -883,6 +907,40 @@ class OrderManager:
             return
         assert order.trigger_price is not None
         self._robot_side(symbol, kind, order.trigger_price, n, order.reason or "refused")
+
+    def _crossed_at_placement(self, symbol: str, kind: str, exit_side: OrderSide, level: Decimal, price: float) -> bool:
+        """Whether the price is already through the stop (``sl``) or target (``tp``) ``level`` to be placed.
+
+        Such an order could only be refused (Bybit 110092/110093) or, sent with the wrong direction,
+        leave the position unprotected; instead the robot holds the exit (robot-side), and the same
+        loop iteration's ``check_robot_exits`` exits at market with the exit's reason.
+        """
+        direction = TriggerDirection.of_exit(exit_side, protective=kind == "sl")
+        if not direction.passed(level, Decimal(repr(float(price)))):
+            return False
+        what = "stop-loss" if kind == "sl" else "take-profit"
+        log.warning(
+            "the price %s of %s is already through its %s at %s: no resting order, exit at market",
+            price,
+            symbol,
+            what,
+            level,
+            extra={"symbol": symbol, "signal_id": self.book.position(symbol).signal_id},
+        )
+        record: dict[str, object] = {
+            "price": str(level),
+            "entry": self._position_key(symbol),
+            "since_ms": self.clock.now_ms(),
+            "refusals": 0,
+            "last": f"price {price} already through the level when placing it",
+        }
+        if kind == "sl":
+            self.robot_stops[symbol] = record
+            self.store.set_meta(ROBOT_STOPS_META, self.robot_stops)
+        else:
+            self.robot_targets[symbol] = record
+            self.store.set_meta(ROBOT_TARGETS_META, self.robot_targets)
+        return True
 
     def _robot_side(self, symbol: str, kind: str, level: Decimal, refusals: int, why: str) -> None:
         """The robot watches ``symbol``'s stop (``sl``) or target (``tp``) at ``level`` itself from now on."""

@@ -38,9 +38,9 @@ from pydantic import SecretStr
 
 from autotrader.adapters.exchange import parsers
 from autotrader.adapters.exchange.errors import (
+    AMEND_NOT_MODIFIED_CODES,
     DUPLICATE_CODES,
     NOT_FOUND_CODES,
-    NOT_MODIFIED_CODES,
     Action,
     AmbiguousOutcome,
     error_for,
@@ -252,6 +252,13 @@ _BYBIT_TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "
 
 def _wire(value: Decimal) -> str:
     return format(value, "f")
+
+
+def _trigger_direction(order: SubmitOrder, trigger: Decimal, reference: Decimal) -> int:
+    """Bybit's ``triggerDirection``: the order's own (what it is for), else inferred from the price."""
+    if order.trigger_direction is not None:
+        return int(order.trigger_direction)
+    return 1 if trigger > reference else 2
 
 
 class BybitExchange:
@@ -582,7 +589,7 @@ class BybitExchange:
             p["timeInForce"] = _BYBIT_TIF[order.time_in_force]
         if order.trigger_price is not None:
             p["triggerPrice"] = _wire(order.trigger_price)
-            p["triggerDirection"] = 1 if order.trigger_price > reference else 2
+            p["triggerDirection"] = _trigger_direction(order, order.trigger_price, reference)
             p["triggerBy"] = "LastPrice"
             if order.market == "spot":
                 p["orderFilter"] = "StopOrder"
@@ -716,14 +723,21 @@ class BybitExchange:
             "triggerPrice": _wire(price),
         }
         try:
-            await self._call("privatePostV5OrderAmend", "/v5/order/amend", params, category=market)
+            payload = await self._call("privatePostV5OrderAmend", "/v5/order/amend", params, category=market)
         except OrderRejected as e:
             code = ret_code_of(e)
-            if code in NOT_MODIFIED_CODES:
+            if code in AMEND_NOT_MODIFIED_CODES:
                 return True
             if code in NOT_FOUND_CODES:
                 return False
             raise
+        result = payload.get("result") if isinstance(payload, dict) else None
+        answered = str(result.get("orderLinkId") or "") if isinstance(result, dict) else ""
+        if answered != client_order_id:
+            raise ExchangeError(
+                f"amend of {client_order_id}: Bybit answered for order {answered or 'none'!r}, not ours; "
+                "the trigger price is not known to have changed"
+            )
         log.info(
             "order %s: trigger price amended to %s",
             client_order_id,

@@ -82,6 +82,8 @@ RET_CODES: dict[int, RetCode] = {
     110044: RetCode(InsufficientFunds, Action.RAISE, "available margin insufficient"),
     110045: RetCode(InsufficientFunds, Action.RAISE, "wallet balance insufficient"),
     110072: RetCode(OrderRejected, Action.RECONCILE, "duplicate orderLinkId"),
+    110092: RetCode(OrderRejected, Action.RAISE, "rising trigger already at or below the price"),
+    110093: RetCode(OrderRejected, Action.RAISE, "falling trigger already at or above the price"),
     110094: RetCode(OrderRejected, Action.RAISE, "order below the minimum notional value"),
     # --- spot orders (170xxx)
     170121: RetCode(OrderRejected, Action.RAISE, "invalid symbol"),
@@ -101,6 +103,8 @@ RET_CODES: dict[int, RetCode] = {
 DUPLICATE_CODES = frozenset(c for c, r in RET_CODES.items() if r.action is Action.RECONCILE)
 NOT_FOUND_CODES = frozenset(c for c, r in RET_CODES.items() if r.action is Action.NOT_FOUND)
 NOT_MODIFIED_CODES = frozenset(c for c, r in RET_CODES.items() if r.action is Action.SUCCESS)
+# an amend that "changed nothing" is only 34040; 110025/110043 are position-mode/leverage answers
+AMEND_NOT_MODIFIED_CODES = frozenset({34040})
 
 
 def lookup(ret_code: int) -> RetCode:
