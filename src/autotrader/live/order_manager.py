@@ -725,17 +725,20 @@ class OrderManager:
             return self.stop_reason(symbol, stop)
         return hit
 
-    async def ensure_stop(self, symbol: str, price: float, *, moved: bool = False) -> StoredOrder | None:
+    async def ensure_stop(
+        self, symbol: str, price: float, *, moved: bool = False, exit_pending: bool = False
+    ) -> StoredOrder | None:
         """Place the position's stop at the venue unless one is resting (or an exit is pending).
 
         The stop's level is the stop-loss tightened by the trailing stop (``stop_price``). A flat
         position's leftover stop (its target filled) is cancelled, and so is a superseded stop still
         resting next to the position's own (a replacement interrupted by a crash). Returns the new
-        stop order, or ``None`` when nothing was placed.
+        stop order, or ``None`` when nothing was placed. ``exit_pending``: place it even though an
+        exit is pending (the exit could not be sent and its stop must come back).
         """
         if not self.stop_loss and not self.trailing_stop:
             return None
-        if self.pending_exit(symbol):
+        if self.pending_exit(symbol) and not exit_pending:
             return None
         side = self.book.open_side(symbol, price)
         if side == 0:
@@ -955,13 +958,25 @@ class OrderManager:
         if stop is not None and not stop.order.is_terminal:
             await self.cancel(stop, reason)
 
-    async def cancel_exits(self, symbol: str, reason: str) -> bool:
-        """Cancel the resting stop and target of ``symbol``; ``True`` when none is left resting."""
-        await self.cancel_stop(symbol, reason)
+    async def cancel_exits(self, symbol: str, reason: str, price: float | None = None) -> bool:
+        """Cancel the resting target, then the stop, of ``symbol``; ``True`` when none is left resting.
+
+        The stop goes last, and only once no target rests: a cancel that fails (a passing venue
+        problem, a cancel the venue does not confirm) leaves the position with its stop. Should
+        the stop be gone all the same while something still rests, it is placed again at
+        ``price`` before ``False`` is returned (the exit is not sent then).
+        """
         for target in self._resting_targets(symbol):
             await self.cancel(target, reason)
+        if not self._resting_targets(symbol):
+            await self.cancel_stop(symbol, reason)
         stop = self.stop_order(symbol)
-        return (stop is None or stop.order.is_terminal) and not self._resting_targets(symbol)
+        stop_gone = stop is None or stop.order.is_terminal
+        if stop_gone and not self._resting_targets(symbol):
+            return True
+        if stop_gone and price is not None:  # never leave an open position without its stop
+            await self.ensure_stop(symbol, price, exit_pending=True)
+        return False
 
     # ------------------------------------------------------------------------------ entries/exits
 
@@ -980,7 +995,7 @@ class OrderManager:
         stop and target are placed again.
         """
         symbol = stored.order.symbol
-        if not await self.cancel_exits(symbol, "exit"):  # cancel not confirmed: try the exit later
+        if not await self.cancel_exits(symbol, "exit", price):  # cancel not confirmed: try the exit later
             return stored
         order = stored.order
         if order.status is OrderStatus.INITIALIZED:
