@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from fake_venue import T0, TwoWayVenue, entry, manager, run
+from fake_venue import T0, TwoWayVenue, entry, manager, reconciler, run
 
 from autotrader.domain.errors import TemporaryExchangeError
 from autotrader.domain.orders import OrderSide, OrderStatus, OrderType, SubmitOrder
@@ -102,3 +102,30 @@ def test_a_position_whose_stop_is_gone_gets_it_back_when_the_exit_cannot_go_out(
     assert stored.client_order_id not in venue.creates
     [again] = resting(venue, "sl")
     assert again != stop_cid and venue.orders[again].trigger_price == Decimal("39200.00")
+
+
+@pytest.mark.parametrize("filled", ["sl", "tp"])
+def test_an_exit_that_closed_the_position_has_its_sibling_cancelled_at_once(store, filled: str) -> None:
+    venue, om = protected_long(store)
+    [sibling] = resting(venue, "tp" if filled == "sl" else "sl")
+    venue.price = Decimal(39000) if filled == "sl" else Decimal(42100)
+    venue.trigger()  # the exit fills at the venue; the robot learns it at its next look
+    run(om.sync_open_orders())
+    assert store.load_positions()["BTCUSDT"].qty == 0
+    assert venue.orders[sibling].status is OrderStatus.CANCELED  # it cannot sell coins the robot no longer has
+    assert store.load_order(sibling).order.status is OrderStatus.CANCELED
+
+
+def test_a_failed_sibling_cancel_is_recorded_and_left_to_the_reconciliation(store) -> None:
+    venue, om = protected_long(store)
+    [target] = resting(venue, "tp")
+    fail_cancel(venue, "tp", "error")
+    venue.price = Decimal(39000)
+    venue.trigger()
+    run(om.sync_open_orders())
+    assert store.load_positions()["BTCUSDT"].qty == 0
+    assert any("TemporaryExchangeError" in f and target in f for f in om.faults)
+    assert venue.orders[target].status is OrderStatus.UNTRIGGERED
+    del venue.request_cancel, venue.order_by_client_id  # the venue answers again
+    run(reconciler(om, venue).run())
+    assert venue.orders[target].status is OrderStatus.CANCELED

@@ -155,6 +155,7 @@ class OrderManager:
         self.targets: dict[str, dict[str, object]] = {}  # TARGETS_META
         # (symbol, "sl"|"tp") -> (position's entry id, refusals)
         self._stop_refusals: dict[tuple[str, str], tuple[str, int]] = {}
+        self._closed_by_exit: set[str] = set()  # symbols a stop/target fill left flat: their sibling exit goes
 
     # ------------------------------------------------------------------------------------- state
 
@@ -343,7 +344,29 @@ class OrderManager:
         return stored
 
     async def refresh(self, stored: StoredOrder) -> StoredOrder:
-        """Bring one order up to the venue's view: its fills first, then (if not done) its status."""
+        """Bring one order up to the venue's view: its fills first, then (if not done) its status.
+
+        A stop or take-profit found filled that closed the position has its sibling exit cancelled
+        at once (``cancel_siblings``).
+        """
+        stored = await self._refresh(stored)
+        await self.cancel_siblings()
+        return stored
+
+    async def cancel_siblings(self) -> None:
+        """Cancel the exits still resting for positions a stop or take-profit fill closed.
+
+        On spot neither exit is reduce-only: the other one would sell coins the robot no longer
+        holds. Best effort: a failed cancel is recorded and the reconciliation cancels it later.
+        """
+        while self._closed_by_exit:
+            symbol = self._closed_by_exit.pop()
+            if self.book.open_side(symbol) != 0:
+                continue  # a new position already: its exits are its own
+            for sibling in self.open_orders(symbol, (IntentKind.STOP, IntentKind.TARGET)):
+                await self.cancel(sibling, "position closed by its other exit")
+
+    async def _refresh(self, stored: StoredOrder) -> StoredOrder:
         order = stored.order
         if order.is_terminal:
             return stored
@@ -449,6 +472,8 @@ class OrderManager:
         self._remember(updated)
         if order.is_terminal:
             self._finish_intent(updated)
+        if stored.kind in (IntentKind.STOP, IntentKind.TARGET) and self.book.open_side(fill.symbol, fill.price) == 0:
+            self._closed_by_exit.add(fill.symbol)
         if trade is not None and self.on_trade is not None:
             self.on_trade(trade)
         return updated
