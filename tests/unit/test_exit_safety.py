@@ -129,3 +129,46 @@ def test_a_failed_sibling_cancel_is_recorded_and_left_to_the_reconciliation(stor
     del venue.request_cancel, venue.order_by_client_id  # the venue answers again
     run(reconciler(om, venue).run())
     assert venue.orders[target].status is OrderStatus.CANCELED
+
+
+CORRUPT = {
+    "trailing_stops": {"entry": "KEY", "ref": "nan", "bar": 5},
+    "take_profit_orders": {"entry": "KEY", "cid": "x", "attempt": "many"},
+    "robot_side_stops": {"entry": "KEY", "price": "-39200", "since_ms": T0, "refusals": 3, "last": "refused"},
+}
+
+
+@pytest.mark.parametrize("meta", sorted(CORRUPT))
+def test_corrupt_stored_exit_state_is_dropped_with_a_fault_and_the_position_keeps_a_resting_stop(
+    store, meta: str
+) -> None:
+    venue, om = protected_long(store)
+    om.trailing_stop = 0.03
+    key = om._position_key("BTCUSDT")
+    [target_cid] = resting(venue, "tp")
+    if meta == "robot_side_stops":  # the robot watched the stop itself: none rests at the venue
+        run(om.cancel(om.stop_order("BTCUSDT"), "refused"))
+    store.set_meta(meta, {"BTCUSDT": {k: key if v == "KEY" else v for k, v in CORRUPT[meta].items()}})
+    restarted = manager(store, venue, stop_loss=0.02, take_profit=0.05, trailing_stop=0.03)
+    run(reconciler(restarted, venue).run())
+    run(restarted.protect("BTCUSDT", 40000.0))
+    faults = [e.detail for e in store.events(kinds=["fault"])]
+    assert any(f.startswith(f"CorruptExitState: {meta} of BTCUSDT") for f in faults), faults
+    if meta == "take_profit_orders":  # rebuilt from the stored orders: the resting target is the same one
+        assert store.get_meta(meta)["BTCUSDT"] == {"entry": key, "cid": target_cid, "attempt": 0}
+        assert resting(venue, "tp") == [target_cid]
+    else:
+        assert "BTCUSDT" not in (store.get_meta(meta) or {})
+    assert resting(venue, "sl"), "the position has no resting stop"
+    assert restarted.stop_price("BTCUSDT") == Decimal("39200.00")
+
+
+def test_a_corrupt_take_profit_attempt_is_recovered_from_its_order_id(store) -> None:
+    venue, _ = protected_long(store)
+    [target] = resting(venue, "tp")
+    record = store.get_meta("take_profit_orders")["BTCUSDT"]
+    store.set_meta("take_profit_orders", {"BTCUSDT": {**record, "attempt": "1e999"}})
+    restarted = manager(store, venue, stop_loss=0.02, take_profit=0.05)
+    assert restarted.targets["BTCUSDT"]["attempt"] == 0
+    run(restarted.protect("BTCUSDT", 40000.0))
+    assert resting(venue, "tp") == [target]  # the same target rests on, no second one

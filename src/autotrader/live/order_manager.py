@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -168,10 +169,71 @@ class OrderManager:
         """Open orders and intents from the store (after a start or a crash)."""
         self.intents = {i.intent_id: i for i in self.store.load_intents(open_only=True)}
         self.orders = {o.client_order_id: o for o in self.store.load_orders(open_only=True)}
-        self.robot_stops = dict(self.store.get_meta(ROBOT_STOPS_META) or {})
-        self.robot_targets = dict(self.store.get_meta(ROBOT_TARGETS_META) or {})
-        self.trails = dict(self.store.get_meta(TRAILING_META) or {})
-        self.targets = dict(self.store.get_meta(TARGETS_META) or {})
+        self.robot_stops = self._load_exit_meta(ROBOT_STOPS_META, _robot_side_problem)
+        self.robot_targets = self._load_exit_meta(ROBOT_TARGETS_META, _robot_side_problem)
+        self.trails = self._load_exit_meta(TRAILING_META, _trail_problem)
+        self.targets = self._load_exit_meta(TARGETS_META, self._target_problem)
+
+    def _load_exit_meta(
+        self, name: str, problem: Callable[[str, dict[str, object]], str | None]
+    ) -> dict[str, dict[str, object]]:
+        """The stored exit records ``name`` (symbol -> record), each checked by ``problem``.
+
+        A record ``problem`` finds wrong (a corrupt or hand-edited store) is dropped with a recorded
+        fault instead of stopping the robot later: the position keeps its protection, as the next
+        ``protect`` places whatever exit is missing (a dropped trailing reference is rebuilt from
+        the bars since the entry at the next bar close).
+        """
+        raw = self.store.get_meta(name)
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self._fault("CorruptExitState", f"{name}: not a mapping, dropped")
+            self.store.set_meta(name, {})
+            return {}
+        kept: dict[str, dict[str, object]] = {}
+        for symbol, record in raw.items():
+            why = problem(str(symbol), record) if isinstance(record, dict) else "not a mapping"
+            if why is None:
+                kept[str(symbol)] = record
+            else:
+                self._fault("CorruptExitState", f"{name} of {symbol}: {why}, dropped", str(symbol))
+                rebuilt = self._rebuilt_target(str(symbol)) if name == TARGETS_META else None
+                if rebuilt is not None:
+                    kept[str(symbol)] = rebuilt
+        if kept != raw:
+            self.store.set_meta(name, kept)
+        return kept
+
+    def _target_problem(self, symbol: str, record: dict[str, object]) -> str | None:
+        """What is wrong with a stored take-profit record (``None``: nothing); a bad attempt number is
+        recovered from the order id when it matches one of the first attempts."""
+        entry, cid = record.get("entry"), record.get("cid")
+        if not isinstance(entry, str) or not entry or not isinstance(cid, str) or not cid:
+            return f"entry {entry!r} / order id {cid!r}"
+        attempt = record.get("attempt")
+        if isinstance(attempt, int) and not isinstance(attempt, bool) and 0 <= attempt <= _MAX_ATTEMPT:
+            return None
+        for n in range(_MAX_ATTEMPT + 1):
+            if self.client_id(symbol, entry, "tp", n) == cid:
+                record["attempt"] = n
+                self._fault("CorruptExitState", f"{TARGETS_META} of {symbol}: attempt {attempt!r} read as {n}", symbol)
+                return None
+        return f"attempt {attempt!r}"
+
+    def _rebuilt_target(self, symbol: str) -> dict[str, object] | None:
+        """The current position's take-profit record rebuilt from the stored orders (its last attempt),
+        so a new target never reuses an order id (``None``: no target was ever placed for it)."""
+        if symbol not in self.instruments or self.book.position(symbol).qty == 0:
+            return None
+        key = self._position_key(symbol)
+        last: dict[str, object] | None = None
+        for n in range(_MAX_ATTEMPT + 1):
+            cid = self.client_id(symbol, key, "tp", n)
+            if self.store.load_order(cid) is None:
+                break
+            last = {"entry": key, "cid": cid, "attempt": n}
+        return last
 
     def client_id(self, symbol: str, decision_id: str | int, intent: str, attempt: int = 0) -> str:
         return derive_client_order_id(self.tag, symbol, decision_id, intent, attempt)
@@ -1038,6 +1100,41 @@ class OrderManager:
     def update_position(self, position: PositionState) -> None:
         self.store.save_position(position)
         self.book.with_position(position)
+
+
+_MAX_ATTEMPT = 1000  # a stored exit's attempt number beyond this is corrupt
+
+
+def _finite_positive(value: object) -> bool:
+    """``value`` (a stored number or its text) is a finite number above zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return False
+    return number.is_finite() and number > 0 and math.isfinite(float(number))
+
+
+def _robot_side_problem(symbol: str, record: dict[str, object]) -> str | None:
+    """What is wrong with a stored robot-side stop or target (``None``: nothing)."""
+    if not isinstance(record.get("entry"), str) or not record.get("entry"):
+        return f"entry {record.get('entry')!r}"
+    if not _finite_positive(record.get("price")):
+        return f"price {record.get('price')!r}"
+    return None
+
+
+def _trail_problem(symbol: str, record: dict[str, object]) -> str | None:
+    """What is wrong with a stored trailing-stop reference (``None``: nothing)."""
+    if not isinstance(record.get("entry"), str) or not record.get("entry"):
+        return f"entry {record.get('entry')!r}"
+    if not _finite_positive(record.get("ref")):
+        return f"reference price {record.get('ref')!r}"
+    bar = record.get("bar")
+    if bar is not None and (isinstance(bar, bool) or not isinstance(bar, int) or bar < 0):
+        return f"bar {bar!r}"
+    return None
 
 
 def _on_tick(value: float, tick: Decimal) -> Decimal:
