@@ -19,6 +19,7 @@ import numpy as np
 
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms
+from autotrader.domain.errors import TemporaryExchangeError
 from autotrader.live.signal_engine import window_start_ms
 from autotrader.risk.policy import Transition
 from autotrader.risk.rules import HALTED
@@ -57,8 +58,18 @@ class BarClose:
         await self._mark_and_act(closes, bar_ts)
         self._score_signals(data)
         if robot.strategy is not None:
-            await robot.market_view.refresh_prices(force=True)  # orders go out at the next moment's price
+            for symbol in robot.symbols:  # orders go out at the next moment's price
+                await self._fresh_price(symbol, closes.get(symbol, math.nan))  # a failed one keeps its last
             await self._strategy_signals(data, bar_ts)
+
+    async def _fresh_price(self, symbol: str, fallback: float) -> float:
+        """The symbol's price from the venue now; on a passing venue problem, a recorded fault and ``fallback``
+        (the bar's close), so one symbol's failed ticker does not end the bar's work for the others."""
+        try:
+            return await self.robot.price(symbol, max_age_s=0.0)
+        except TemporaryExchangeError as e:
+            self.robot.exchange_fault(f"bar close price of {symbol}", e)
+            return fallback
 
     def _score_signals(self, data: AlignedCandles) -> None:
         """Record the close at each acted-on signal's horizon (for live signal accuracy)."""
@@ -90,7 +101,7 @@ class BarClose:
                     # the trailing stop ratchets with the closed bar's extreme; the new level applies from
                     # now (the next bar's open): a price already through it exits at market, as the
                     # kernel's gap through a stop fills at the open
-                    price = await robot.price(symbol, max_age_s=0.0)
+                    price = await self._fresh_price(symbol, price)
                     await robot.om.ratchet(symbol, *extremes, price, bar_ts=robot.last_bar_ts)
                     reason = robot.om.crossed(symbol, price)
                     if reason is not None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -174,6 +175,7 @@ class OrderManager:
         self.targets: dict[str, dict[str, object]] = {}  # TARGETS_META
         # (symbol, "sl"|"tp") -> (position's entry id, refusals)
         self._stop_refusals: dict[tuple[str, str], tuple[str, int]] = {}
+        self._closed_by_exit: set[str] = set()  # symbols a stop/target fill left flat: their sibling exit goes
 
     # ------------------------------------------------------------------------------------- state
 
@@ -186,10 +188,71 @@ class OrderManager:
         """Open orders and intents from the store (after a start or a crash)."""
         self.intents = {i.intent_id: i for i in self.store.load_intents(open_only=True)}
         self.orders = {o.client_order_id: o for o in self.store.load_orders(open_only=True)}
-        self.robot_stops = dict(self.store.get_meta(ROBOT_STOPS_META) or {})
-        self.robot_targets = dict(self.store.get_meta(ROBOT_TARGETS_META) or {})
-        self.trails = dict(self.store.get_meta(TRAILING_META) or {})
-        self.targets = dict(self.store.get_meta(TARGETS_META) or {})
+        self.robot_stops = self._load_exit_meta(ROBOT_STOPS_META, _robot_side_problem)
+        self.robot_targets = self._load_exit_meta(ROBOT_TARGETS_META, _robot_side_problem)
+        self.trails = self._load_exit_meta(TRAILING_META, _trail_problem)
+        self.targets = self._load_exit_meta(TARGETS_META, self._target_problem)
+
+    def _load_exit_meta(
+        self, name: str, problem: Callable[[str, dict[str, object]], str | None]
+    ) -> dict[str, dict[str, object]]:
+        """The stored exit records ``name`` (symbol -> record), each checked by ``problem``.
+
+        A record ``problem`` finds wrong (a corrupt or hand-edited store) is dropped with a recorded
+        fault instead of stopping the robot later: the position keeps its protection, as the next
+        ``protect`` places whatever exit is missing (a dropped trailing reference is rebuilt from
+        the bars since the entry at the next bar close).
+        """
+        raw = self.store.get_meta(name)
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self._fault("CorruptExitState", f"{name}: not a mapping, dropped")
+            self.store.set_meta(name, {})
+            return {}
+        kept: dict[str, dict[str, object]] = {}
+        for symbol, record in raw.items():
+            why = problem(str(symbol), record) if isinstance(record, dict) else "not a mapping"
+            if why is None:
+                kept[str(symbol)] = record
+            else:
+                self._fault("CorruptExitState", f"{name} of {symbol}: {why}, dropped", str(symbol))
+                rebuilt = self._rebuilt_target(str(symbol)) if name == TARGETS_META else None
+                if rebuilt is not None:
+                    kept[str(symbol)] = rebuilt
+        if kept != raw:
+            self.store.set_meta(name, kept)
+        return kept
+
+    def _target_problem(self, symbol: str, record: dict[str, object]) -> str | None:
+        """What is wrong with a stored take-profit record (``None``: nothing); a bad attempt number is
+        recovered from the order id when it matches one of the first attempts."""
+        entry, cid = record.get("entry"), record.get("cid")
+        if not isinstance(entry, str) or not entry or not isinstance(cid, str) or not cid:
+            return f"entry {entry!r} / order id {cid!r}"
+        attempt = record.get("attempt")
+        if isinstance(attempt, int) and not isinstance(attempt, bool) and 0 <= attempt <= _MAX_ATTEMPT:
+            return None
+        for n in range(_MAX_ATTEMPT + 1):
+            if self.client_id(symbol, entry, "tp", n) == cid:
+                record["attempt"] = n
+                self._fault("CorruptExitState", f"{TARGETS_META} of {symbol}: attempt {attempt!r} read as {n}", symbol)
+                return None
+        return f"attempt {attempt!r}"
+
+    def _rebuilt_target(self, symbol: str) -> dict[str, object] | None:
+        """The current position's take-profit record rebuilt from the stored orders (its last attempt),
+        so a new target never reuses an order id (``None``: no target was ever placed for it)."""
+        if symbol not in self.instruments or self.book.position(symbol).qty == 0:
+            return None
+        key = self._position_key(symbol)
+        last: dict[str, object] | None = None
+        for n in range(_MAX_ATTEMPT + 1):
+            cid = self.client_id(symbol, key, "tp", n)
+            if self.store.load_order(cid) is None:
+                break
+            last = {"entry": key, "cid": cid, "attempt": n}
+        return last
 
     def client_id(self, symbol: str, decision_id: str | int, intent: str, attempt: int = 0) -> str:
         return derive_client_order_id(self.tag, symbol, decision_id, intent, attempt)
@@ -363,7 +426,29 @@ class OrderManager:
         return stored
 
     async def refresh(self, stored: StoredOrder) -> StoredOrder:
-        """Bring one order up to the venue's view: its fills first, then (if not done) its status."""
+        """Bring one order up to the venue's view: its fills first, then (if not done) its status.
+
+        A stop or take-profit found filled that closed the position has its sibling exit cancelled
+        at once (``cancel_siblings``).
+        """
+        stored = await self._refresh(stored)
+        await self.cancel_siblings()
+        return stored
+
+    async def cancel_siblings(self) -> None:
+        """Cancel the exits still resting for positions a stop or take-profit fill closed.
+
+        On spot neither exit is reduce-only: the other one would sell coins the robot no longer
+        holds. Best effort: a failed cancel is recorded and the reconciliation cancels it later.
+        """
+        while self._closed_by_exit:
+            symbol = self._closed_by_exit.pop()
+            if self.book.open_side(symbol) != 0:
+                continue  # a new position already: its exits are its own
+            for sibling in self.open_orders(symbol, (IntentKind.STOP, IntentKind.TARGET)):
+                await self.cancel(sibling, "position closed by its other exit")
+
+    async def _refresh(self, stored: StoredOrder) -> StoredOrder:
         order = stored.order
         if order.is_terminal:
             return stored
@@ -469,6 +554,8 @@ class OrderManager:
         self._remember(updated)
         if order.is_terminal:
             self._finish_intent(updated)
+        if stored.kind in (IntentKind.STOP, IntentKind.TARGET) and self.book.open_side(fill.symbol, fill.price) == 0:
+            self._closed_by_exit.add(fill.symbol)
         if trade is not None and self.on_trade is not None:
             self.on_trade(trade)
         return updated
@@ -745,17 +832,20 @@ class OrderManager:
             return self.stop_reason(symbol, stop)
         return hit
 
-    async def ensure_stop(self, symbol: str, price: float, *, moved: bool = False) -> StoredOrder | None:
+    async def ensure_stop(
+        self, symbol: str, price: float, *, moved: bool = False, exit_pending: bool = False
+    ) -> StoredOrder | None:
         """Place the position's stop at the venue unless one is resting (or an exit is pending).
 
         The stop's level is the stop-loss tightened by the trailing stop (``stop_price``). A flat
         position's leftover stop (its target filled) is cancelled, and so is a superseded stop still
         resting next to the position's own (a replacement interrupted by a crash). Returns the new
-        stop order, or ``None`` when nothing was placed.
+        stop order, or ``None`` when nothing was placed. ``exit_pending``: place it even though an
+        exit is pending (the exit could not be sent and its stop must come back).
         """
         if not self.stop_loss and not self.trailing_stop:
             return None
-        if self.pending_exit(symbol):
+        if self.pending_exit(symbol) and not exit_pending:
             return None
         side = self.book.open_side(symbol, price)
         if side == 0:
@@ -1013,13 +1103,25 @@ class OrderManager:
         if stop is not None and not stop.order.is_terminal:
             await self.cancel(stop, reason)
 
-    async def cancel_exits(self, symbol: str, reason: str) -> bool:
-        """Cancel the resting stop and target of ``symbol``; ``True`` when none is left resting."""
-        await self.cancel_stop(symbol, reason)
+    async def cancel_exits(self, symbol: str, reason: str, price: float | None = None) -> bool:
+        """Cancel the resting target, then the stop, of ``symbol``; ``True`` when none is left resting.
+
+        The stop goes last, and only once no target rests: a cancel that fails (a passing venue
+        problem, a cancel the venue does not confirm) leaves the position with its stop. Should
+        the stop be gone all the same while something still rests, it is placed again at
+        ``price`` before ``False`` is returned (the exit is not sent then).
+        """
         for target in self._resting_targets(symbol):
             await self.cancel(target, reason)
+        if not self._resting_targets(symbol):
+            await self.cancel_stop(symbol, reason)
         stop = self.stop_order(symbol)
-        return (stop is None or stop.order.is_terminal) and not self._resting_targets(symbol)
+        stop_gone = stop is None or stop.order.is_terminal
+        if stop_gone and not self._resting_targets(symbol):
+            return True
+        if stop_gone and price is not None:  # never leave an open position without its stop
+            await self.ensure_stop(symbol, price, exit_pending=True)
+        return False
 
     # ------------------------------------------------------------------------------ entries/exits
 
@@ -1038,7 +1140,7 @@ class OrderManager:
         stop and target are placed again.
         """
         symbol = stored.order.symbol
-        if not await self.cancel_exits(symbol, "exit"):  # cancel not confirmed: try the exit later
+        if not await self.cancel_exits(symbol, "exit", price):  # cancel not confirmed: try the exit later
             return stored
         order = stored.order
         if order.status is OrderStatus.INITIALIZED:
@@ -1056,6 +1158,41 @@ class OrderManager:
     def update_position(self, position: PositionState) -> None:
         self.store.save_position(position)
         self.book.with_position(position)
+
+
+_MAX_ATTEMPT = 1000  # a stored exit's attempt number beyond this is corrupt
+
+
+def _finite_positive(value: object) -> bool:
+    """``value`` (a stored number or its text) is a finite number above zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return False
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return False
+    return number.is_finite() and number > 0 and math.isfinite(float(number))
+
+
+def _robot_side_problem(symbol: str, record: dict[str, object]) -> str | None:
+    """What is wrong with a stored robot-side stop or target (``None``: nothing)."""
+    if not isinstance(record.get("entry"), str) or not record.get("entry"):
+        return f"entry {record.get('entry')!r}"
+    if not _finite_positive(record.get("price")):
+        return f"price {record.get('price')!r}"
+    return None
+
+
+def _trail_problem(symbol: str, record: dict[str, object]) -> str | None:
+    """What is wrong with a stored trailing-stop reference (``None``: nothing)."""
+    if not isinstance(record.get("entry"), str) or not record.get("entry"):
+        return f"entry {record.get('entry')!r}"
+    if not _finite_positive(record.get("ref")):
+        return f"reference price {record.get('ref')!r}"
+    bar = record.get("bar")
+    if bar is not None and (isinstance(bar, bool) or not isinstance(bar, int) or bar < 0):
+        return f"bar {bar!r}"
+    return None
 
 
 def _on_tick(value: float, tick: Decimal) -> Decimal:
