@@ -1017,12 +1017,17 @@ class OrderManager:
             level,
             extra={"symbol": symbol, "signal_id": self.book.position(symbol).signal_id},
         )
+        self._hold_robot_side(symbol, kind, level, 0, f"price {price} already through the level when placing it")
+        return True
+
+    def _hold_robot_side(self, symbol: str, kind: str, level: Decimal, refusals: int, why: str) -> None:
+        """Persist that the robot itself watches ``symbol``'s stop (``sl``) or target (``tp``) at ``level``."""
         record: dict[str, object] = {
             "price": str(level),
             "entry": self._position_key(symbol),
             "since_ms": self.clock.now_ms(),
-            "refusals": 0,
-            "last": f"price {price} already through the level when placing it",
+            "refusals": refusals,
+            "last": why[:300],
         }
         if kind == "sl":
             self.robot_stops[symbol] = record
@@ -1030,26 +1035,12 @@ class OrderManager:
         else:
             self.robot_targets[symbol] = record
             self.store.set_meta(ROBOT_TARGETS_META, self.robot_targets)
-        return True
 
     def _robot_side(self, symbol: str, kind: str, level: Decimal, refusals: int, why: str) -> None:
         """The robot watches ``symbol``'s stop (``sl``) or target (``tp``) at ``level`` itself from now on."""
-        key = self._position_key(symbol)
         last = why[:300]
-        record: dict[str, object] = {
-            "price": str(level),
-            "entry": key,
-            "since_ms": self.clock.now_ms(),
-            "refusals": refusals,
-            "last": last,
-        }
         what = "stop-loss" if kind == "sl" else "take-profit"
-        if kind == "sl":
-            self.robot_stops[symbol] = record
-            self.store.set_meta(ROBOT_STOPS_META, self.robot_stops)
-        else:
-            self.robot_targets[symbol] = record
-            self.store.set_meta(ROBOT_TARGETS_META, self.robot_targets)
+        self._hold_robot_side(symbol, kind, level, refusals, last)
         log.error(
             "the exchange refused the %s of %s %d times (%s): robot-side %s at %s from now on, "
             "exit at market when the price reaches it",
