@@ -362,10 +362,6 @@ class OrderManager:
         log.info("order %s denied: %s", order.client_order_id, reason, extra=self._bind(order, stored.signal_id))
         return self._save(stored, order, "denied", reason)
 
-    def abandon_intent(self, intent_id: str, reason: str) -> None:
-        self.store.close_intent(intent_id, IntentStatus.ABANDONED, reason)
-        self.intents.pop(intent_id, None)
-
     # ------------------------------------------------------------------------------------ sending
 
     async def execute(self, stored: StoredOrder, received_perf: float | None = None) -> StoredOrder:
