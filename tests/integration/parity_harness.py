@@ -99,9 +99,7 @@ def run_robot_hourly(
         store.close()
 
 
-def sma_backtest(
-    candles: dict[str, Candles], params: dict[str, Any], warmup: int, /, **risk: Any
-) -> BacktestResult:
+def sma_backtest(candles: dict[str, Candles], params: dict[str, Any], warmup: int, /, **risk: Any) -> BacktestResult:
     """``backtest_hourly`` with ``sma_cross(**params)``; ``risk``: risk_level, risk_overrides, market."""
     strategy = get_strategy("sma_cross", **params)
     return backtest_hourly(candles, strategy, warmup, strategy="sma_cross", params=params, **risk)
