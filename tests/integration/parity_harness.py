@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robot_harness import connect, new_account, sim_server
+from robot_harness import connect, new_account, robot_config, sim_server
 
 from autotrader.adapters.state import open_state_store
 from autotrader.backtest.runner import BacktestConfig, BacktestResult, run_backtest
@@ -25,7 +25,7 @@ from autotrader.live.clock import FunctionClock
 from autotrader.live.records import ClosedTrade, Decision, PositionState, RobotEvent
 from autotrader.live.robot import Robot, RobotConfig
 from autotrader.marketdata.bundled import bundled_files, read_parquet_candles
-from autotrader.strategy.base import Strategy
+from autotrader.strategy.base import Strategy, get_strategy
 
 HOUR = 3_600_000
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
@@ -36,6 +36,13 @@ def bundled_hourly(symbol: str, warmup: int, bars: int) -> Candles:
     """Bundled Binance 1h candles from ``warmup`` bars before START to one bar past the robot's last."""
     candles = read_parquet_candles(bundled_files()[SeriesKey.of("binance", symbol, "1h")])
     return candles.slice_range(START - warmup * HOUR, START + bars * HOUR)
+
+
+def bundled_stretch(warmup: int, bars: int) -> dict[str, Candles]:
+    """``bundled_hourly`` of every symbol in SYMBOLS; the stretch has no missing bar."""
+    candles = {s: bundled_hourly(s, warmup, bars) for s in SYMBOLS}
+    assert all(len(c) == warmup + bars + 1 for c in candles.values())  # no gaps in this stretch
+    return candles
 
 
 def backtest_hourly(candles: dict[str, Candles], strategy: Strategy, warmup: int, /, **config: Any) -> BacktestResult:
@@ -90,6 +97,25 @@ def run_robot_hourly(
         )
     finally:
         store.close()
+
+
+def sma_backtest(candles: dict[str, Candles], params: dict[str, Any], warmup: int, /, **risk: Any) -> BacktestResult:
+    """``backtest_hourly`` with ``sma_cross(**params)``; ``risk``: risk_level, risk_overrides, market."""
+    strategy = get_strategy("sma_cross", **params)
+    return backtest_hourly(candles, strategy, warmup, strategy="sma_cross", params=params, **risk)
+
+
+def sma_robot(
+    tmp_path: Path, candles: dict[str, Candles], params: dict[str, Any], warmup: int, bars: int, /, **risk: Any
+) -> RobotRun:
+    """``run_robot_hourly`` of a robot on SYMBOLS computing ``sma_cross(**params)`` signals from ``warmup`` bars.
+
+    ``risk``: the rest of its ``robot_config`` (risk_level, risk_overrides, market).
+    """
+    config = robot_config(
+        symbols=SYMBOLS, timeframe="1h", strategy="sma_cross", strategy_params=params, lookback_bars=warmup, **risk
+    )
+    return run_robot_hourly(tmp_path, candles, config, get_strategy("sma_cross", **params), warmup, bars)
 
 
 def closed_and_open(result: BacktestResult) -> tuple[list[dict[str, Any]], set[str]]:

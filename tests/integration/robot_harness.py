@@ -11,12 +11,15 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from autotrader.adapters.exchange.bybit import BybitConfig, BybitExchange
+from autotrader.adapters.state import open_state_store
 from autotrader.domain.candles import Candles
 from autotrader.exchange_sim import SimConfig, SimServer, synthetic_candles
 from autotrader.live.clock import FunctionClock
@@ -26,6 +29,7 @@ from autotrader.signals.intake import Delivery, classify
 
 MINUTE = 60_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
+WARMUP = 400  # bars of history exchange-sim serves before the robot's start (its default)
 BTC = synthetic_candles(4_000, MINUTE, seed=11, start_price=40_000.0, amplitude=0.03, cycle_bars=120)
 ETH = synthetic_candles(4_000, MINUTE, seed=12, start_price=2_500.0, amplitude=0.03, cycle_bars=90)
 
@@ -84,6 +88,40 @@ def robot_process(
     exchange = connect(sim, account)
     source = ListSource(sim.state.clock.now_ms, store.seen)
     return build_robot(sim, exchange, store, config, signals=source, **kw), exchange, source
+
+
+@dataclass(frozen=True)
+class BtcVenue:
+    """exchange-sim trading BTCUSDT, a funded account on it, the robot's state store and its config."""
+
+    sim: SimServer
+    account: tuple[str, str]
+    store: Any
+    config: RobotConfig
+
+    def process(self, **kw: Any) -> tuple[Robot, BybitExchange, ListSource]:
+        """A robot process on this venue, account, store and config (``robot_process``); not started yet."""
+        return robot_process(self.sim, self.account, self.store, self.config, **kw)
+
+    def view(self) -> dict[str, Any]:
+        """The account as the simulator holds it (``venue_view``)."""
+        return venue_view(self.sim, self.account[0])
+
+
+@contextlib.contextmanager
+def btc_venue(tmp_path: Path, candles: Candles, *, refuse_stops: bool = False, **config: Any) -> Iterator[BtcVenue]:
+    """exchange-sim serving ``candles`` as BTCUSDT (1m bars, WARMUP of them before the start), a 10,000 USDT
+    account, a SQLite store in ``tmp_path`` and ``robot_config(symbols=("BTCUSDT",), **config)``.
+
+    ``refuse_stops``: the venue refuses every conditional order (Bybit 10001), from the start. The store
+    stays open after the block, for the test to read.
+    """
+    with sim_server({"BTCUSDT": candles}, warmup_bars=WARMUP) as sim:
+        if refuse_stops:
+            sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
+        account = new_account(sim)
+        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+        yield BtcVenue(sim, account, store, robot_config(symbols=("BTCUSDT",), **config))
 
 
 async def close_bars(sim: SimServer, robot: Robot, bars: int, bar_ms: int = MINUTE) -> None:

@@ -19,19 +19,7 @@ its exit time is the backtest's exit bar or the one after.
 from __future__ import annotations
 
 import pytest
-from parity_harness import (
-    HOUR,
-    SYMBOLS,
-    assert_same_trade,
-    backtest_hourly,
-    bundled_hourly,
-    closed_and_open,
-    paired,
-    run_robot_hourly,
-)
-from robot_harness import robot_config
-
-from autotrader.strategy.base import get_strategy
+from parity_harness import HOUR, assert_same_trade, bundled_stretch, closed_and_open, paired, sma_backtest, sma_robot
 
 WARMUP = 300
 BARS = 500
@@ -41,46 +29,18 @@ EXITS = {
     "stop_and_target": ({"stop_loss": 0.015, "take_profit": 0.02}, {"stop_loss", "take_profit"}),
     "stop_and_trailing": ({"stop_loss": 0.01, "trailing_stop": 0.015}, {"stop_loss", "trailing_stop"}),
 }
-
-
-def _backtest(candles, overrides: dict):
-    strategy = get_strategy("sma_cross", **PARAMS)
-    return backtest_hourly(
-        candles,
-        strategy,
-        WARMUP,
-        strategy="sma_cross",
-        params=PARAMS,
-        risk_level="medium",
-        risk_overrides=overrides,
-        market="linear",
-    )
-
-
-def _robot(tmp_path, candles, overrides: dict):
-    config = robot_config(
-        symbols=SYMBOLS,
-        timeframe="1h",
-        market="linear",
-        risk_level="medium",
-        risk_overrides=overrides,
-        strategy="sma_cross",
-        strategy_params=PARAMS,
-        lookback_bars=WARMUP,
-    )
-    return run_robot_hourly(tmp_path, candles, config, get_strategy("sma_cross", **PARAMS), WARMUP, BARS)
+RISK = {"risk_level": "medium", "market": "linear"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("exits", sorted(EXITS))
 def test_robot_exits_match_the_backtest_long_and_short_on_linear(tmp_path, exits) -> None:
     overrides, expected_reasons = EXITS[exits]
-    candles = {s: bundled_hourly(s, WARMUP, BARS) for s in SYMBOLS}
-    assert all(len(c) == WARMUP + BARS + 1 for c in candles.values())  # no gaps in this stretch
-    run = _robot(tmp_path, candles, overrides)
+    candles = bundled_stretch(WARMUP, BARS)
+    run = sma_robot(tmp_path, candles, PARAMS, WARMUP, BARS, risk_overrides=overrides, **RISK)
     open_positions = {s for s, p in run.positions.items() if p.qty != 0}
 
-    bt, still_open = closed_and_open(_backtest(candles, overrides))
+    bt, still_open = closed_and_open(sma_backtest(candles, PARAMS, WARMUP, risk_overrides=overrides, **RISK))
     # the stretch exercises every exit asked for, on both sides
     for reason in expected_reasons:
         assert {int(b["side"]) for b in bt if b["exit_reason"] == reason} == {1, -1}, reason

@@ -17,26 +17,13 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from robot_harness import (
-    MINUTE,
-    close_bars,
-    minute_candles,
-    new_account,
-    robot_config,
-    robot_process,
-    signal,
-    sim_server,
-    start_on_signal,
-    venue_view,
-)
+from robot_harness import MINUTE, WARMUP, btc_venue, close_bars, minute_candles, signal, start_on_signal
 
-from autotrader.adapters.state import open_state_store
 from autotrader.cli.status import render_risk
 from autotrader.dashboard.snapshot import build_snapshot
 from autotrader.domain.candles import Candles
 from autotrader.live.status import risk_management
 
-WARMUP = 400
 PRICE = 40_000.0
 
 
@@ -52,13 +39,10 @@ def _out_and_back(side: int) -> Candles:
 
 
 def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, object, dict]:
-    with sim_server({"BTCUSDT": _out_and_back(side)}, warmup_bars=WARMUP) as sim:
-        if where == "robot-side":
-            sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
-        account = new_account(sim)
-        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        config = robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides=overrides)
-        robot, exchange, source = robot_process(sim, account, store, config)
+    candles, refuse_stops = _out_and_back(side), where == "robot-side"
+    with btc_venue(tmp_path, candles, refuse_stops=refuse_stops, market="linear", risk_overrides=overrides) as venue:
+        sim, store = venue.sim, venue.store
+        robot, exchange, source = venue.process()
         seen: dict = {"stops": [], "status": []}
 
         async def go() -> None:
@@ -79,7 +63,7 @@ def _trade(tmp_path, side: int, where: str, overrides: dict) -> tuple[object, ob
             await exchange.close()
 
         asyncio.run(go())
-        view = venue_view(sim, account[0])
+        view = venue.view()
     trades = store.load_trades()
     store.close()
     assert view["positions"] == {}  # the venue agrees: flat
@@ -144,24 +128,20 @@ def test_robot_trailing_stop_follows_the_price_and_exits_as_trailing_stop(tmp_pa
 
 
 def test_trailing_stop_catches_up_with_the_bars_closed_while_the_robot_was_down(tmp_path) -> None:
-    with sim_server({"BTCUSDT": _out_and_back(1)}, warmup_bars=WARMUP) as sim:
-        account = new_account(sim)
-        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        clock = sim.state.clock.now_ms
-        config = robot_config(
-            symbols=("BTCUSDT",), market="linear", risk_overrides={"stop_loss": 0.05, "trailing_stop": 0.03}
-        )
+    limits = {"stop_loss": 0.05, "trailing_stop": 0.03}
+    with btc_venue(tmp_path, _out_and_back(1), market="linear", risk_overrides=limits) as venue:
+        sim, store, clock = venue.sim, venue.store, venue.sim.state.clock.now_ms
         seen: dict = {}
 
         async def go() -> None:
-            robot, exchange, source = robot_process(sim, account, store, config)
+            robot, exchange, source = venue.process()
             await start_on_signal(robot, source, signal(clock, direction="long"))
             await close_bars(sim, robot, 12)  # flat, then 2 bars up
             seen["before"] = robot.book.position("BTCUSDT").stop_price
             await robot.stop()
             await exchange.close()
             sim.admin.advance(7 * MINUTE)  # down while the price rises 6 more bars and turns
-            robot, exchange, _ = robot_process(sim, account, store, config)
+            robot, exchange, _ = venue.process()
             await robot.start()
             sim.admin.advance(MINUTE)  # the first bar close after the restart: a falling bar
             await robot.step()

@@ -13,21 +13,10 @@ import asyncio
 from decimal import Decimal
 
 import numpy as np
-from robot_harness import (
-    MINUTE,
-    minute_candles,
-    new_account,
-    robot_config,
-    robot_process,
-    signal,
-    sim_server,
-    venue_view,
-)
+from robot_harness import MINUTE, WARMUP, btc_venue, minute_candles, signal
 
-from autotrader.adapters.state import open_state_store
 from autotrader.domain.candles import Candles
 
-WARMUP = 400
 CRASH_BAR = WARMUP + 10
 
 
@@ -39,11 +28,9 @@ def _crash_btc() -> Candles:
 
 
 def test_a_stop_the_price_gapped_through_before_it_was_placed_exits_at_market_at_once(tmp_path) -> None:
-    with sim_server({"BTCUSDT": _crash_btc()}, warmup_bars=WARMUP) as sim:
-        account = new_account(sim)
-        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        config = robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides={"stop_loss": 0.03})
-        robot, exchange, source = robot_process(sim, account, store, config)
+    with btc_venue(tmp_path, _crash_btc(), market="linear", risk_overrides={"stop_loss": 0.03}) as venue:
+        sim, store = venue.sim, venue.store
+        robot, exchange, source = venue.process()
         stop_sends: list[tuple[str, object]] = []
         inner = exchange.create_order
 
@@ -75,7 +62,7 @@ def test_a_stop_the_price_gapped_through_before_it_was_placed_exits_at_market_at
             await exchange.close()
 
         asyncio.run(go())
-        view = venue_view(sim, account[0])
+        view = venue.view()
     trades = store.load_trades()
     store.close()
     [trade] = trades

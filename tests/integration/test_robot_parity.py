@@ -22,37 +22,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from parity_harness import (
-    HOUR,
-    SYMBOLS,
-    assert_same_trade,
-    backtest_hourly,
-    bundled_hourly,
-    closed_and_open,
-    paired,
-    run_robot_hourly,
-)
-from robot_harness import robot_config
+from parity_harness import HOUR, assert_same_trade, bundled_stretch, closed_and_open, paired, sma_backtest, sma_robot
 
 from autotrader.domain.candles import Candles
-from autotrader.strategy.base import get_strategy
 
 WARMUP = 300
 BARS = 700
 PARAMS = {"fast": 10, "slow": 40}
+RISK = {"risk_level": "medium", "market": "spot"}
 SLIP = 0.0002
-
-
-def _backtest(candles: dict[str, Candles]):
-    strategy = get_strategy("sma_cross", **PARAMS)
-    return backtest_hourly(
-        candles, strategy, WARMUP, strategy="sma_cross", params=PARAMS, risk_level="medium", market="spot"
-    )
 
 
 def _gap_through_first_stop(candles: dict[str, Candles]) -> tuple[dict[str, Candles], str, int]:
     """The candles with the bar after the first stop-loss bar opening 1 % below that stop."""
-    stop = next(t for t in _backtest(candles).trades if t["exit_reason"] == "stop_loss")
+    stop = next(t for t in sma_backtest(candles, PARAMS, WARMUP, **RISK).trades if t["exit_reason"] == "stop_loss")
     symbol, c = str(stop["symbol"]), candles[str(stop["symbol"])]
     k = int(np.searchsorted(c.ts, int(stop["exit_ts"]))) + 1
     level = stop["exit_price"] / (1 - SLIP)
@@ -69,22 +52,12 @@ def _gap_through_first_stop(candles: dict[str, Candles]) -> tuple[dict[str, Cand
 
 @pytest.mark.slow
 def test_robot_parity_with_backtest_on_bundled_candles(tmp_path) -> None:
-    candles = {s: bundled_hourly(s, WARMUP, BARS) for s in SYMBOLS}
-    assert all(len(c) == WARMUP + BARS + 1 for c in candles.values())  # no gaps in this stretch
-    candles, gap_symbol, gap_ts = _gap_through_first_stop(candles)
-    config = robot_config(
-        symbols=SYMBOLS,
-        timeframe="1h",
-        risk_level="medium",
-        strategy="sma_cross",
-        strategy_params=PARAMS,
-        lookback_bars=WARMUP,
-    )
-    run = run_robot_hourly(tmp_path, candles, config, get_strategy("sma_cross", **PARAMS), WARMUP, BARS)
+    candles, gap_symbol, gap_ts = _gap_through_first_stop(bundled_stretch(WARMUP, BARS))
+    run = sma_robot(tmp_path, candles, PARAMS, WARMUP, BARS, **RISK)
     live = run.trades
     open_positions = {s for s, p in run.positions.items() if p.entry_qty > 0}
 
-    bt, still_open = closed_and_open(_backtest(candles))
+    bt, still_open = closed_and_open(sma_backtest(candles, PARAMS, WARMUP, **RISK))
 
     assert len(bt) >= 10, "the stretch should trade"
     assert len(live) == len(bt)

@@ -12,19 +12,8 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from robot_harness import (
-    close_bars,
-    minute_candles,
-    new_account,
-    robot_config,
-    robot_process,
-    signal,
-    sim_server,
-    start_on_signal,
-    venue_view,
-)
+from robot_harness import WARMUP, btc_venue, close_bars, minute_candles, signal, start_on_signal
 
-from autotrader.adapters.state import open_state_store
 from autotrader.cli.status import render_risk
 from autotrader.dashboard.snapshot import build_snapshot
 from autotrader.domain.candles import Candles
@@ -32,7 +21,7 @@ from autotrader.live.order_manager import STOP_REFUSALS_BEFORE_FALLBACK
 from autotrader.live.risk_state import KillSwitch
 from autotrader.live.status import risk_management
 
-WARMUP = 400
+STOP_LOSS = {"stop_loss": 0.02}
 
 
 def _falling_btc(step: float = 0.99) -> Candles:
@@ -47,13 +36,11 @@ def _falling_btc(step: float = 0.99) -> Candles:
 @pytest.mark.parametrize(("market", "direction"), [("spot", "long"), ("linear", "short")])
 def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp_path, market, direction) -> None:
     side = 1 if direction == "long" else -1
-    with sim_server({"BTCUSDT": _falling_btc(1.0 - 0.01 * side)}, warmup_bars=WARMUP) as sim:
-        sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
-        account = new_account(sim)
-        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        config = robot_config(symbols=("BTCUSDT",), market=market, risk_overrides={"stop_loss": 0.02})
+    candles = _falling_btc(1.0 - 0.01 * side)
+    with btc_venue(tmp_path, candles, refuse_stops=True, market=market, risk_overrides=STOP_LOSS) as venue:
+        sim, store = venue.sim, venue.store
         kill = KillSwitch(tmp_path / "KILL")
-        robot, exchange, source = robot_process(sim, account, store, config, kill_switch=kill)
+        robot, exchange, source = venue.process(kill_switch=kill)
         stop_sends: list[str] = []
         inner = exchange.create_order
 
@@ -77,7 +64,7 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
             await exchange.close()
 
         asyncio.run(go())
-        view = venue_view(sim, account[0])
+        view = venue.view()
 
     assert seen["sends_at_fallback"] == len(stop_sends) == STOP_REFUSALS_BEFORE_FALLBACK  # then no more sends
     [refused] = [e for e in store.events() if e.kind == "fault" and e.detail.startswith("StopRefused")]
@@ -106,14 +93,10 @@ def test_robot_refused_stop_falls_back_to_robot_side_and_closes_the_position(tmp
 
 
 def test_robot_side_stop_that_cannot_exit_flattens_and_halts(tmp_path) -> None:
-    with sim_server({"BTCUSDT": _falling_btc()}, warmup_bars=WARMUP) as sim:
-        sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
-        account = new_account(sim)
-        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        clock = sim.state.clock.now_ms
-        config = robot_config(symbols=("BTCUSDT",), risk_overrides={"stop_loss": 0.02})
+    with btc_venue(tmp_path, _falling_btc(), refuse_stops=True, risk_overrides=STOP_LOSS) as venue:
+        sim, store, clock = venue.sim, venue.store, venue.sim.state.clock.now_ms
         kill = KillSwitch(tmp_path / "KILL")
-        robot, exchange, source = robot_process(sim, account, store, config, kill_switch=kill)
+        robot, exchange, source = venue.process(kill_switch=kill)
 
         async def go() -> None:
             await start_on_signal(robot, source, signal(clock, "a"))
@@ -137,23 +120,19 @@ def test_robot_side_stop_that_cannot_exit_flattens_and_halts(tmp_path) -> None:
 
 
 def test_robot_side_stop_survives_a_restart_and_is_not_sent_again(tmp_path) -> None:
-    with sim_server({"BTCUSDT": _falling_btc()}, warmup_bars=WARMUP) as sim:
-        sim.admin.fault("refuse_conditional", count=None, path="/v5/order/create", ret_code=10001, ret_msg="bad")
-        account = new_account(sim)
-        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        clock = sim.state.clock.now_ms
-        config = robot_config(symbols=("BTCUSDT",), risk_overrides={"stop_loss": 0.02})
+    with btc_venue(tmp_path, _falling_btc(), refuse_stops=True, risk_overrides=STOP_LOSS) as venue:
+        sim, store, clock = venue.sim, venue.store, venue.sim.state.clock.now_ms
         levels = []
 
         async def go() -> None:
-            robot, exchange, source = robot_process(sim, account, store, config)
+            robot, exchange, source = venue.process()
             await start_on_signal(robot, source, signal(clock, "a"))
             await close_bars(sim, robot, 6)
             levels.append(robot.om.robot_stop("BTCUSDT"))
             await robot.stop()
             await exchange.close()
             # a new process: the robot-side stop comes back from the store and still closes the position
-            robot, exchange, _ = robot_process(sim, account, store, config)
+            robot, exchange, _ = venue.process()
             await robot.start()
             levels.append(robot.om.robot_stop("BTCUSDT"))
             await close_bars(sim, robot, 20)

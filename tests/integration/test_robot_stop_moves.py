@@ -17,20 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from robot_harness import (
-    MINUTE,
-    close_bars,
-    new_account,
-    robot_config,
-    robot_process,
-    signal,
-    sim_server,
-    start_on_signal,
-    venue_view,
-)
-from test_robot_exits import WARMUP, _out_and_back
-
-from autotrader.adapters.state import open_state_store
+from robot_harness import MINUTE, btc_venue, close_bars, signal, start_on_signal
+from test_robot_exits import _out_and_back
 
 LIMITS = {"stop_loss": 0.03, "trailing_stop": 0.02}
 
@@ -69,12 +57,10 @@ def _watch(sim, api_key: str) -> Callable[[], list[str]]:
 
 
 def _run(tmp_path, faults_after_entry: list[dict] = (), bars: int = 40, probe=None) -> dict:
-    with sim_server({"BTCUSDT": _out_and_back(1)}, warmup_bars=WARMUP) as sim:
-        account = new_account(sim)
-        gaps = _watch(sim, account[0])
-        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        config = robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides=LIMITS)
-        robot, exchange, source = robot_process(sim, account, store, config)
+    with btc_venue(tmp_path, _out_and_back(1), market="linear", risk_overrides=LIMITS) as venue:
+        sim, store = venue.sim, venue.store
+        gaps = _watch(sim, venue.account[0])
+        robot, exchange, source = venue.process()
         seen: dict = {"levels": [], "robot_side": []}
 
         async def go() -> None:
@@ -90,11 +76,11 @@ def _run(tmp_path, faults_after_entry: list[dict] = (), bars: int = 40, probe=No
                     seen["levels"].append(pos.stop_price)
                     seen["robot_side"].append(robot.om.robot_stop("BTCUSDT"))
                 if probe is not None:
-                    probe(i, robot, venue_view(sim, account[0]), seen)
+                    probe(i, robot, venue.view(), seen)
             await exchange.close()
 
         asyncio.run(go())
-        seen["view"] = venue_view(sim, account[0])
+        seen["view"] = venue.view()
         seen["requests"] = dict(sim.state.requests)
         seen["trades"] = store.load_trades()
         seen["gaps"] = gaps()
@@ -149,16 +135,13 @@ def test_a_refused_new_stop_keeps_the_old_one_and_the_robot_watches_the_new_leve
 
 
 def test_a_robot_killed_during_an_amend_finds_its_stop_at_the_persisted_level_after_restart(tmp_path) -> None:
-    with sim_server({"BTCUSDT": _out_and_back(1)}, warmup_bars=WARMUP) as sim:
-        account = new_account(sim)
-        gaps = _watch(sim, account[0])
-        store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-        clock = sim.state.clock.now_ms
-        config = robot_config(symbols=("BTCUSDT",), market="linear", risk_overrides=LIMITS)
+    with btc_venue(tmp_path, _out_and_back(1), market="linear", risk_overrides=LIMITS) as venue:
+        sim, store, clock = venue.sim, venue.store, venue.sim.state.clock.now_ms
+        gaps = _watch(sim, venue.account[0])
         seen: dict = {}
 
         async def go() -> None:
-            robot, exchange, source = robot_process(sim, account, store, config)
+            robot, exchange, source = venue.process()
             await start_on_signal(robot, source, signal(clock, direction="long"))
             await close_bars(sim, robot, 12)  # flat, then 2 bars up: the stop trails
             seen["before"] = robot.book.position("BTCUSDT").stop_price
@@ -172,7 +155,7 @@ def test_a_robot_killed_during_an_amend_finds_its_stop_at_the_persisted_level_af
                 await robot.step()
             seen["wanted"] = robot.om.stop_price("BTCUSDT")
             await exchange.close()
-            robot, exchange, _ = robot_process(sim, account, store, config)
+            robot, exchange, _ = venue.process()
             await robot.start()  # reconciliation
             cid = robot.book.position("BTCUSDT").stop_client_order_id
             seen["at_venue"] = (await exchange.order_by_client_id("linear", "BTCUSDT", cid)).trigger_price

@@ -15,21 +15,10 @@ import dataclasses
 import itertools
 from decimal import Decimal
 
+from autotrader.domain import orders
 from autotrader.domain.errors import OrderRejected, TemporaryExchangeError
 from autotrader.domain.instrument import Instrument
-from autotrader.domain.orders import (
-    ZERO,
-    AccountBalance,
-    Balance,
-    Fill,
-    Order,
-    OrderSide,
-    OrderStatus,
-    OrderType,
-    SubmitOrder,
-    Ticker,
-    TriggerDirection,
-)
+from autotrader.domain.orders import ZERO, Order, OrderSide, OrderStatus, OrderType, SubmitOrder, TriggerDirection
 from autotrader.live.clock import FunctionClock
 from autotrader.live.order_manager import OrderManager
 from autotrader.live.portfolio import Book
@@ -57,7 +46,7 @@ class FakeVenue:
         self.now = T0
         self.wallet = {"USDT": Decimal(usdt)}
         self.orders: dict[str, Order] = {}
-        self.fill_list: list[Fill] = []
+        self.fill_list: list[orders.Fill] = []
         self.creates: list[str] = []
         self.store = store
         self.fail_next: str | None = None  # "after" (processed, answer lost) / "before" / "reject"
@@ -73,14 +62,14 @@ class FakeVenue:
         return {"BTCUSDT": BTC}
 
     async def ticker(self, market, symbol):
-        return Ticker(symbol, market, self.price, None, None, self.now)
+        return orders.Ticker(symbol, market, self.price, None, None, self.now)
 
     async def candles(self, *a, **k):
         raise NotImplementedError
 
-    async def balance(self) -> AccountBalance:
-        coins = {c: Balance(c, v, v) for c, v in self.wallet.items()}
-        return AccountBalance(self.wallet["USDT"], self.wallet["USDT"], coins)
+    async def balance(self) -> orders.AccountBalance:
+        coins = {c: orders.Balance(c, v, v) for c, v in self.wallet.items()}
+        return orders.AccountBalance(self.wallet["USDT"], self.wallet["USDT"], coins)
 
     async def positions(self, symbol=None):
         return []
@@ -136,7 +125,7 @@ class FakeVenue:
             fee, coin = qty * price * FEE, "USDT"
             self.wallet["BTC"] = self.wallet.get("BTC", ZERO) - qty
             self.wallet["USDT"] += qty * price - fee
-        fill = Fill(
+        fill = orders.Fill(
             f"x{next(self._ids)}",
             cid,
             o.venue_order_id or "",
@@ -195,7 +184,7 @@ class FakeVenue:
     async def order_by_client_id(self, market, symbol, client_order_id):
         return self.orders.get(client_order_id)
 
-    async def fills(self, market, symbol=None, since_ms=None, client_order_id=None) -> list[Fill]:
+    async def fills(self, market, symbol=None, since_ms=None, client_order_id=None) -> list[orders.Fill]:
         return [
             f
             for f in self.fill_list
@@ -286,6 +275,37 @@ def entry(om: OrderManager, store, signal_id: str = "sig-1", qty: str = "0.01"):
     assert store.record_decision(decision, [(intent, stored.order)])
     om.track(intent, stored)
     return stored
+
+
+def exit_order(om: OrderManager, store, qty: str = "0.00999"):
+    """A BTCUSDT market sell closing the position for a flat signal, stored and tracked, not yet sent."""
+    cid = om.client_id("BTCUSDT", "sig-2", "exit")
+    intent = Intent(cid, IntentKind.EXIT, "BTCUSDT", OrderSide.SELL, T0, reason="signal", signal_id="sig-2")
+    stored = om.new_order(intent, SubmitOrder(cid, "BTCUSDT", "spot", OrderSide.SELL, OrderType.MARKET, Decimal(qty)))
+    store.save_intent(intent, stored.order)
+    om.track(intent, stored)
+    return stored
+
+
+def filled_long(store, **exits: float | None) -> tuple[TwoWayVenue, OrderManager]:
+    """A BTCUSDT long filled at 40000 on a new ``TwoWayVenue``, its exits resting there.
+
+    ``exits``: the order manager's ``stop_loss``, ``take_profit`` and ``trailing_stop`` (see ``manager``).
+    """
+    venue = TwoWayVenue(store)
+    om = manager(store, venue, **exits)
+    run(om.run_entry(entry(om, store), 40000.0))
+    return venue, om
+
+
+def closed_at(venue: TwoWayVenue, om: OrderManager, price: int):
+    """The one trade in the store once the price moves to ``price``, the venue fills the resting exit it
+    crossed, and ``om`` learns of the fill."""
+    venue.price = Decimal(price)
+    venue.trigger()
+    run(om.sync_open_orders())
+    [trade] = venue.store.load_trades()
+    return trade
 
 
 def run(coro):

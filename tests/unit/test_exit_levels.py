@@ -12,7 +12,7 @@ import dataclasses
 from decimal import Decimal
 
 import pytest
-from fake_venue import TwoWayVenue, entry, manager, reconciler, run
+from fake_venue import closed_at, filled_long, manager, reconciler, run
 
 from autotrader.domain.errors import ConfigError
 from autotrader.domain.orders import OrderStatus
@@ -81,28 +81,20 @@ def test_a_take_profit_no_venue_can_hold_is_refused_at_start_naming_the_setting(
 
 
 def test_take_profit_rests_at_the_venue_and_its_fill_closes_as_take_profit(store) -> None:
-    venue = TwoWayVenue(store)
-    om = manager(store, venue, stop_loss=0.03, take_profit=0.05)
-    run(om.run_entry(entry(om, store), 40000.0))
+    venue, om = filled_long(store, stop_loss=0.03, take_profit=0.05)
     pos = store.load_positions()["BTCUSDT"]
     [target] = om.open_orders("BTCUSDT", (IntentKind.TARGET,))
     assert target.order.trigger_price == Decimal("42000.00")  # 40000 x (1 + 5 %)
     assert venue.orders[target.client_order_id].status is OrderStatus.UNTRIGGERED
     assert venue.orders[pos.stop_client_order_id].trigger_price == Decimal("38800.00")  # both rest
-    venue.price = Decimal(42100)
-    venue.trigger()
-    run(om.sync_open_orders())
-    [trade] = store.load_trades()
-    assert trade.exit_reason == "take_profit"
+    assert closed_at(venue, om, 42100).exit_reason == "take_profit"
     run(om.protect("BTCUSDT", 42100.0))  # flat: the stop left behind is cancelled
     assert venue.orders[pos.stop_client_order_id].status is OrderStatus.CANCELED
     assert not om.open_orders("BTCUSDT")
 
 
 def test_trailing_stop_moves_the_resting_stop_at_bar_closes_and_survives_a_restart(store) -> None:
-    venue = TwoWayVenue(store)
-    om = manager(store, venue, stop_loss=0.03, trailing_stop=0.01)
-    run(om.run_entry(entry(om, store), 40000.0))
+    venue, om = filled_long(store, stop_loss=0.03, trailing_stop=0.01)
     first = store.load_positions()["BTCUSDT"].stop_client_order_id
     assert venue.orders[first].trigger_price == Decimal("39600.00")  # the trailing level is above the 3 % stop
     assert om.stop_reason("BTCUSDT", Decimal("39600")) == "trailing_stop"
@@ -117,29 +109,17 @@ def test_trailing_stop_moves_the_resting_stop_at_bar_closes_and_survives_a_resta
     restarted = manager(store, venue, stop_loss=0.03, trailing_stop=0.01)  # a new process, same store
     assert restarted.trail_ref("BTCUSDT") == 41000.0
     assert restarted.stop_price("BTCUSDT") == Decimal("40590.00")
-    venue.price = Decimal(40500)
-    venue.trigger()
-    run(restarted.sync_open_orders())
-    [trade] = store.load_trades()
-    assert trade.exit_reason == "trailing_stop"
+    assert closed_at(venue, restarted, 40500).exit_reason == "trailing_stop"
 
 
 def test_a_stop_loss_without_trailing_keeps_its_level_and_reason(store) -> None:
-    venue = TwoWayVenue(store)
-    om = manager(store, venue, stop_loss=0.02)
-    run(om.run_entry(entry(om, store), 40000.0))
+    venue, om = filled_long(store, stop_loss=0.02)
     assert run(om.ratchet("BTCUSDT", high=45000.0, low=40000.0, price=44000.0)) is None
-    venue.price = Decimal(39000)
-    venue.trigger()
-    run(om.sync_open_orders())
-    [trade] = store.load_trades()
-    assert trade.exit_reason == "stop_loss"
+    assert closed_at(venue, om, 39000).exit_reason == "stop_loss"
 
 
 def test_refused_take_profit_becomes_robot_side_and_persists(store) -> None:
-    venue = TwoWayVenue(store)
-    om = manager(store, venue, stop_loss=0.03, take_profit=0.05)
-    run(om.run_entry(entry(om, store), 40000.0))
+    venue, om = filled_long(store, stop_loss=0.03, take_profit=0.05)
     [target] = om.open_orders("BTCUSDT", (IntentKind.TARGET,))
     venue.orders[target.client_order_id] = dataclasses.replace(
         venue.orders[target.client_order_id], status=OrderStatus.CANCELED
@@ -155,9 +135,7 @@ def test_refused_take_profit_becomes_robot_side_and_persists(store) -> None:
 
 
 def test_reconcile_restores_a_missing_take_profit_and_the_trailed_stop_after_a_restart(store) -> None:
-    venue = TwoWayVenue(store)
-    om = manager(store, venue, take_profit=0.05, stop_loss=0.03, trailing_stop=0.01)
-    run(om.run_entry(entry(om, store), 40000.0))
+    venue, om = filled_long(store, take_profit=0.05, stop_loss=0.03, trailing_stop=0.01)
     venue.price = Decimal(40900)
     run(om.ratchet("BTCUSDT", high=41000.0, low=40000.0, price=40900.0))
     [target] = om.open_orders("BTCUSDT", (IntentKind.TARGET,))

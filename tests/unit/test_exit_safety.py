@@ -9,30 +9,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from fake_venue import T0, TwoWayVenue, entry, manager, reconciler, run
+from fake_venue import T0, TwoWayVenue, exit_order, filled_long, manager, reconciler, run
 
 from autotrader.domain.errors import TemporaryExchangeError
-from autotrader.domain.orders import OrderSide, OrderStatus, OrderType, SubmitOrder
+from autotrader.domain.orders import OrderStatus
 from autotrader.live.order_manager import OrderManager
-from autotrader.live.records import Intent, IntentKind
-
-
-def exit_order(om: OrderManager, store, qty: str = "0.00999"):
-    """A BTCUSDT market sell closing the position for a flat signal, stored and tracked, not yet sent."""
-    cid = om.client_id("BTCUSDT", "sig-2", "exit")
-    intent = Intent(cid, IntentKind.EXIT, "BTCUSDT", OrderSide.SELL, T0, reason="signal", signal_id="sig-2")
-    stored = om.new_order(intent, SubmitOrder(cid, "BTCUSDT", "spot", OrderSide.SELL, OrderType.MARKET, Decimal(qty)))
-    store.save_intent(intent, stored.order)
-    om.track(intent, stored)
-    return stored
 
 
 def protected_long(store) -> tuple[TwoWayVenue, OrderManager]:
     """A filled BTCUSDT long at 40000 with its stop (-2 %) and take-profit (+5 %) resting at the venue."""
-    venue = TwoWayVenue(store)
-    om = manager(store, venue, stop_loss=0.02, take_profit=0.05)
-    run(om.run_entry(entry(om, store), 40000.0))
-    return venue, om
+    return filled_long(store, stop_loss=0.02, take_profit=0.05)
 
 
 def resting(venue: TwoWayVenue, kind: str) -> list[str]:

@@ -46,18 +46,23 @@ def _adapter() -> BybitExchange:
     return BybitExchange(BybitConfig.custom("http://127.0.0.1:9", "key", "secret"))
 
 
-def _stop(direction: TriggerDirection | None) -> SubmitOrder:
+def _long_exit(client_order_id: str, level: int, direction: TriggerDirection | None) -> SubmitOrder:
+    """A resting exit of a 0.01 BTC long on linear: a reduce-only conditional sell triggering at ``level``."""
     return SubmitOrder(
-        "t1-stop",
+        client_order_id,
         "BTCUSDT",
         "linear",
         OrderSide.SELL,
         OrderType.STOP_MARKET,
         Decimal("0.01"),
-        trigger_price=Decimal(39200),
+        trigger_price=Decimal(level),
         reduce_only=True,
         trigger_direction=direction,
     )
+
+
+def _stop(direction: TriggerDirection | None) -> SubmitOrder:
+    return _long_exit("t1-stop", 39200, direction)
 
 
 def test_a_longs_stop_is_sent_falling_even_when_the_price_is_already_below_it() -> None:
@@ -67,17 +72,7 @@ def test_a_longs_stop_is_sent_falling_even_when_the_price_is_already_below_it() 
 
 
 def test_a_longs_target_is_sent_rising_even_when_the_price_is_already_above_it() -> None:
-    target = SubmitOrder(
-        "t1-target",
-        "BTCUSDT",
-        "linear",
-        OrderSide.SELL,
-        OrderType.STOP_MARKET,
-        Decimal("0.01"),
-        trigger_price=Decimal(41000),
-        reduce_only=True,
-        trigger_direction=TriggerDirection.RISING,
-    )
+    target = _long_exit("t1-target", 41000, TriggerDirection.RISING)
     assert _adapter()._order_params(target, reference=Decimal(41500))["triggerDirection"] == 1
 
 

@@ -13,23 +13,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
-from fake_venue import T0, FakeVenue, entry, manager, reconciler, run
+from fake_venue import T0, FakeVenue, entry, exit_order, manager, reconciler, run
 
 from autotrader.domain.orders import Fill, OrderSide, OrderStatus, OrderType, SubmitOrder
-from autotrader.live.order_manager import OrderManager
 from autotrader.live.reconcile import ReconcileError
-from autotrader.live.records import Intent, IntentKind, IntentStatus, Outcome
-
-
-def exit_order(om: OrderManager, store, qty: str = "0.00999"):
-    """A BTCUSDT market sell closing the position for a flat signal, stored and tracked, not yet sent."""
-    cid = om.client_id("BTCUSDT", "sig-2", "exit")
-    intent = Intent(cid, IntentKind.EXIT, "BTCUSDT", OrderSide.SELL, T0, reason="signal", signal_id="sig-2")
-    stored = om.new_order(intent, SubmitOrder(cid, "BTCUSDT", "spot", OrderSide.SELL, OrderType.MARKET, Decimal(qty)))
-    store.save_intent(intent, stored.order)
-    om.track(intent, stored)
-    return stored
-
+from autotrader.live.records import IntentStatus, Outcome
 
 # ------------------------------------------------------------------------------------------- tests
 

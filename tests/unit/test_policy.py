@@ -8,16 +8,8 @@ import pytest
 from autotrader.analytics.report_data import STATE_EVENTS
 from autotrader.backtest.runner import EVENT_NAMES
 from autotrader.live.decider import Pause, decide_action
-from autotrader.risk.policy import (
-    Skip,
-    Transition,
-    exposure_vector_nb,
-    kelly_update_nb,
-    mark_risk_nb,
-    roll_day_nb,
-    signal_action_nb,
-    transitions_of,
-)
+from autotrader.risk import policy
+from autotrader.risk.policy import Skip, Transition, transitions_of
 from autotrader.risk.rules import ACTIVE, DAILY_BLOCKED, HALTED, Denial
 
 DAY = 86_400_000
@@ -41,23 +33,23 @@ RULE = [
 
 @pytest.mark.parametrize(("given", "expected"), RULE, ids=[f"rule{i}" for i in range(len(RULE))])
 def test_signal_action_rule(given, expected) -> None:
-    do_exit, side, skip = signal_action_nb(*given)
+    do_exit, side, skip = policy.signal_action_nb(*given)
     assert (bool(do_exit), int(side), Skip(int(skip))) == expected
     action = decide_action(int(given[0]), *given[1:])  # the robot's typed view of the same rule
     assert (action.exit, action.entry_side, action.skip or Skip.NONE) == expected
 
 
 def _mark(state, equity, peak, day_start, now, halted_at=0, resume=0):
-    return mark_risk_nb(state, equity, peak, day_start, now, halted_at, 0.05, 0.15, resume)
+    return policy.mark_risk_nb(state, equity, peak, day_start, now, halted_at, 0.05, 0.15, resume)
 
 
 def test_marking_blocks_the_day_on_a_daily_loss_and_the_next_utc_day_lifts_it() -> None:
-    state, day_start, next_day, reset = roll_day_nb(ACTIVE, T0 + HOUR, T0 + DAY, 1000.0, 1000.0)
+    state, day_start, next_day, reset = policy.roll_day_nb(ACTIVE, T0 + HOUR, T0 + DAY, 1000.0, 1000.0)
     assert (state, day_start, next_day, reset) == (ACTIVE, 1000.0, T0 + DAY, False)  # the same day
     state, peak, _, moves = _mark(state, 949.0, 1000.0, day_start, T0 + HOUR)
     assert (state, peak) == (DAILY_BLOCKED, 1000.0)
     assert transitions_of(moves) == [Transition.DAILY_LOSS_HIT]
-    state, day_start, next_day, reset = roll_day_nb(state, T0 + DAY, next_day, 949.0, day_start)
+    state, day_start, next_day, reset = policy.roll_day_nb(state, T0 + DAY, next_day, 949.0, day_start)
     assert (state, day_start, next_day, reset) == (ACTIVE, 949.0, T0 + 2 * DAY, True)  # from the previous mark
     assert _mark(state, 950.0, peak, day_start, T0 + DAY) == (ACTIVE, 1000.0, 0, 0)
 
@@ -77,9 +69,9 @@ def test_marking_halts_on_drawdown_and_resumes_after_the_cooling_off_with_the_pe
 
 
 def test_kelly_statistics_count_wins_and_positive_loss_sums() -> None:
-    assert kelly_update_nb(0.02, 1, 1, 0.01, 0.03) == (2, 1, pytest.approx(0.03), 0.03)
-    assert kelly_update_nb(-0.01, 1, 1, 0.01, 0.03) == (1, 2, 0.01, pytest.approx(0.04))
-    assert kelly_update_nb(0.0, 0, 0, 0.0, 0.0) == (0, 1, 0.0, 0.0)  # break-even is a loss
+    assert policy.kelly_update_nb(0.02, 1, 1, 0.01, 0.03) == (2, 1, pytest.approx(0.03), 0.03)
+    assert policy.kelly_update_nb(-0.01, 1, 1, 0.01, 0.03) == (1, 2, 0.01, pytest.approx(0.04))
+    assert policy.kelly_update_nb(0.0, 0, 0, 0.0, 0.0) == (0, 1, 0.0, 0.0)  # break-even is a loss
 
 
 def test_exposure_counts_held_positions_not_being_exited_and_pending_entries() -> None:
@@ -89,7 +81,7 @@ def test_exposure_counts_held_positions_not_being_exited_and_pending_entries() -
     side = np.array([0.0, 0.0, 1.0, -1.0])
     fraction = np.array([0.0, 0.0, 0.1, 0.2])
     equity = np.array([0.0, 0.0, 1000.0, 1000.0])
-    out = exposure_vector_nb(qty, mark, exiting, side, fraction, equity, 2.0, np.empty(4))
+    out = policy.exposure_vector_nb(qty, mark, exiting, side, fraction, equity, 2.0, np.empty(4))
     assert out.tolist() == [20.0, -20.0, 200.0, -400.0]
 
 
