@@ -65,28 +65,20 @@ EXPECTED = {
 
 REFUSAL_BARS = 16  # no crash in this run: the daily-loss limit stays out of the way
 REFUSAL_RISK = {**RISK, "correlation": 0.0}  # no room at all for correlated exposure
-REFUSAL_SCRIPT = {
-    (2, "BTCUSDT"): 1.0,
-    (4, "ETHUSDT"): 1.0,
-    (6, "BTCUSDT"): 0.0,
-    (6, "ETHUSDT"): 1.0,
-    (8, "BTCUSDT"): 1.0,
-    (10, "ETHUSDT"): 0.0,
-    (12, "BTCUSDT"): 1.0,
-    (12, "ETHUSDT"): 1.0,
-    (14, "BTCUSDT"): 0.0,
-}
-REFUSAL_EXPECTED = {
-    (2, "BTCUSDT"): "entry",
-    (4, "ETHUSDT"): Denial.CORRELATION.label,  # BTC held: refused outright, not sized down
-    (6, "BTCUSDT"): "exit",
-    (6, "ETHUSDT"): "entry",  # BTC's exit on the same bar frees the room
-    (8, "BTCUSDT"): Denial.CORRELATION.label,  # now ETH is held
-    (10, "ETHUSDT"): "exit",
-    (12, "BTCUSDT"): "entry",
-    (12, "ETHUSDT"): Denial.CORRELATION.label,  # BTC's entry decided on the same bar takes the room
-    (14, "BTCUSDT"): "exit",
-}
+# (robot bar, symbol, signal direction, how both sides must end it)
+REFUSAL_STEPS = (
+    (2, "BTCUSDT", 1.0, "entry"),
+    (4, "ETHUSDT", 1.0, Denial.CORRELATION.label),  # BTC held: refused outright, not sized down
+    (6, "BTCUSDT", 0.0, "exit"),
+    (6, "ETHUSDT", 1.0, "entry"),  # BTC's exit on the same bar frees the room
+    (8, "BTCUSDT", 1.0, Denial.CORRELATION.label),  # now ETH is held
+    (10, "ETHUSDT", 0.0, "exit"),
+    (12, "BTCUSDT", 1.0, "entry"),
+    (12, "ETHUSDT", 1.0, Denial.CORRELATION.label),  # BTC's entry decided on the same bar takes the room
+    (14, "BTCUSDT", 0.0, "exit"),
+)
+REFUSAL_SCRIPT = {(bar, symbol): direction for bar, symbol, direction, _ in REFUSAL_STEPS}
+REFUSAL_EXPECTED = {(bar, symbol): outcome for bar, symbol, _, outcome in REFUSAL_STEPS}
 
 
 class ScriptedSignals(Strategy):
