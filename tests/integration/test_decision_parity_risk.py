@@ -9,13 +9,18 @@ sizing), so every signal must end the same way on both sides, with the same deni
 * a 15 % crash of both while held: today's loss passes the 3 % limit (``daily_loss_hit``);
 * flat signals exit (exits are never blocked), then longs that day are denied ``daily_loss``;
 * on the next UTC day, entries resume.
+
+A second run sets the correlation limit to 0 (no correlated exposure at all): with one long held,
+there is no room left for a correlated long, so the entry is refused outright (``correlation``)
+rather than sized down; an exit pending frees the room, and an entry decided on the same bar
+(the backtest's pending order, the robot's order sent) takes it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from parity_harness import HOUR, START, backtest_hourly, run_robot_hourly
+from parity_harness import HOUR, START, assert_same_trade, backtest_hourly, closed_and_open, paired, run_robot_hourly
 from robot_harness import robot_config
 
 from autotrader.domain.aligned import AlignedCandles
@@ -58,6 +63,23 @@ EXPECTED = {
     (28, "ETHUSDT"): "entry",
 }
 
+REFUSAL_BARS = 16  # no crash in this run: the daily-loss limit stays out of the way
+REFUSAL_RISK = {**RISK, "correlation": 0.0}  # no room at all for correlated exposure
+# (robot bar, symbol, signal direction, how both sides must end it)
+REFUSAL_STEPS = (
+    (2, "BTCUSDT", 1.0, "entry"),
+    (4, "ETHUSDT", 1.0, Denial.CORRELATION.label),  # BTC held: refused outright, not sized down
+    (6, "BTCUSDT", 0.0, "exit"),
+    (6, "ETHUSDT", 1.0, "entry"),  # BTC's exit on the same bar frees the room
+    (8, "BTCUSDT", 1.0, Denial.CORRELATION.label),  # now ETH is held
+    (10, "ETHUSDT", 0.0, "exit"),
+    (12, "BTCUSDT", 1.0, "entry"),
+    (12, "ETHUSDT", 1.0, Denial.CORRELATION.label),  # BTC's entry decided on the same bar takes the room
+    (14, "BTCUSDT", 0.0, "exit"),
+)
+REFUSAL_SCRIPT = {(bar, symbol): direction for bar, symbol, direction, _ in REFUSAL_STEPS}
+REFUSAL_EXPECTED = {(bar, symbol): outcome for bar, symbol, _, outcome in REFUSAL_STEPS}
+
 
 class ScriptedSignals(Strategy):
     """Emits ``{(bar open ms, symbol): direction}`` at exactly those bars, confidence 1."""
@@ -77,13 +99,17 @@ class ScriptedSignals(Strategy):
         return Signals(direction=d, confidence=np.where(np.isnan(d), np.nan, 1.0))
 
 
-def _candles() -> dict[str, Candles]:
-    """Hourly BTC and ETH from WARMUP bars before START to one bar past the robot's last, ETH ~ BTC / 16."""
-    n = WARMUP + BARS + 1
+def _candles(bars: int = BARS, crash: int | None = CRASH) -> dict[str, Candles]:
+    """Hourly BTC and ETH from WARMUP bars before START to one bar past the robot's last, ETH ~ BTC / 16.
+
+    The ``crash`` bar (if any) closes 15 % below its open on both symbols.
+    """
+    n = WARMUP + bars + 1
     rng = np.random.default_rng(7)
     ts = START - WARMUP * HOUR + HOUR * np.arange(n, dtype=np.int64)
     step = rng.normal(0.0, 0.004, n)
-    step[WARMUP + CRASH] = np.log(0.85)
+    if crash is not None:
+        step[WARMUP + crash] = np.log(0.85)
     btc = 40_000.0 * np.exp(np.cumsum(step))
     eth = btc / 16.0 * np.exp(rng.normal(0.0, 0.0005, n))
     out = {}
@@ -96,22 +122,31 @@ def _candles() -> dict[str, Candles]:
     return out
 
 
-def _script() -> dict[tuple[int, str], float]:
-    return {(START + bar * HOUR, symbol): v for (bar, symbol), v in SCRIPT.items()}
+def _script(script: dict[tuple[int, str], float] = SCRIPT) -> dict[tuple[int, str], float]:
+    """``script`` keyed by the bar's open time instead of the robot's bar number."""
+    return {(START + bar * HOUR, symbol): v for (bar, symbol), v in script.items()}
 
 
-def _backtest(candles: dict[str, Candles]):
-    strategy = ScriptedSignals(_script())
+def _backtest(candles: dict[str, Candles], script: dict[tuple[int, str], float] = SCRIPT, risk: dict = RISK):
+    strategy = ScriptedSignals(_script(script))
     return backtest_hourly(
-        candles, strategy, WARMUP, strategy=strategy.name, risk_level="aggressive", risk_overrides=RISK, market="spot"
+        candles, strategy, WARMUP, strategy=strategy.name, risk_level="aggressive", risk_overrides=risk, market="spot"
     )
 
 
-def _backtest_decisions(result) -> dict[tuple[int, str], str]:
+def _robot(tmp_path, candles: dict[str, Candles], bars: int, script: dict[tuple[int, str], float], risk: dict):
+    """The robot in demo mode on exchange-sim, fed ``script`` over ``bars`` hourly bars."""
+    config = robot_config(
+        timeframe="1h", risk_level="aggressive", risk_overrides=risk, lookback_bars=WARMUP, strategy=None
+    )
+    return run_robot_hourly(tmp_path, candles, config, ScriptedSignals(_script(script)), WARMUP, bars)
+
+
+def _backtest_decisions(result, script: dict[tuple[int, str], float] = SCRIPT) -> dict[tuple[int, str], str]:
     """How the backtest ended each scripted signal: entry, exit, or the denial's name."""
     names = {d.label for d in Denial}
     out: dict[tuple[int, str], str] = {}
-    for bar, symbol in SCRIPT:
+    for bar, symbol in script:
         ts = START + bar * HOUR
         denied = [str(e["event"]) for e in result.events if int(e["ts"]) == ts and str(e["symbol"]) == symbol]
         denied = [e for e in denied if e in names]
@@ -137,10 +172,7 @@ def _robot_decisions(decisions) -> dict[tuple[int, str], str]:
 @pytest.mark.slow
 def test_backtest_and_robot_decide_correlation_and_daily_loss_the_same_way(tmp_path) -> None:
     candles = _candles()
-    config = robot_config(
-        timeframe="1h", risk_level="aggressive", risk_overrides=RISK, lookback_bars=WARMUP, strategy=None
-    )
-    run = run_robot_hourly(tmp_path, candles, config, ScriptedSignals(_script()), WARMUP, BARS)
+    run = _robot(tmp_path, candles, BARS, SCRIPT, RISK)
     live = _robot_decisions(run.decisions)
     live_events = [(e.kind, e.ts_ms) for e in run.events]
     live_trades = run.trades
@@ -165,3 +197,25 @@ def test_backtest_and_robot_decide_correlation_and_daily_loss_the_same_way(tmp_p
     assert 0.4 < ratio < 0.7  # a full position would be 1.0
     assert float(live_eth.qty) == pytest.approx(bt_eth["qty"], rel=3e-3)  # the spot fee is paid in the coin
     assert {s for s, p in open_positions.items() if p.qty > 0} == {"BTCUSDT", "ETHUSDT"}
+
+
+@pytest.mark.slow
+def test_backtest_and_robot_refuse_a_correlated_entry_alike_when_no_room_is_left(tmp_path) -> None:
+    candles = _candles(REFUSAL_BARS, crash=None)
+    run = _robot(tmp_path, candles, REFUSAL_BARS, REFUSAL_SCRIPT, REFUSAL_RISK)
+    result = _backtest(candles, REFUSAL_SCRIPT, REFUSAL_RISK)
+
+    assert _robot_decisions(run.decisions) == _backtest_decisions(result, REFUSAL_SCRIPT)
+    assert _backtest_decisions(result, REFUSAL_SCRIPT) == REFUSAL_EXPECTED
+
+    # the same trades: symbol, side, entry and exit bars, exit reasons; each entered at full size
+    bt, still_open = closed_and_open(result)
+    assert still_open == set()
+    assert [(str(b["symbol"]), int(b["entry_ts"])) for b in bt] == [
+        ("BTCUSDT", START + 3 * HOUR),
+        ("ETHUSDT", START + 7 * HOUR),
+        ("BTCUSDT", START + 13 * HOUR),
+    ]
+    for b, t in paired(bt, run.trades):
+        assert_same_trade(b, t, t.exit_ms, float(run.instruments[t.symbol].tick_size))
+        assert b["qty"] * b["entry_price"] == pytest.approx(0.3 * 10_000.0, rel=0.02)  # never sized down
