@@ -44,6 +44,13 @@ app.add_typer(data_app, name="data")
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (default: $AUTOTRADER_HOME/config.toml).")
 ]
+TimeUnitOption = Annotated[
+    str | None, typer.Option(help="Unit of numeric timestamps: s, ms, us or ns (default: by magnitude).")
+]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace stored bars that differ from the file's.")]
+CheckLookaheadOption = Annotated[
+    bool, typer.Option("--check-lookahead", help="Re-run on truncated data; fail if any past signal changes.")
+]
 
 
 @app.callback()
@@ -110,12 +117,8 @@ def data_import(
     skip_rows: Annotated[
         int | None, typer.Option(min=0, help="Lines before the CSV header (default: skip a preamble naming no column).")
     ] = None,
-    time_unit: Annotated[
-        str | None, typer.Option(help="Unit of numeric timestamps: s, ms, us or ns (default: by magnitude).")
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace stored bars that differ from the file's.")
-    ] = False,
+    time_unit: TimeUnitOption = None,
+    overwrite: OverwriteOption = False,
     jump_pct: Annotated[float, typer.Option(help="Report close-to-close moves larger than this, in %.")] = 30.0,
 ) -> None:
     """Import a candle file. All-or-nothing: one bad row imports nothing and names the row.
@@ -357,9 +360,7 @@ def backtest(
     output: Annotated[
         Path | None, typer.Option(help="Report path (HTML for tradingview, JSON file, or CSV directory).")
     ] = None,
-    check_lookahead: Annotated[
-        bool, typer.Option("--check-lookahead", help="Re-run on truncated data; fail if any past signal changes.")
-    ] = False,
+    check_lookahead: CheckLookaheadOption = False,
     stress_test: Annotated[
         bool,
         typer.Option(
