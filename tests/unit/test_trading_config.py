@@ -200,8 +200,7 @@ def test_a_bad_signal_engine_option_is_one_config_error_line() -> None:
 
 
 BACKTEST_CONFIG_BUILDERS = {  # modules that build a BacktestConfig to run a backtest, not just to get a strategy
-    "cli/root.py",
-    "cli/analyze.py",
+    "cli/common.py",
     "cli/sweep.py",
 }
 

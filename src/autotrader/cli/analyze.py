@@ -19,15 +19,26 @@ Wire it into the main app with ``register(app)``. Heavy imports happen inside th
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 from typer.core import TyperCommand, TyperOption
+
+from autotrader.cli.common import (
+    InitialCapitalOption,
+    PeriodOption,
+    RiskLevelOption,
+    StoredExchangeOption,
+    StoredTimeframeOption,
+    SymbolsOption,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -70,8 +81,8 @@ class _BoolValueCommand(TyperCommand):
 
 def register(app: typer.Typer) -> None:
     """Add the ``analyze`` and ``optimize`` commands to ``app``."""
-    app.command("analyze", cls=_BoolValueCommand)(analyze)
-    app.command("optimize", cls=_BoolValueCommand)(optimize)
+    app.command("analyze", cls=_BoolValueCommand)(with_walk_forward_flags(analyze))
+    app.command("optimize", cls=_BoolValueCommand)(with_walk_forward_flags(optimize))
 
 
 # ------------------------------------------------------------------------------------------- options
@@ -99,6 +110,51 @@ WorkersOption = Annotated[
     int | None, typer.Option(min=1, help="Local worker processes (default: one per CPU; 1 = no pool).")
 ]
 SeedOption = Annotated[int, typer.Option(min=0, help="Seed of the samplers and simulations.")]
+
+
+@dataclass(frozen=True)
+class WalkForwardFlags:
+    """The walk-forward options ``analyze`` and ``optimize`` share, declared once (see ``with_walk_forward_flags``)."""
+
+    trials: TrialsOption = 100
+    is_days: IsDaysOption = None
+    oos_days: OosDaysOption = None
+    anchored: AnchoredOption = False
+    objective: ObjectiveOption = "sharpe"
+    min_trades: MinTradesOption = 10
+    scheduler: SchedulerOption = None
+    storage: StorageOption = None
+    workers: WorkersOption = None
+
+    def options(self, seed: int, space: dict[str, tuple[float, float]] | None = None) -> WalkForwardOptions:
+        """The walk-forward's options: these flags with the command's seed and search space."""
+        from autotrader.validation.analysis import WalkForwardOptions
+
+        return WalkForwardOptions(**asdict(self), seed=seed, space=space)
+
+
+def with_walk_forward_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with the ``WalkForwardFlags`` fields as its options, in the place of its ``wf`` parameter.
+
+    Typer reads the options from the returned function's signature; the command receives them as one
+    ``WalkForwardFlags`` (``wf=``), so its help lists them where ``wf`` stands.
+    """
+    hints = get_type_hints(WalkForwardFlags, include_extras=True)
+    flags = [
+        inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default, annotation=hints[f.name])
+        for f in fields(WalkForwardFlags)
+    ]
+    signature = inspect.signature(command, eval_str=True)
+    params = [q for p in signature.parameters.values() for q in (flags if p.name == "wf" else [p])]
+
+    @functools.wraps(command)
+    def expanded(**options: Any) -> None:
+        wf = WalkForwardFlags(**{f.name: options.pop(f.name) for f in fields(WalkForwardFlags)})
+        command(wf=wf, **options)
+
+    expanded.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    expanded.__annotations__ = {p.name: p.annotation for p in params}
+    return expanded
 
 
 # ------------------------------------------------------------------------------------------- analyze
@@ -150,15 +206,7 @@ def analyze(
     output_dir: Annotated[
         Path | None, typer.Option(help="Folder for charts and analysis.json (default: <file>_analysis/).")
     ] = None,
-    trials: TrialsOption = 100,
-    is_days: IsDaysOption = None,
-    oos_days: OosDaysOption = None,
-    anchored: AnchoredOption = False,
-    objective: ObjectiveOption = "sharpe",
-    min_trades: MinTradesOption = 10,
-    scheduler: SchedulerOption = None,
-    optuna_storage: StorageOption = None,
-    workers: WorkersOption = None,
+    wf: WalkForwardFlags = WalkForwardFlags(),
     permutations: Annotated[int, typer.Option(min=1, help="Shuffles of the permutation test.")] = 1000,
     seed: SeedOption = 0,
 ) -> None:
@@ -171,7 +219,7 @@ def analyze(
     """
     from autotrader.analytics.report_data import load_report
     from autotrader.cli.common import open_candle_store, settings_from_options, stdout_console
-    from autotrader.validation.analysis import AnalysisOptions, BacktestAnalyzer, WalkForwardOptions, saved_config
+    from autotrader.validation.analysis import AnalysisOptions, BacktestAnalyzer, saved_config
 
     if not backtest_file.exists():
         raise missing_backtest_file(backtest_file)
@@ -179,9 +227,7 @@ def analyze(
     config = saved_config(doc, backtest_file)
     out = output_dir if output_dir is not None else backtest_file.with_name(f"{backtest_file.stem}_analysis")
     opts = AnalysisOptions(
-        generate_charts, stress_test, monte_carlo, walk_forward or validate, validate, permutations,
-        WalkForwardOptions(trials, is_days, oos_days, anchored, objective, min_trades, scheduler,
-                           optuna_storage, workers, seed),
+        generate_charts, stress_test, monte_carlo, walk_forward or validate, validate, permutations, wf.options(seed),
         walk_forward,
     )  # fmt: skip
     settings = settings_from_options()
@@ -325,11 +371,11 @@ def optimize(
     strategy: Annotated[str, typer.Option(help="Strategy to optimise (its parameters with ranges are searched).")] = (
         "sma_cross"
     ),
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
-    period: Annotated[str, typer.Option(help="FROM:TO dates (UTC, inclusive).")] = "2020-01-01:2024-12-31",
-    timeframe: Annotated[str, typer.Option(help="Bar length of the stored candles to use.")] = "1h",
-    exchange: Annotated[str, typer.Option(help="Exchange whose stored candles to use.")] = "binance",
-    initial_capital: Annotated[float, typer.Option(help="Starting capital in USDT.")] = 10_000.0,
+    symbols: SymbolsOption = "BTCUSDT,ETHUSDT",
+    period: PeriodOption = "2020-01-01:2024-12-31",
+    timeframe: StoredTimeframeOption = "1h",
+    exchange: StoredExchangeOption = "binance",
+    initial_capital: InitialCapitalOption = 10_000.0,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Fixed strategy parameter key=value (repeatable).")
     ] = None,
@@ -337,16 +383,8 @@ def optimize(
         list[str] | None,
         typer.Option("--space", help="Search only these parameters, name=LOW:HIGH (repeatable)."),
     ] = None,
-    risk: Annotated[str, typer.Option(help="conservative, medium or aggressive.")] = "medium",
-    trials: TrialsOption = 100,
-    is_days: IsDaysOption = None,
-    oos_days: OosDaysOption = None,
-    anchored: AnchoredOption = False,
-    objective: ObjectiveOption = "sharpe",
-    min_trades: MinTradesOption = 10,
-    scheduler: SchedulerOption = None,
-    optuna_storage: StorageOption = None,
-    workers: WorkersOption = None,
+    risk: RiskLevelOption = "medium",
+    wf: WalkForwardFlags = WalkForwardFlags(),
     seed: SeedOption = 0,
     output: Annotated[
         Path | None, typer.Option(help="JSON result path (default results/walkforward_<strategy>_<from>_<to>.json).")
@@ -366,11 +404,8 @@ def optimize(
     stability, and saves them as JSON. Windows default to 365 / 90 days (half / an eighth of a
     period shorter than two years). With ``--grid`` it sweeps a full grid over the whole period instead.
     """
-    from pydantic import ValidationError
-
-    from autotrader.backtest.runner import BacktestConfig
     from autotrader.cli.common import (
-        config_error_from,
+        backtest_config,
         open_candle_store,
         parse_params,
         parse_period,
@@ -378,27 +413,20 @@ def optimize(
         stdout_console,
     )
     from autotrader.domain.candles import parse_date_ms
-    from autotrader.validation.analysis import WalkForwardOptions, run_walk_forward_with
+    from autotrader.validation.analysis import run_walk_forward_with
 
     start, end = parse_period(period)
-    try:
-        config = BacktestConfig(
-            symbols=tuple(symbols.split(",")), exchange=exchange, timeframe=timeframe, start=start, end=end,
-            initial_capital=initial_capital, strategy=strategy, params=parse_params(param or []),
-            risk_level=risk,  # type: ignore[arg-type]
-        )  # fmt: skip
-    except ValidationError as e:
-        raise config_error_from(e) from None
+    config = backtest_config(
+        symbols, start, end, exchange=exchange, timeframe=timeframe, initial_capital=initial_capital,
+        strategy=strategy, params=parse_params(param or []), risk_level=risk,
+    )  # fmt: skip
     config.limits()
     if grid:
         from autotrader.cli.sweep import run_grid_sweep
 
-        run_grid_sweep(config, grid, objective, output)
+        run_grid_sweep(config, grid, wf.objective, output)
         return
-    opts = WalkForwardOptions(
-        trials, is_days, oos_days, anchored, objective, min_trades, scheduler, optuna_storage, workers, seed,
-        _parse_space(space or []),
-    )  # fmt: skip
+    opts = wf.options(seed, _parse_space(space or []))
     console = stdout_console()
     store = open_candle_store(settings_from_options())
     try:

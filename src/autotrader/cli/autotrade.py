@@ -32,6 +32,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from autotrader.cli.common import (
+    JsonLogsOption,
+    LogBackupsOption,
+    LogFileOption,
+    LogMaxMbOption,
+    SettingsFileOption,
+    SymbolsOption,
+)
+
 if TYPE_CHECKING:
     from autotrader.config import Settings
     from autotrader.live.robot_config import RobotConfig
@@ -80,7 +89,7 @@ def autotrade(
         str, typer.Option(help="demo (paper money), live (real money) or status (report and exit).")
     ] = "demo",
     exchange: Annotated[str, typer.Option(help="Exchange (bybit).")] = "bybit",
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT",
+    symbols: SymbolsOption = "BTCUSDT",
     capital: Annotated[float, typer.Option(help="Capital the robot trades with (USDT).")] = 1000.0,
     risk: Annotated[str, typer.Option(help="Risk level: conservative, medium or aggressive.")] = "medium",
     signals: Annotated[
@@ -129,20 +138,17 @@ def autotrade(
     replay_speed: Annotated[float, typer.Option(help="Paper wallet: market seconds per wall second.")] = 60.0,
     replay_start: Annotated[str | None, typer.Option(help="Paper wallet: replay from this date (YYYY-MM-DD).")] = None,
     replay_exchange: Annotated[str, typer.Option(help="Paper wallet: stored candles of this exchange.")] = "binance",
-    json_logs: Annotated[
-        bool | None,
-        typer.Option("--json-logs/--text-logs", help="Log format on stderr (default: text on a terminal, else JSON)."),
-    ] = None,
+    json_logs: JsonLogsOption = None,
     reset_paper: Annotated[
         bool, typer.Option("--reset-paper", help="Demo: start the paper wallet and the robot's records over.")
     ] = False,
-    log_file: Annotated[Path | None, typer.Option(help="Also log to this file (JSON lines), rotated by size.")] = None,
-    log_max_mb: Annotated[float, typer.Option(min=0.01, help="--log-file: rotate at this size (MB).")] = 20.0,
-    log_backups: Annotated[int, typer.Option(min=1, help="--log-file: rotated files kept.")] = 5,
+    log_file: LogFileOption = None,
+    log_max_mb: LogMaxMbOption = 20.0,
+    log_backups: LogBackupsOption = 5,
     max_start_failures: Annotated[
         int, typer.Option(min=1, help="Refuse to start after this many failed start-ups in a row (exit 78).")
     ] = 5,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+    config: SettingsFileOption = None,
 ) -> None:
     """Run the trading robot (demo or live), or print its status from the state store.
 
@@ -166,19 +172,9 @@ def autotrade(
         signals = None
         strategy = strategy or "ml"
     robot_config = build_config(
-        mode=mode,
-        symbols=symbols,
-        capital=capital,
-        risk=risk,
-        strategy=strategy,
-        params=param or [],
-        sizing=sizing,
-        market=market,
-        leverage=leverage,
-        timeframe=timeframe,
-        trading_hours=trading_hours,
-        robot_id=robot_id,
-    )
+        mode, symbols, risk, strategy, param or [], timeframe,
+        capital=capital, sizing=sizing, market=market, leverage=leverage, trading_hours=trading_hours, tag=robot_id,
+    )  # fmt: skip
     options = RobotOptions(
         config=robot_config,
         db=db,
@@ -204,21 +200,12 @@ def autotrade(
 
 
 def build_config(
-    *,
-    mode: str,
-    symbols: str,
-    capital: float,
-    risk: str,
-    strategy: str | None,
-    params: list[str],
-    sizing: str,
-    market: str,
-    leverage: float,
-    timeframe: str,
-    trading_hours: str,
-    robot_id: str,
+    mode: str, symbols: str, risk: str, strategy: str | None, params: list[str], timeframe: str, **fields: Any
 ) -> RobotConfig:
-    """The robot's frozen configuration from CLI values (``ConfigError`` in one line)."""
+    """The robot's frozen configuration from CLI values (``ConfigError`` in one line).
+
+    ``fields`` are ``RobotConfig`` fields the CLI gives as they are (capital, sizing, market, leverage, ...).
+    """
     from pydantic import ValidationError
 
     from autotrader.domain.errors import ConfigError
@@ -238,17 +225,12 @@ def build_config(
         cfg = RobotConfig(
             mode=mode,
             symbols=tuple(symbols.split(",")),
-            capital=capital,
             risk_level=risk,
             strategy=strategy,
             strategy_params=parsed,
-            sizing=sizing,
-            market=market,
-            leverage=leverage,
             timeframe=Timeframe.parse(timeframe).name,
-            trading_hours=trading_hours,
-            tag=robot_id,
             lookback_bars=lookback,
+            **fields,
         )  # type: ignore[arg-type]
         cfg.limits()
     except ValidationError as e:

@@ -8,13 +8,33 @@ inside the functions so ``autotrader --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from autotrader.backtest.runner import BacktestConfig
     from autotrader.config import Settings
     from autotrader.marketdata.store import CandleStore
+
+# Options several commands declare alike (each command gives its own default).
+SymbolsOption = Annotated[str, typer.Option(help="Comma-separated symbols.")]
+PeriodOption = Annotated[str, typer.Option(help="FROM:TO dates (UTC, inclusive).")]
+InitialCapitalOption = Annotated[float, typer.Option(help="Starting capital in USDT.")]
+ParamOption = Annotated[list[str] | None, typer.Option("--param", help="Strategy parameter key=value (repeatable).")]
+StoredTimeframeOption = Annotated[str, typer.Option(help="Bar length of the stored candles to use.")]
+StoredExchangeOption = Annotated[str, typer.Option(help="Exchange whose stored candles to use.")]
+RiskLevelOption = Annotated[str, typer.Option(help="conservative, medium or aggressive.")]
+SettingsFileOption = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
+LogFileOption = Annotated[Path | None, typer.Option(help="Also log to this file (JSON lines), rotated by size.")]
+LogMaxMbOption = Annotated[float, typer.Option(min=0.01, help="--log-file: rotate at this size (MB).")]
+LogBackupsOption = Annotated[int, typer.Option(min=1, help="--log-file: rotated files kept.")]
+JsonLogsOption = Annotated[
+    bool | None,
+    typer.Option("--json-logs/--text-logs", help="Log format on stderr (default: text on a terminal, else JSON)."),
+]
 
 
 class RootOptions:
@@ -78,6 +98,18 @@ def parse_period(period: str) -> tuple[str, str]:
         except ValueError:
             raise ConfigError(f"--period {period!r}: {part!r} is not a date (YYYY-MM-DD)") from None
     return start.strip(), end.strip()
+
+
+def backtest_config(symbols: str, start: str, end: str, **fields: Any) -> BacktestConfig:
+    """A ``BacktestConfig`` from ``--symbols A,B``, the parsed ``--period`` and other fields (ConfigError if bad)."""
+    from pydantic import ValidationError
+
+    from autotrader.backtest.runner import BacktestConfig
+
+    try:
+        return BacktestConfig(symbols=tuple(symbols.split(",")), start=start, end=end, **fields)
+    except ValidationError as e:
+        raise config_error_from(e) from None
 
 
 def config_error_from(e: Exception) -> Exception:

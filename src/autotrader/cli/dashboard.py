@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from autotrader.cli.common import LogBackupsOption, LogFileOption, LogMaxMbOption, SettingsFileOption
 from autotrader.domain.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -35,14 +36,14 @@ def dashboard(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=1, max=65535)] = 8050,
     refresh: Annotated[float, typer.Option(help="Seconds between checks of the store for changes.")] = 1.0,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML settings file.")] = None,
+    config: SettingsFileOption = None,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option("--allowed-host", help="Host name clients use beyond this machine (default: loopback only)."),
     ] = None,
-    log_file: Annotated[Path | None, typer.Option(help="Also log to this file (JSON lines), rotated by size.")] = None,
-    log_max_mb: Annotated[float, typer.Option(min=0.01, help="--log-file: rotate at this size (MB).")] = 20.0,
-    log_backups: Annotated[int, typer.Option(min=1, help="--log-file: rotated files kept.")] = 5,
+    log_file: LogFileOption = None,
+    log_max_mb: LogMaxMbOption = 20.0,
+    log_backups: LogBackupsOption = 5,
 ) -> None:
     """Serve a live web page of the robot: equity, positions, orders, signals and risk usage.
 

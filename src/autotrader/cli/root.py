@@ -13,7 +13,14 @@ from typing import Annotated
 import typer
 
 from autotrader.cli.common import (
-    config_error_from,
+    InitialCapitalOption,
+    ParamOption,
+    PeriodOption,
+    RiskLevelOption,
+    StoredExchangeOption,
+    StoredTimeframeOption,
+    SymbolsOption,
+    backtest_config,
     open_candle_store,
     parse_params,
     parse_period,
@@ -36,6 +43,13 @@ app.add_typer(data_app, name="data")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file (default: $AUTOTRADER_HOME/config.toml).")
+]
+TimeUnitOption = Annotated[
+    str | None, typer.Option(help="Unit of numeric timestamps: s, ms, us or ns (default: by magnitude).")
+]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace stored bars that differ from the file's.")]
+CheckLookaheadOption = Annotated[
+    bool, typer.Option("--check-lookahead", help="Re-run on truncated data; fail if any past signal changes.")
 ]
 
 
@@ -103,12 +117,8 @@ def data_import(
     skip_rows: Annotated[
         int | None, typer.Option(min=0, help="Lines before the CSV header (default: skip a preamble naming no column).")
     ] = None,
-    time_unit: Annotated[
-        str | None, typer.Option(help="Unit of numeric timestamps: s, ms, us or ns (default: by magnitude).")
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace stored bars that differ from the file's.")
-    ] = False,
+    time_unit: TimeUnitOption = None,
+    overwrite: OverwriteOption = False,
     jump_pct: Annotated[float, typer.Option(help="Report close-to-close moves larger than this, in %.")] = 30.0,
 ) -> None:
     """Import a candle file. All-or-nothing: one bad row imports nothing and names the row.
@@ -312,21 +322,19 @@ def _check_on_halt(value: str) -> None:
 
 @app.command()
 def backtest(
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
-    period: Annotated[str, typer.Option(help="FROM:TO dates (UTC, inclusive).")] = "2020-01-01:2024-12-31",
-    initial_capital: Annotated[float, typer.Option(help="Starting capital in USDT.")] = 10_000.0,
+    symbols: SymbolsOption = "BTCUSDT,ETHUSDT",
+    period: PeriodOption = "2020-01-01:2024-12-31",
+    initial_capital: InitialCapitalOption = 10_000.0,
     output_format: Annotated[
         str, typer.Option(help="tradingview (console + HTML report), json or csv.")
     ] = "tradingview",
     strategy: Annotated[
         str, typer.Option(help="ml, sma_cross, rsi_reversion, donchian_breakout, buy_and_hold or signals.")
     ] = "ml",
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="Strategy parameter key=value (repeatable).")
-    ] = None,
-    timeframe: Annotated[str, typer.Option(help="Bar length of the stored candles to use.")] = "1h",
-    exchange: Annotated[str, typer.Option(help="Exchange whose stored candles to use.")] = "binance",
-    risk: Annotated[str, typer.Option(help="conservative, medium or aggressive.")] = "medium",
+    param: ParamOption = None,
+    timeframe: StoredTimeframeOption = "1h",
+    exchange: StoredExchangeOption = "binance",
+    risk: RiskLevelOption = "medium",
     sizing: Annotated[str, typer.Option(help="fixed, kelly or volatility.")] = "fixed",
     market: Annotated[
         str, typer.Option(help="spot (long only) or linear (USDT perpetuals: shorts, leverage).")
@@ -352,9 +360,7 @@ def backtest(
     output: Annotated[
         Path | None, typer.Option(help="Report path (HTML for tradingview, JSON file, or CSV directory).")
     ] = None,
-    check_lookahead: Annotated[
-        bool, typer.Option("--check-lookahead", help="Re-run on truncated data; fail if any past signal changes.")
-    ] = False,
+    check_lookahead: CheckLookaheadOption = False,
     stress_test: Annotated[
         bool,
         typer.Option(
@@ -369,11 +375,9 @@ def backtest(
     The full result is always saved as JSON (default results/backtest_<from>_<to>.json) so
     'autotrader analyze' can read it.
     """
-    from pydantic import ValidationError
-
     from autotrader.analytics.report_data import build_report
     from autotrader.analytics.reports import render_console
-    from autotrader.backtest.runner import BacktestConfig, run_backtest
+    from autotrader.backtest.runner import run_backtest
     from autotrader.backtest.session import build_strategy, load_backtest_data, with_notes
     from autotrader.domain.errors import ConfigError
 
@@ -385,26 +389,23 @@ def backtest(
     if signals is not None:
         strategy = "signals"
         params["path"] = str(signals)
-    try:
-        config = BacktestConfig(
-            symbols=tuple(symbols.split(",")),
-            exchange=exchange,
-            timeframe=timeframe,
-            start=start,
-            end=end,
-            initial_capital=initial_capital,
-            strategy=strategy,
-            params=params,
-            risk_level=risk,  # type: ignore[arg-type]
-            sizing=sizing,  # type: ignore[arg-type]
-            market=market,  # type: ignore[arg-type]
-            leverage=leverage,
-            fee=fee,
-            slippage_bps=slippage_bps,
-            on_halt=on_halt,
-        )
-    except ValidationError as e:
-        raise config_error_from(e) from None
+    config = backtest_config(
+        symbols,
+        start,
+        end,
+        exchange=exchange,
+        timeframe=timeframe,
+        initial_capital=initial_capital,
+        strategy=strategy,
+        params=params,
+        risk_level=risk,
+        sizing=sizing,
+        market=market,
+        leverage=leverage,
+        fee=fee,
+        slippage_bps=slippage_bps,
+        on_halt=on_halt,
+    )
     limits = config.limits()  # validate risk overrides and leverage before any work
     settings = settings_from_options()
     strat = build_strategy(config, settings.cache_dir, limits=limits)

@@ -15,6 +15,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from autotrader.cli.common import (
+    JsonLogsOption,
+    LogBackupsOption,
+    LogFileOption,
+    LogMaxMbOption,
+    ParamOption,
+    StoredExchangeOption,
+    StoredTimeframeOption,
+    SymbolsOption,
+)
+
 if TYPE_CHECKING:
     from autotrader.config import Settings
     from autotrader.domain.aligned import AlignedCandles
@@ -25,13 +36,6 @@ if TYPE_CHECKING:
 
 _DIRECTIONS = {1: "long", -1: "short", 0: "flat"}
 
-LogFileOption = Annotated[Path | None, typer.Option(help="Also log to this file (JSON lines), rotated by size.")]
-LogMaxMbOption = Annotated[float, typer.Option(min=0.01, help="--log-file: rotate at this size (MB).")]
-LogBackupsOption = Annotated[int, typer.Option(min=1, help="--log-file: rotated files kept.")]
-JsonLogsOption = Annotated[
-    bool | None,
-    typer.Option("--json-logs/--text-logs", help="Log format on stderr (default: text on a terminal, else JSON)."),
-]
 _UNITS_MS = (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000))
 
 
@@ -52,15 +56,13 @@ REPLAY_WARMUP_MS = 365 * 86_400_000
 
 def serve(
     ctx: typer.Context,
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
+    symbols: SymbolsOption = "BTCUSDT,ETHUSDT",
     brokers: Annotated[
         str, typer.Option(envvar="AUTOTRADER_BROKERS", help="Kafka bootstrap servers HOST:PORT[,HOST:PORT].")
     ] = "127.0.0.1:9092",
     topic: Annotated[str, typer.Option(envvar="AUTOTRADER_TOPIC", help="Topic to publish to.")] = "predictions",
     strategy: Annotated[str, typer.Option(help="The model (default: the built-in ML model).")] = "ml",
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="Strategy parameter key=value (repeatable).")
-    ] = None,
+    param: ParamOption = None,
     timeframe: Annotated[str, typer.Option(help="Bar length.")] = "1h",
     risk: Annotated[str, typer.Option(help="Risk level whose confidence threshold the model uses.")] = "medium",
     replay: Annotated[
@@ -318,13 +320,11 @@ def _exchange_source(settings: Settings, config: TradingConfig, market: str, url
 def publish(
     ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Destination, kafka://HOST:PORT/TOPIC.")],
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSDT,ETHUSDT",
+    symbols: SymbolsOption = "BTCUSDT,ETHUSDT",
     strategy: Annotated[str, typer.Option(help="Strategy that makes the predictions (default: the ML model).")] = "ml",
-    param: Annotated[
-        list[str] | None, typer.Option("--param", help="Strategy parameter key=value (repeatable).")
-    ] = None,
-    timeframe: Annotated[str, typer.Option(help="Bar length of the stored candles to use.")] = "1h",
-    exchange: Annotated[str, typer.Option(help="Exchange whose stored candles to use.")] = "binance",
+    param: ParamOption = None,
+    timeframe: StoredTimeframeOption = "1h",
+    exchange: StoredExchangeOption = "binance",
     risk: Annotated[str, typer.Option(help="Risk level whose confidence threshold the strategy uses.")] = "medium",
     lookback_bars: Annotated[
         int | None, typer.Option(min=2, help="Bars of history the strategy sees (default: what it needs, >= 5000).")
