@@ -75,6 +75,9 @@ class ExchangePort(Protocol):
         venue's acknowledgement (status ACCEPTED/UNTRIGGERED) or, after a lookup, the venue's view.
         Raises ``OrderRejected`` (and subclasses) for a refusal, ``TemporaryExchangeError`` when
         the outcome is still unknown after its retries (look the id up again later).
+
+        An order that ``is_fitted`` to the venue's current rules is sent exactly as given; any other is
+        fitted first (``fit_to_instrument``: rounded, or refused with ``OrderRejected``).
         """
         ...
 

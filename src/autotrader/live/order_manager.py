@@ -296,7 +296,7 @@ class OrderManager:
 
         Every order the manager creates is fitted before it is stored (``fit``, ``intents.entry_order``),
         so the command is marked as fitted: the adapter neither rounds it again nor looks a price up for
-        it (it still refuses to send an order off the instrument's lot and tick grid).
+        it (one off the instrument's current lot and tick grid is still fitted there, and the change logged).
         """
         order = stored.order
         command = command_of(order, exit_trigger_direction(stored.kind, order.side))
