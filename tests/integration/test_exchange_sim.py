@@ -6,6 +6,7 @@ One simulator per module (market clock moved only by the tests); every test gets
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 import uuid
@@ -28,6 +29,7 @@ from autotrader.domain.errors import (
 )
 from autotrader.domain.orders import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, TriggerDirection
 from autotrader.exchange_sim import SimConfig, SimServer, synthetic_candles
+from autotrader.execution.ports import fit_to_instrument
 
 MINUTE = 60_000
 BTC = synthetic_candles(6_000, MINUTE, seed=1, start_price=40_000.0)
@@ -384,6 +386,61 @@ def test_rounding_and_minimum_notional_refusal_before_sending(sim, account):
     placed, before, after, venue = run(go())
     assert placed.qty == Decimal("0.012") and venue.qty == Decimal("0.012")
     assert after == before  # refused orders never reached the exchange
+
+
+def requests_to(sim, path: str) -> int:
+    return sim.admin.state()["requests"].get(path, 0)
+
+
+def test_a_fitted_market_order_reaches_the_wire_as_given_without_a_price_lookup(sim, account):
+    async def go():
+        async with connect(sim, account, price_cache_s=0.0) as ex:  # no cached price to spare a ticker request
+            instrument = await ex.instrument("linear", "BTCUSDT")
+            last = (await ex.ticker("linear", "BTCUSDT")).last
+            fitted = fit_to_instrument(order("fitted-1", qty=Decimal("0.0123456")), instrument, last)
+            stop = order(
+                "fitted-stop",
+                side=OrderSide.SELL,
+                type=OrderType.STOP_MARKET,
+                trigger_price=last * Decimal("0.9"),
+                reduce_only=True,
+                trigger_direction=TriggerDirection.FALLING,  # its own direction: no price needed to infer one
+            )
+            fitted_stop = fit_to_instrument(stop, instrument, last)
+            tickers = requests_to(sim, "/v5/market/tickers")
+            placed = await ex.create_order(fitted)
+            placed_stop = await ex.create_order(fitted_stop)
+            sent_without_lookup = requests_to(sim, "/v5/market/tickers") == tickers
+            venue = await ex.order_by_client_id("linear", "BTCUSDT", "fitted-1")
+            return fitted, placed, venue, fitted_stop, placed_stop, sent_without_lookup
+
+    fitted, placed, venue, fitted_stop, placed_stop, sent_without_lookup = run(go())
+    assert fitted.qty == Decimal("0.012")
+    assert placed.qty == fitted.qty and venue.qty == fitted.qty
+    assert placed_stop.trigger_price == fitted_stop.trigger_price and placed_stop.status is OrderStatus.UNTRIGGERED
+    assert sent_without_lookup
+
+
+def test_an_order_changed_after_fitting_is_checked_again_before_sending(sim, account):
+    async def go():
+        async with connect(sim, account, price_cache_s=0.0) as ex:
+            linear = await ex.instrument("linear", "BTCUSDT")
+            spot = await ex.instrument("spot", "BTCUSDT")
+            last = (await ex.ticker("linear", "BTCUSDT")).last
+            fitted = fit_to_instrument(order("changed-1"), linear, last)
+            tickers = requests_to(sim, "/v5/market/tickers")
+            placed = await ex.create_order(dataclasses.replace(fitted, qty=Decimal("0.0123456")))
+            looked_up = requests_to(sim, "/v5/market/tickers") > tickers
+            small = fit_to_instrument(order("changed-2", market="spot", qty=Decimal("0.001")), spot, last)
+            creates = requests_to(sim, "/v5/order/create")
+            with pytest.raises(OrderRejected, match="notional"):  # on the lot step, below the minimum notional
+                await ex.create_order(dataclasses.replace(small, qty=Decimal("0.0001")))
+            refused_before_sending = requests_to(sim, "/v5/order/create") == creates
+            return placed, looked_up, refused_before_sending
+
+    placed, looked_up, refused_before_sending = run(go())
+    assert placed.qty == Decimal("0.012")  # rounded to the lot step, as an order that was never fitted
+    assert looked_up and refused_before_sending
 
 
 # -------------------------------------------------------------------------------- error codes

@@ -778,3 +778,25 @@ def test_fit_to_instrument_refuses_below_minimum_notional_with_the_reason():
         _command(qty=Decimal("0.001"), price=Decimal(100), reduce_only=True), linear, Decimal(100)
     )
     assert small.qty == Decimal("0.001")
+
+
+def test_a_fitted_order_is_marked_and_the_mark_vouches_for_that_exact_order_only():
+    from autotrader.execution.ports import fit_to_instrument, is_fitted, mark_fitted
+
+    inst = parsers.parse_instruments(LINEAR_INSTRUMENTS, "linear")["BTCUSDT"]
+    fitted = fit_to_instrument(_command(stop_loss=Decimal("41000.03")), inst, Decimal(42000))
+    assert is_fitted(fitted, inst)
+    # the same values without the mark, or the mark after a change, are fitted again before sending
+    assert not is_fitted(dataclasses.replace(fitted, fitted=None), inst)
+    assert not is_fitted(dataclasses.replace(fitted, qty=Decimal("0.011")), inst)  # on the lot step, still voided
+    assert not is_fitted(dataclasses.replace(fitted, stop_loss=Decimal("41000.1")), inst)
+    assert is_fitted(fit_to_instrument(fitted, inst, Decimal(42000)), inst)  # fitting again changes nothing
+    # a mark for other rules, or on an order off the grid, does not let it through
+    coarser = dataclasses.replace(inst, tick_size=Decimal(1))
+    assert not is_fitted(fitted, coarser)
+    assert not is_fitted(mark_fitted(_command(price=Decimal(42000)), inst), inst)  # qty off the lot step
+    assert not is_fitted(mark_fitted(_command(qty=Decimal("0.012")), inst), inst)  # price off the tick
+    larger_minimum = dataclasses.replace(inst, min_qty=Decimal("0.005"))
+    below_minimum = mark_fitted(_command(qty=Decimal("0.002"), price=Decimal(42000)), larger_minimum)
+    assert not is_fitted(below_minimum, larger_minimum)
+    assert is_fitted(mark_fitted(_command(qty=Decimal("0.012"), price=Decimal(42000)), inst), inst)

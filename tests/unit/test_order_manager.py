@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
-from fake_venue import T0, FakeVenue, entry, exit_order, manager, reconciler, run
+from fake_venue import BTC, T0, FakeVenue, entry, exit_order, manager, reconciler, run
 
 from autotrader.domain.orders import Fill, OrderSide, OrderStatus, OrderType, SubmitOrder
+from autotrader.execution.ports import is_fitted
+from autotrader.live.order_manager import command_of
 from autotrader.live.reconcile import ReconcileError
 from autotrader.live.records import IntentStatus, Outcome
 
@@ -40,6 +42,27 @@ def test_order_manager_entry_persisted_before_send_then_filled_and_stop_rests(st
     events = [e[1] for e in store.order_events(stored.client_order_id)]
     assert events[:3] == ["created", "submitted", "accepted"]
     assert "filled" in events
+
+
+def test_order_manager_sends_each_order_as_stored_and_marked_fitted_so_it_is_not_rounded_again(store) -> None:
+    venue = FakeVenue(store)
+    sent: list[SubmitOrder] = []
+    place = venue.create_order
+
+    async def recording(order: SubmitOrder):
+        sent.append(order)
+        return await place(order)
+
+    venue.create_order = recording  # type: ignore[method-assign]
+    om = manager(store, venue)
+    stored = entry(om, store)
+    run(om.run_entry(stored, 40000.0))
+    stop_id = store.load_positions()["BTCUSDT"].stop_client_order_id
+    assert [c.client_order_id for c in sent] == [stored.client_order_id, stop_id]
+    for command in sent:
+        as_stored = store.load_order(command.client_order_id).order
+        assert command == command_of(as_stored, command.trigger_direction)
+        assert is_fitted(command, BTC)  # a venue adapter sends it unchanged, with no price lookup
 
 
 def test_order_manager_answer_lost_after_accept_adopts_without_second_order(store) -> None:

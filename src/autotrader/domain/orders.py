@@ -24,7 +24,7 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from autotrader.domain.errors import AutoTraderError
-from autotrader.domain.instrument import Market
+from autotrader.domain.instrument import Instrument, Market
 
 ZERO = Decimal(0)
 
@@ -193,6 +193,8 @@ class SubmitOrder:
     take_profit: Decimal | None = None
     stop_loss: Decimal | None = None
     trigger_direction: TriggerDirection | None = None  # ``None``: the venue adapter infers it from the price
+    # set by ``fit_to_instrument`` (``execution.ports``): the rules and the exact order it approved
+    fitted: VenueFit | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not is_valid_client_order_id(self.client_order_id):
@@ -212,6 +214,18 @@ class SubmitOrder:
 
 
 OrderRequest = SubmitOrder
+
+
+@dataclass(frozen=True, slots=True)
+class VenueFit:
+    """The mark an order carries once fitted to a venue's rules: the instrument and the order as approved.
+
+    It vouches only for that exact order: one changed with ``dataclasses.replace`` keeps the mark but no
+    longer equals ``approved``, so it counts as un-fitted (``execution.ports.is_fitted``).
+    """
+
+    instrument: Instrument
+    approved: SubmitOrder
 
 
 # ---------------------------------------------------------------------------------------- values

@@ -6,7 +6,9 @@ live differ only in which implementation they are given. Errors follow the taxon
 ``OrderRejected``/``InsufficientFunds`` (do not resend unchanged), ``AuthError`` (stop).
 
 ``fit_to_instrument`` is the venue-rules check every order passes before it is sent: it rounds with
-the same ``*_nb`` functions the backtest uses, so backtest and live agree on what is tradable.
+the same ``*_nb`` functions the backtest uses, so backtest and live agree on what is tradable. It
+rounds an order once: its result carries a ``VenueFit`` mark, and an adapter sends an order that
+``is_fitted`` exactly as it is, with no second rounding and no price lookup.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from autotrader.domain.orders import (
     Position,
     SubmitOrder,
     Ticker,
+    VenueFit,
 )
 
 
@@ -72,6 +75,9 @@ class ExchangePort(Protocol):
         venue's acknowledgement (status ACCEPTED/UNTRIGGERED) or, after a lookup, the venue's view.
         Raises ``OrderRejected`` (and subclasses) for a refusal, ``TemporaryExchangeError`` when
         the outcome is still unknown after its retries (look the id up again later).
+
+        An order that ``is_fitted`` to the venue's current rules is sent exactly as given; any other is
+        fitted first (``fit_to_instrument``: rounded, or refused with ``OrderRejected``).
         """
         ...
 
@@ -125,7 +131,8 @@ def fit_to_instrument(order: SubmitOrder, instrument: Instrument, reference_pric
     ``reference_price`` is what a market order is expected to fill at (the last price); limit
     orders use their own price. Raises ``OrderRejected`` naming the cause when the order is below
     the instrument's minimum quantity or notional after rounding (reduce-only perpetual orders are
-    exempt from the notional minimum so a small position can always be closed).
+    exempt from the notional minimum so a small position can always be closed). The result is marked
+    as fitted to ``instrument`` (``is_fitted``).
     """
     from autotrader.risk.rules import round_down_nb, round_to_tick_nb, venue_quantity_nb
 
@@ -167,7 +174,7 @@ def fit_to_instrument(order: SubmitOrder, instrument: Instrument, reference_pric
             return None
         return _on_grid(round_to_tick_nb(float(value), float(instrument.tick_size)), instrument.tick_size)
 
-    return dataclasses.replace(
+    fitted = dataclasses.replace(
         order,
         qty=qty,
         price=price,
@@ -175,6 +182,51 @@ def fit_to_instrument(order: SubmitOrder, instrument: Instrument, reference_pric
         take_profit=tick(order.take_profit),
         stop_loss=tick(order.stop_loss),
     )
+    return mark_fitted(fitted, instrument)
+
+
+def mark_fitted(order: SubmitOrder, instrument: Instrument) -> SubmitOrder:
+    """``order`` as it is, marked as fitted to ``instrument`` (no rounding, no check).
+
+    ``fit_to_instrument`` marks what it returns; call this only for an order rebuilt from one it
+    approved (a stored order sent under its id): the mark is the caller's word that the order's
+    notional was checked. ``is_fitted`` still checks the grid before the order is sent unchanged.
+    """
+    approved = dataclasses.replace(order, fitted=None)
+    return dataclasses.replace(approved, fitted=VenueFit(instrument, approved))
+
+
+def is_fitted(order: SubmitOrder, instrument: Instrument) -> bool:
+    """Whether ``order`` may be sent unchanged to a venue trading ``instrument``, with no price lookup.
+
+    True when it carries the mark of a fit to these very rules, is the order that was marked (any
+    value changed since, e.g. by ``dataclasses.replace``, voids the mark) and keeps the rules that
+    need no price: trading status, quantity on the lot step within the minimum and maximum, every
+    price on the tick.
+    """
+    fit = order.fitted
+    return (
+        fit is not None
+        and fit.instrument == instrument
+        and fit.approved == order
+        and on_instrument_grid(order, instrument)
+    )
+
+
+def on_instrument_grid(order: SubmitOrder, instrument: Instrument) -> bool:
+    """Whether ``order`` keeps ``instrument``'s rules that need no price (all but the notional minimum)."""
+    if order.symbol != instrument.symbol or order.market != instrument.market or not instrument.is_trading:
+        return False
+    if not _is_multiple(order.qty, instrument.lot_step) or order.qty < instrument.min_qty:
+        return False
+    if instrument.max_qty is not None and order.qty > instrument.max_qty:
+        return False
+    prices = (order.price, order.trigger_price, order.take_profit, order.stop_loss)
+    return all(p is None or _is_multiple(p, instrument.tick_size) for p in prices)
+
+
+def _is_multiple(value: Decimal, step: Decimal) -> bool:
+    return step <= 0 or value % step == 0
 
 
 def _on_grid(value: float, step: Decimal) -> Decimal:

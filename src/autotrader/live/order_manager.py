@@ -67,7 +67,7 @@ from autotrader.domain.orders import (
     sync_events,
 )
 from autotrader.domain.orders import OrderRejected as OrderRejectedEvent
-from autotrader.execution.ports import ExchangePort, fit_to_instrument
+from autotrader.execution.ports import ExchangePort, fit_to_instrument, mark_fitted
 from autotrader.live import exits
 from autotrader.live.metrics import RobotMetrics
 from autotrader.live.portfolio import Book
@@ -284,9 +284,24 @@ class OrderManager:
     # ------------------------------------------------------------------------------ construction
 
     def fit(self, command: SubmitOrder, reference_price: float) -> SubmitOrder:
-        """Round to the venue's steps with the backtest's functions; ``OrderRejected`` below its minimums."""
+        """Round to the venue's steps with the backtest's functions; ``OrderRejected`` below its minimums.
+
+        The one rounding an order gets: what is stored is what ``command_to_send`` sends.
+        """
         inst = self.instruments[command.symbol]
         return fit_to_instrument(command, inst, Decimal(repr(float(reference_price))))
+
+    def command_to_send(self, stored: StoredOrder) -> SubmitOrder:
+        """The command that sends ``stored``'s order exactly as stored, under its client id.
+
+        Every order the manager creates is fitted before it is stored (``fit``, ``intents.entry_order``),
+        so the command is marked as fitted: the adapter neither rounds it again nor looks a price up for
+        it (one off the instrument's current lot and tick grid is still fitted there, and the change logged).
+        """
+        order = stored.order
+        command = command_of(order, exit_trigger_direction(stored.kind, order.side))
+        instrument = self.instruments.get(order.symbol)
+        return command if instrument is None else mark_fitted(command, instrument)
 
     def new_order(self, intent: Intent, command: SubmitOrder) -> StoredOrder:
         order = Order.from_command(command, self.clock.now_ms())
@@ -388,7 +403,7 @@ class OrderManager:
             extra=bind,
         )
         try:
-            acked = await self.exchange.create_order(command_of(order, exit_trigger_direction(stored.kind, order.side)))
+            acked = await self.exchange.create_order(self.command_to_send(stored))
         except OrderRejected as e:
             code = getattr(e, "ret_code", None)
             order = order.apply(OrderRejectedEvent(order.client_order_id, self.clock.now_ms(), str(e)[:500], code))

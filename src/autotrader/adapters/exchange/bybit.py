@@ -17,8 +17,9 @@ costs money when wrong:
 * **Errors**: mapped at this edge to the taxonomy (``errors.py``) with ``raise … from e``; keys
   and secrets never appear in messages or logs (``10004`` echoes the signed string, which holds the
   key: it is redacted, and the ccxt exception chained as ``__cause__`` is a redacted copy).
-* **Rounding**: ``fit_to_instrument`` rounds to the venue's steps and refuses orders below its
-  minimums before anything is sent.
+* **Rounding**: an order ``fit_to_instrument`` already fitted is sent exactly as given (no second
+  rounding, no price lookup); any other is fitted here, which rounds to the venue's steps and
+  refuses orders below its minimums before anything is sent.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ from autotrader.domain.orders import (
 )
 from autotrader.domain.redact import redact, remember_secret, scrub
 from autotrader.domain.timeframe import Timeframe
-from autotrader.execution.ports import fit_to_instrument
+from autotrader.execution.ports import fit_to_instrument, is_fitted
 
 if TYPE_CHECKING:
     from autotrader.config.settings import ExchangeSettings
@@ -609,13 +610,17 @@ class BybitExchange:
         return p
 
     async def prepare(self, order: SubmitOrder) -> SubmitOrder:
-        """``order`` fitted to the instrument's steps; ``OrderRejected`` if below its minimums."""
-        instrument = await self.instrument(order.market, order.symbol)
-        reference = order.price if order.price is not None else await self._reference_price(order.market, order.symbol)
-        return fit_to_instrument(order, instrument, reference)
+        """``order`` as it will be sent; ``OrderRejected`` if below the instrument's minimums.
 
-    async def create_order(self, order: SubmitOrder) -> Order:
-        fitted = await self.prepare(order)
+        An order already fitted to the instrument's current rules (``is_fitted``) is sent exactly as
+        given, with no price lookup; any other is fitted here (a market order's notional is checked
+        at the last price: cached, or one ticker request) and a change is logged.
+        """
+        instrument = await self.instrument(order.market, order.symbol)
+        if is_fitted(order, instrument):
+            return order
+        reference = order.price if order.price is not None else await self._reference_price(order.market, order.symbol)
+        fitted = fit_to_instrument(order, instrument, reference)
         if fitted.qty != order.qty or fitted.price != order.price:
             log.info(
                 "order %s rounded to the venue's steps: qty %s -> %s, price %s -> %s",
@@ -626,7 +631,12 @@ class BybitExchange:
                 fitted.price,
                 extra={"symbol": order.symbol, "client_order_id": order.client_order_id},
             )
-        reference = await self._reference_price(fitted.market, fitted.symbol) if fitted.trigger_price else Decimal(0)
+        return fitted
+
+    async def create_order(self, order: SubmitOrder) -> Order:
+        fitted = await self.prepare(order)
+        infer_direction = fitted.trigger_price is not None and fitted.trigger_direction is None
+        reference = await self._reference_price(fitted.market, fitted.symbol) if infer_direction else Decimal(0)
         params = self._order_params(fitted, reference)
         bind = {"symbol": fitted.symbol, "client_order_id": fitted.client_order_id}
         last_error: Exception | None = None
