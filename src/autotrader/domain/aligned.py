@@ -14,6 +14,9 @@ import numpy as np
 from autotrader.domain.candles import Candles, FloatArray, IntArray
 from autotrader.domain.errors import DataError
 
+BarGrid = FloatArray
+"""A ``(bars, symbols)`` float array: one column of a ``Candles`` field per symbol."""
+
 
 @dataclass(frozen=True)
 class AlignedCandles:
@@ -25,12 +28,12 @@ class AlignedCandles:
 
     symbols: tuple[str, ...]
     ts: IntArray
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    volume: FloatArray
-    present: np.ndarray
+    open: BarGrid
+    high: BarGrid
+    low: BarGrid
+    close: BarGrid
+    volume: BarGrid
+    present: np.ndarray  # bool, (bars, symbols)
 
     @property
     def n_bars(self) -> int:
@@ -95,7 +98,7 @@ def _align_same_grid(symbols: tuple[str, ...], series: dict[str, Candles]) -> Al
     cols = [series[s] for s in symbols]
     ts = cols[0].ts
 
-    def stack(name: str) -> FloatArray:
+    def stack(name: str) -> BarGrid:
         if len(cols) == 1:
             return np.asarray(getattr(cols[0], name), dtype=np.float64).reshape(-1, 1)
         return np.column_stack([np.asarray(getattr(c, name), dtype=np.float64) for c in cols])

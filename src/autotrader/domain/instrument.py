@@ -30,12 +30,12 @@ class Instrument:
     base_coin: str
     quote_coin: str
     status: str
-    tick_size: Decimal
-    lot_step: Decimal
+    tick_size: Decimal  # the price step
+    lot_step: Decimal  # the quantity step (base coin; contracts on linear)
     min_qty: Decimal
-    min_notional: Decimal
-    max_qty: Decimal | None = None
-    max_market_qty: Decimal | None = None
+    min_notional: Decimal  # the smallest order value, in the quote coin
+    max_qty: Decimal | None = None  # the largest limit order (``None``: the venue names no limit)
+    max_market_qty: Decimal | None = None  # the largest market order (``None``: the venue names no limit)
     max_leverage: Decimal = Decimal(1)
     raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
@@ -95,20 +95,14 @@ def kernel_filters(instruments: Sequence[Instrument]) -> tuple[np.ndarray, np.nd
 
 # Defaults shaped like Bybit's filters for the bundled symbols, used when no live instrument
 # list is loaded (backtests). Live trading loads the real filters from the exchange at start.
-_SPOT_DEFAULTS: dict[str, tuple[str, str, str]] = {
-    # symbol: (tick_size, lot_step, min_qty)
-    "BTCUSDT": ("0.01", "0.000001", "0.000048"),
-    "ETHUSDT": ("0.01", "0.00001", "0.00062"),
-    "BNBUSDT": ("0.1", "0.001", "0.001"),
-    "ADAUSDT": ("0.0001", "0.01", "1"),
-    "STRKUSDT": ("0.0001", "0.01", "1"),
-}
-_LINEAR_DEFAULTS: dict[str, tuple[str, str, str]] = {
-    "BTCUSDT": ("0.1", "0.001", "0.001"),
-    "ETHUSDT": ("0.01", "0.01", "0.01"),
-    "BNBUSDT": ("0.01", "0.01", "0.01"),
-    "ADAUSDT": ("0.0001", "1", "1"),
-    "STRKUSDT": ("0.0001", "0.1", "0.1"),
+_Filters = tuple[str, str, str]  # (tick_size, lot_step, min_qty)
+_DEFAULT_FILTERS: dict[str, tuple[_Filters, _Filters]] = {
+    # symbol: (spot filters, linear filters)
+    "BTCUSDT": (("0.01", "0.000001", "0.000048"), ("0.1", "0.001", "0.001")),
+    "ETHUSDT": (("0.01", "0.00001", "0.00062"), ("0.01", "0.01", "0.01")),
+    "BNBUSDT": (("0.1", "0.001", "0.001"), ("0.01", "0.01", "0.01")),
+    "ADAUSDT": (("0.0001", "0.01", "1"), ("0.0001", "1", "1")),
+    "STRKUSDT": (("0.0001", "0.01", "1"), ("0.0001", "0.1", "0.1")),
 }
 SPOT_MIN_NOTIONAL_USD = Decimal(5)
 LINEAR_MIN_NOTIONAL_USD = Decimal(5)
@@ -116,12 +110,12 @@ LINEAR_MIN_NOTIONAL_USD = Decimal(5)
 
 def default_instrument(symbol: str, market: Market, reference_price: float) -> Instrument:
     """Bybit-like filters for ``symbol``; unknown symbols get steps scaled to ``reference_price``."""
-    table = _SPOT_DEFAULTS if market == "spot" else _LINEAR_DEFAULTS
     tick: float | str
     step: float | str
     min_qty: float | str
-    if symbol in table:
-        tick, step, min_qty = table[symbol]
+    if symbol in _DEFAULT_FILTERS:
+        spot, linear = _DEFAULT_FILTERS[symbol]
+        tick, step, min_qty = spot if market == "spot" else linear
     else:
         magnitude = 10.0 ** round(math.log10(max(reference_price, 1e-12)))
         tick, step = magnitude * 1e-5, 1e-6 / magnitude * 10.0

@@ -215,6 +215,27 @@ class SubmitOrder:
 
 OrderRequest = SubmitOrder
 
+ORDER_TERMS = (
+    "client_order_id",
+    "symbol",
+    "market",
+    "side",
+    "type",
+    "qty",
+    "price",
+    "trigger_price",
+    "time_in_force",
+    "reduce_only",
+    "take_profit",
+    "stop_loss",
+)
+"""The fields a ``SubmitOrder`` and the ``Order`` it makes share, with the same names: what was asked for."""
+
+
+def order_terms(source: SubmitOrder | Order) -> dict[str, Any]:
+    """``source``'s ``ORDER_TERMS`` by name (a command's for its order, an order's to send it again)."""
+    return {name: getattr(source, name) for name in ORDER_TERMS}
+
 
 @dataclass(frozen=True, slots=True)
 class VenueFit:
@@ -416,23 +437,7 @@ class Order:
     @classmethod
     def from_command(cls, command: SubmitOrder, ts_ms: int) -> Order:
         """A new INITIALIZED order for ``command``."""
-        return cls(
-            client_order_id=command.client_order_id,
-            symbol=command.symbol,
-            market=command.market,
-            side=command.side,
-            type=command.type,
-            qty=command.qty,
-            status=OrderStatus.INITIALIZED,
-            price=command.price,
-            trigger_price=command.trigger_price,
-            time_in_force=command.time_in_force,
-            reduce_only=command.reduce_only,
-            take_profit=command.take_profit,
-            stop_loss=command.stop_loss,
-            created_ms=ts_ms,
-            updated_ms=ts_ms,
-        )
+        return cls(**order_terms(command), status=OrderStatus.INITIALIZED, created_ms=ts_ms, updated_ms=ts_ms)
 
     @property
     def leaves_qty(self) -> Decimal:

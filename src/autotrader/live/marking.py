@@ -8,6 +8,7 @@ transition, the risk snapshot, an ``EquitySnapshot``, the ``risk_usage`` meta ro
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,24 +24,16 @@ from autotrader.risk.rules import correlation_exposure_nb
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Marking:
     """Marks a book's equity into a risk state and records it (store rows and metrics)."""
 
-    def __init__(
-        self,
-        limits: RiskLimits,
-        symbols: tuple[str, ...],
-        store: StateStore,
-        clock: Clock,
-        metrics: RobotMetrics,
-        kill_switch: KillSwitch,
-    ) -> None:
-        self.limits = limits
-        self.symbols = symbols
-        self.store = store
-        self.clock = clock
-        self.metrics = metrics
-        self.kill_switch = kill_switch
+    limits: RiskLimits
+    symbols: tuple[str, ...]
+    store: StateStore
+    clock: Clock
+    metrics: RobotMetrics
+    kill_switch: KillSwitch
 
     def mark(
         self,

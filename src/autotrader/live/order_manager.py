@@ -64,6 +64,7 @@ from autotrader.domain.orders import (
     SubmitOrder,
     TriggerDirection,
     derive_client_order_id,
+    order_terms,
     sync_events,
 )
 from autotrader.domain.orders import OrderRejected as OrderRejectedEvent
@@ -117,21 +118,8 @@ def exit_trigger_direction(kind: IntentKind, exit_side: OrderSide) -> TriggerDir
 
 def command_of(order: Order, trigger_direction: TriggerDirection | None = None) -> SubmitOrder:
     """The ``SubmitOrder`` that (re)creates ``order`` at the venue, under the same client id."""
-    return SubmitOrder(
-        client_order_id=order.client_order_id,
-        symbol=order.symbol,
-        market=order.market,
-        side=order.side,
-        type=order.type,
-        qty=order.qty,
-        price=order.price,
-        trigger_price=order.trigger_price,
-        time_in_force=order.time_in_force,
-        reduce_only=order.reduce_only,
-        take_profit=order.take_profit,
-        stop_loss=order.stop_loss,
-        trigger_direction=trigger_direction if order.trigger_price is not None else None,
-    )
+    direction = trigger_direction if order.trigger_price is not None else None
+    return SubmitOrder(**order_terms(order), trigger_direction=direction)
 
 
 class OrderManager:

@@ -62,21 +62,21 @@ class Robot:
         store: StateStore,
         clock: Clock,
         *,
-        signals: SignalSource | None = None,
-        strategy: Strategy | None = None,
-        kill_switch: KillSwitch | None = None,
+        signals: SignalSource | None = None,  # the deliveries to decide (``None``: a strategy's signals only)
+        strategy: Strategy | None = None,  # its signals are decided at every bar close
+        kill_switch: KillSwitch | None = None,  # default: one in memory only (no file), released
         metrics: RobotMetrics | None = None,
-        robot_name: str | None = None,
+        robot_name: str | None = None,  # default: the config's tag
     ) -> None:
         self.config = config
         self.limits = config.limits()
         self.exchange = exchange
         self.store = store
         self.clock = clock
-        self.signals = signals
-        self.strategy = strategy
         self.kill_switch = kill_switch or KillSwitch()
         self.metrics = metrics or RobotMetrics()
+        self.signals = signals
+        self.strategy = strategy
         self.name = robot_name or config.tag
         self.tf_ms = config.tf.ms
         self.hours = parse_trading_hours(config.trading_hours)

@@ -41,6 +41,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_SIGNAL_FIELDS = {
+    "signal_id": "id",
+    "symbol": "symbol",
+    "direction": "sign",
+    "confidence": "confidence",
+    "signal_ts": "ts",
+    "horizon": "horizon",
+    "model": "model",
+}
+"""What a decision copies from its signal: ``Decision`` field -> ``Prediction`` attribute."""
+
 
 class SignalIntake:
     """A robot's signal handling: deliveries and strategy signals to persisted decisions and sent orders."""
@@ -131,13 +142,7 @@ class SignalIntake:
     ) -> Decision:
         robot = self.robot
         return Decision(
-            signal_id=p.id,
-            symbol=p.symbol,
-            direction=p.sign,
-            confidence=p.confidence,
-            signal_ts=p.ts,
-            horizon=p.horizon,
-            model=p.model,
+            **{field: getattr(p, name) for field, name in _SIGNAL_FIELDS.items()},
             source=source,
             received_ms=received_ms,
             decided_ms=robot.clock.now_ms(),
