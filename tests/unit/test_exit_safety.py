@@ -158,3 +158,14 @@ def test_a_corrupt_take_profit_attempt_is_recovered_from_its_order_id(store) -> 
     assert restarted.targets["BTCUSDT"]["attempt"] == 0
     run(restarted.protect("BTCUSDT", 40000.0))
     assert resting(venue, "tp") == [target]  # the same target rests on, no second one
+
+
+def test_a_lost_take_profit_record_never_makes_the_next_target_reuse_an_order_id(store) -> None:
+    venue, om = protected_long(store)
+    [first] = resting(venue, "tp")
+    om.targets.clear()  # the record is gone (lost, or written by an older version) while its order exists
+    store.set_meta("take_profit_orders", {})
+    run(om.ensure_target("BTCUSDT", 40000.0))
+    [second] = resting(venue, "tp")
+    assert second != first and venue.orders[first].status is OrderStatus.CANCELED
+    assert om.targets["BTCUSDT"]["attempt"] == 1

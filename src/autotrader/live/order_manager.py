@@ -953,7 +953,9 @@ class OrderManager:
         if level is None:
             return None
         record = self.targets.get(symbol)
-        attempt = int(str(record["attempt"])) + 1 if record is not None and record.get("entry") == key else 0
+        if record is None or record.get("entry") != key:  # no record of this position: ask the stored orders
+            record = self._rebuilt_target(symbol)
+        attempt = int(str(record["attempt"])) + 1 if record is not None else 0
         pos = self.book.position(symbol)
         qty = self.book.tradable_qty(symbol, price)
         exit_side = OrderSide.SELL if side > 0 else OrderSide.BUY
