@@ -28,7 +28,7 @@ class Denial(IntEnum):
     CORRELATION = 3  # entry would push exposure-weighted correlation above the limit
     BELOW_MIN_NOTIONAL = 4  # quantity after lot rounding below min qty / min notional
     INSUFFICIENT_FUNDS = 5  # not enough cash/margin for the minimum order
-    KELLY_NO_EDGE = 6  # (informational) Kelly estimate <= 0; sized at the floor instead
+    # 6 was KELLY_NO_EDGE: no edge under Kelly sizing is not a denial; the entry is sized at the floor
     LOW_CONFIDENCE = 7  # signal confidence below the risk level's threshold
     # 8 was SHORT_NOT_ALLOWED: a spot short is not a denial but the signal rule's ``policy.Skip``
     NO_PRICE = 9  # the symbol has no bar at the fill time (gap or not listed)
