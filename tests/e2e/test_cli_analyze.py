@@ -6,6 +6,7 @@ import json
 import runpy
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.e2e.test_cli_data import run_cli
@@ -206,3 +207,8 @@ def test_optimize_prints_windows_and_saves_json(tmp_path):
     assert len(saved["windows"]) == 4
     assert all(len(w["trials"]) == 8 for w in saved["windows"])
     assert {s["name"] for s in saved["space"]} == {"fast", "slow"}
+    trials = pq.read_table(tmp_path / "wf_walk_forward_trial_returns.parquet").to_pandas()  # PBO's input
+    assert set(trials["window"]) == {1, 2, 3, 4} and trials.groupby("window")["trial"].nunique().eq(8).all()
+    assert trials.groupby("window")["is_best"].any().all()
+    oos = pq.read_table(tmp_path / "wf_walk_forward_oos_daily.parquet").to_pandas()
+    assert len(oos) >= 4 * 60 - 1 and oos["equity"].notna().all()

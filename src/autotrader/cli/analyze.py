@@ -443,7 +443,8 @@ def optimize(
     _render_walk_forward(console, result)
     stem = f"walkforward_{strategy}_{start.replace('-', '')[:8]}_{end.replace('-', '')[:8]}"
     path = _write_json(output or Path("results") / f"{stem}.json", result.to_dict())
-    console.print(f"Wrote: {path}")
+    returns = _write_walk_forward_returns(path.parent, result, prefix=f"{path.stem}_")
+    console.print(f"Wrote: {path}, " + ", ".join(p.name for p in returns))
 
 
 def _parse_space(items: Sequence[str]) -> dict[str, tuple[float, float]] | None:
@@ -500,8 +501,9 @@ TRIAL_RETURNS_FILE = "walk_forward_trial_returns.parquet"
 OOS_DAILY_FILE = "walk_forward_oos_daily.parquet"
 
 
-def _write_walk_forward_returns(out_dir: Path, wf: WalkForwardResult) -> list[Path]:
-    """Save the inputs of PBO and DSR so both can be recomputed from the output alone.
+def _write_walk_forward_returns(out_dir: Path, wf: WalkForwardResult, prefix: str = "") -> list[Path]:
+    """Save the inputs of PBO and DSR so both can be recomputed from the output alone (file names
+    start with ``prefix``, which ``optimize`` sets to its JSON's name).
 
     ``walk_forward_trial_returns.parquet``: one row per (window, in-sample day, trial) with
     ``window`` (1-based), ``day`` (UTC), ``trial`` (Optuna trial number), ``is_best`` (the trial
@@ -536,7 +538,7 @@ def _write_walk_forward_returns(out_dir: Path, wf: WalkForwardResult) -> list[Pa
         "return": pa.array(arrays["return"].astype(np.float64), pa.float64()),
     })  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    trial_path = out_dir / TRIAL_RETURNS_FILE
+    trial_path = out_dir / f"{prefix}{TRIAL_RETURNS_FILE}"
     pq.write_table(table, trial_path)
     day_ts, day_eq = metrics.daily_equity(wf.oos_ts, wf.oos_equity)
     ret = np.concatenate(([np.nan], metrics.daily_returns(day_eq)))
@@ -545,7 +547,7 @@ def _write_walk_forward_returns(out_dir: Path, wf: WalkForwardResult) -> list[Pa
         "equity": pa.array(np.asarray(day_eq, dtype=np.float64)),
         "return": pa.array(ret[: len(day_eq)], pa.float64()),
     })  # fmt: skip
-    oos_path = out_dir / OOS_DAILY_FILE
+    oos_path = out_dir / f"{prefix}{OOS_DAILY_FILE}"
     pq.write_table(oos, oos_path)
     return [trial_path, oos_path]
 
