@@ -19,7 +19,14 @@ from autotrader.signals.files import read_predictions
 from autotrader.signals.prediction import Prediction
 from autotrader.strategy.base import get_strategy, registered_strategies
 from autotrader.strategy.cache import NpzPredictionCache
-from autotrader.strategy.library.ml import forward_returns, hold_rule_nb, platt_fit
+from autotrader.strategy.library.ml import (
+    FEATURE_NAMES,
+    bars_since_nb,
+    forward_returns,
+    hold_rule_nb,
+    platt_fit,
+    primary_signal,
+)
 
 HOUR_MS = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
@@ -442,6 +449,37 @@ def test_ml_forward_returns_known_only_at_horizon_bar_skipping_gaps():
     assert known[[0, 1, 3], 0].tolist() == [3, 4, 5]
 
 
+def test_ml_primary_proposes_on_a_close_above_the_previous_entry_bars_high():
+    #                 0  1  2  3  4  5  6  7
+    close = np.array([5, 6, 4, 6, 7, 7, 3, 8.0])
+    present = np.ones(8, bool)
+    present[5] = False  # a gap: the channel counts present bars
+    proposed = primary_signal(_synthetic(close, present), 2)[:, 0]
+    # bar 2: 4 < max(5, 6); bar 3: 6 = max(6, 4), not above; bar 4: 7 > max(4, 6); bar 7: 8 > max(7, 3)
+    assert np.flatnonzero(proposed).tolist() == [4, 7]
+
+
+def test_ml_trend_age_counts_rows_since_the_last_event_capped():
+    event = np.array([False, True, False, False, True, False, False, False])[:, None]
+    age = bars_since_nb(event, 2)[:, 0]
+    np.testing.assert_array_equal(age, [np.nan, 0, 1, 2, 0, 1, 2, 2])
+
+
+def test_ml_model_is_asked_and_enters_only_where_the_primary_proposes(three_symbols):
+    strategy = get_strategy("ml", **SMALL_CAL, threshold=0.5)
+    strategy.cache = _DictCache()
+    signals = strategy.generate(three_symbols)
+    proposed = primary_signal(three_symbols, int(strategy.params["entry"]))
+    p = signals.meta["p_up"]
+    asked = np.isfinite(p)
+    assert asked.sum() > 200
+    assert not np.any(asked & ~proposed)  # no probability, hence no entry, without a primary proposal
+    assert np.all(proposed[signals.direction == 1])
+    after = proposed.copy()
+    after[: SMALL_CAL["train_bars"] + 2 * SMALL_CAL["retrain_every"]] = False  # every model fitted by then
+    assert np.all(asked[after])  # and every proposal once models exist is asked
+
+
 def test_ml_platt_fit_recovers_known_calibration():
     rng = np.random.default_rng(3)
     score = rng.normal(0.0, 1.5, 40_000)
@@ -471,8 +509,8 @@ class _FakeModel:
 SMALL_CAL = SMALL_ML
 
 
-def _first_training_set(monkeypatch, data: AlignedCandles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features fitted on, labels fitted on, labels calibrated on) of the first model."""
+def _all_training_sets(monkeypatch, data: AlignedCandles) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(features fitted on, labels fitted on, labels calibrated on) of every model, in block order."""
     import lightgbm
 
     from autotrader.strategy.library import ml
@@ -489,7 +527,12 @@ def _first_training_set(monkeypatch, data: AlignedCandles) -> tuple[np.ndarray, 
     monkeypatch.setattr(lightgbm, "LGBMClassifier", _FakeModel)
     monkeypatch.setattr(ml, "platt_fit", recording_platt)
     get_strategy("ml", **SMALL_CAL).predict(data)
-    return fits[0][0], fits[0][1], calibrations[0]
+    return [(x, y, c) for (x, y), c in zip(fits, calibrations, strict=True)]
+
+
+def _first_training_set(monkeypatch, data: AlignedCandles) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features fitted on, labels fitted on, labels calibrated on) of the first model."""
+    return _all_training_sets(monkeypatch, data)[0]
 
 
 def test_ml_training_set_uses_labels_known_before_prediction_bar_only(monkeypatch, three_symbols):
@@ -520,10 +563,29 @@ def test_ml_training_set_uses_labels_known_before_prediction_bar_only(monkeypatc
     assert np.count_nonzero(c2 != c0) == 2  # that row, for BTC and ETH
 
 
+def test_ml_model_learns_from_every_bar_not_only_the_primarys_proposals(monkeypatch, three_symbols):
+    models = _all_training_sets(monkeypatch, three_symbols)
+    assert models, "no model fitted: too few training rows"  # proposals alone are too few to fit on here
+    beyond_channel = models[0][0][:, FEATURE_NAMES.index("breakout_atr")]  # > 0 exactly on a proposal
+    assert np.any(beyond_channel > 0)
+    assert np.mean(beyond_channel <= 0) > 0.5  # most training bars are not proposals
+
+
+def test_ml_truncating_right_after_a_models_first_bar_leaves_what_it_learned_unchanged(monkeypatch, three_symbols):
+    full = _all_training_sets(monkeypatch, three_symbols)
+    assert len(full) >= 4
+    for block in range(3):
+        start = SMALL_CAL["train_bars"] + block * SMALL_CAL["retrain_every"]
+        cut = _all_training_sets(monkeypatch, _truncate(three_symbols, start + 1))  # the bar it predicts is the last
+        assert len(cut) == block + 1
+        for got, want in zip(cut[-1], full[block], strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=f"model {block}: a label known after bar {start - 1}")
+
+
 def test_ml_probe_changing_future_candles_leaves_past_predictions_unchanged(three_symbols):
     strategy = get_strategy("ml", **SMALL_CAL)
     p0, e0 = strategy.predict(three_symbols)
-    assert np.isfinite(p0).sum() > 3000
+    assert np.isfinite(p0).sum() > 200  # asked only on the primary's proposals: a few % of the bars
     for cut in (1510, 2010, 2515):  # a few bars into a model's block: a leak of a few bars shows
         rng = np.random.default_rng(cut)
         factor = np.exp(rng.normal(0, 0.05, three_symbols.close[cut:].shape))  # a different future
@@ -547,7 +609,7 @@ def test_ml_cost_comes_from_the_backtest_and_lowers_the_edge(three_symbols):
     cheap = get_strategy("ml", **SMALL_CAL, cost=0.0).predict(three_symbols)
     dear = get_strategy("ml", **SMALL_CAL, cost=0.01).predict(three_symbols)
     both = np.isfinite(cheap[1]) & np.isfinite(dear[1])
-    assert both.sum() > 3000
+    assert both.sum() > 200
     assert np.mean(dear[1][both]) < np.mean(cheap[1][both]) - 0.005
     assert np.mean(dear[0][both]) < np.mean(cheap[0][both])  # a dearer move is less likely
 
@@ -577,7 +639,7 @@ def test_ml_cache_hit_identical_probabilities_and_faster(three_symbols, tmp_path
     np.testing.assert_array_equal(warm.meta["p_up"], cold.meta["p_up"])
     np.testing.assert_array_equal(warm.direction, cold.direction)
     assert warm_s < cold_s / 5
-    assert np.isfinite(cold.meta["p_up"]).sum() > 3000
+    assert np.isfinite(cold.meta["p_up"]).sum() > 200
     assert cold.horizon_bars == SMALL_ML["horizon"]
     assert list((tmp_path / "cache").iterdir()) == [tmp_path / "cache" / f"{strategy.cache_key(three_symbols)}.npz"]
 
@@ -597,7 +659,7 @@ def test_ml_signals_enter_above_threshold_and_edge_confidence_is_p(three_symbols
     signals = strategy.generate(three_symbols)
     p, edge = signals.meta["p_up"], signals.meta["edge"]
     d = signals.direction
-    assert np.count_nonzero(d == 1) > 20
+    assert np.count_nonzero(d == 1) > 4  # gated by the primary: few entries on 4,000 bars
     assert np.all(p[d == 1] >= 0.52)
     assert np.all(edge[d == 1] >= 0.001)
     assert not np.any(d == -1)  # long only
