@@ -11,8 +11,10 @@ refused to hold (``live.robot_exits``); then take the signals the source deliver
 (``live.signal_intake``, with the pure ``live.decider`` and ``live.intents``), persisting the
 decision before acting and committing the source's offsets. Prices and bars: ``live.market_view``.
 
-The robot owns its state (book, order manager, risk state, created by ``start``) and these
-collaborators; it keeps the lifecycle: start, stop, run, step, reconcile and the heartbeat.
+The robot owns its state (``live.robot_state.RobotState``: settings, ports, and the book, order
+manager and risk state that ``start`` fills in place) and these collaborators, which read that
+state and get what they ask of the robot as callables (they never hold the robot); it keeps the
+lifecycle: start, stop, run, step, reconcile and the heartbeat.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import time
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Generic, TypeVar
 
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError, TemporaryExchangeError
@@ -42,7 +45,9 @@ from autotrader.live.records import ClosedTrade, Heartbeat, Ledger, ReconcileSum
 from autotrader.live.risk_state import KillSwitch, RiskState, RiskTransition
 from autotrader.live.robot_config import RobotConfig, check_exit_settings, in_trading_hours, parse_trading_hours
 from autotrader.live.robot_exits import RobotExits
+from autotrader.live.robot_state import RobotState
 from autotrader.live.signal_intake import SignalIntake
+from autotrader.risk.limits import RiskLimits
 from autotrader.risk.rules import HALTED, SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY, Denial
 from autotrader.signals.intake import Delivery, SignalSource
 from autotrader.strategy.base import Strategy
@@ -51,9 +56,45 @@ log = logging.getLogger(__name__)
 
 _SIZING = {"fixed": SIZING_FIXED, "kelly": SIZING_KELLY, "volatility": SIZING_VOLATILITY}
 
+T = TypeVar("T")
+
+
+class _InState(Generic[T]):
+    """A robot attribute kept in its ``RobotState``: read and written there, so every part sees it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, robot: Robot | None, owner: type | None = None) -> T:
+        if robot is None:
+            return self  # type: ignore[return-value]  # the class's attribute: the descriptor itself
+        value: T = getattr(robot.state, self.name)
+        return value
+
+    def __set__(self, robot: Robot, value: T) -> None:
+        setattr(robot.state, self.name, value)
+
 
 class Robot:
     """One trading robot. See the module docstring."""
+
+    # kept in ``self.state``, which its parts share: read and written there
+    config: _InState[RobotConfig] = _InState()
+    limits: _InState[RiskLimits] = _InState()
+    settings: _InState[Settings] = _InState()
+    lev: _InState[float] = _InState()
+    store: _InState[StateStore] = _InState()
+    clock: _InState[Clock] = _InState()
+    metrics: _InState[RobotMetrics] = _InState()
+    kill_switch: _InState[KillSwitch] = _InState()
+    market_view: _InState[MarketView] = _InState()
+    signals: _InState[SignalSource | None] = _InState()
+    strategy: _InState[Strategy | None] = _InState()
+    instruments: _InState[dict[str, Instrument]] = _InState()
+    book: _InState[Book | None] = _InState()
+    om: _InState[OrderManager | None] = _InState()
+    risk: _InState[RiskState] = _InState()
+    last_bar_ts: _InState[int] = _InState()
 
     def __init__(
         self,
@@ -68,50 +109,54 @@ class Robot:
         metrics: RobotMetrics | None = None,
         robot_name: str | None = None,  # default: the config's tag
     ) -> None:
-        self.config = config
-        self.limits = config.limits()
+        limits = config.limits()
+        lev = config.leverage if config.market == "linear" else 1.0
+        self.state = RobotState(
+            config=config,
+            limits=limits,
+            settings=Settings(
+                limits,
+                config.market == "linear",
+                lev,
+                config.fee_rate,
+                config.slippage_bps / 10_000.0,
+                _SIZING[config.sizing],
+            ),
+            lev=lev,
+            store=store,
+            clock=clock,
+            metrics=metrics or RobotMetrics(),
+            kill_switch=kill_switch or KillSwitch(),
+            market_view=MarketView(config, exchange, clock),
+            risk=RiskState(limits, config.capital),
+            signals=signals,
+            strategy=strategy,
+        )
         self.exchange = exchange
-        self.store = store
-        self.clock = clock
-        self.kill_switch = kill_switch or KillSwitch()
-        self.metrics = metrics or RobotMetrics()
-        self.signals = signals
-        self.strategy = strategy
         self.name = robot_name or config.tag
-        self.tf_ms = config.tf.ms
         self.hours = parse_trading_hours(config.trading_hours)
-        self.lev = config.leverage if config.market == "linear" else 1.0
-        self.instruments: dict[str, Instrument] = {}
-        self.last_bar_ts = -1
         self.blocked_reason: str | None = None  # reconciliation failed during the run
         self.status = "starting"
         self.started = False
         self._last_heartbeat = 0.0
         self._last_reconcile = 0.0
-        self.book: Book | None = None
-        self.om: OrderManager | None = None
-        self.risk = RiskState(self.limits, config.capital)
         self.reconciler: Reconciler | None = None
-        self.settings = Settings(
-            self.limits,
-            config.market == "linear",
-            self.lev,
-            config.fee_rate,
-            config.slippage_bps / 10_000.0,
-            _SIZING[config.sizing],
-        )
-        self.market_view = MarketView(config, exchange, clock)
-        self.marking = Marking(self.limits, config.symbols, store, clock, self.metrics, self.kill_switch)
-        self.bar_close = BarClose(self)
-        self.exits = RobotExits(self)
-        self.intake = SignalIntake(self)
+        self.marking = Marking(limits, config.symbols, store, clock, self.metrics, self.kill_switch)
+        self.exits = RobotExits(self.state, self.exchange_fault)
+        self.intake = SignalIntake(self.state, self.exits, self.pause, self.exchange_fault)
+        self.bar_close = BarClose(self.state, self.mark, self.exits, self.intake, self.exchange_fault)
 
     # --------------------------------------------------------------------------------- lifecycle
 
     @property
     def symbols(self) -> tuple[str, ...]:
         """The symbols the robot trades (``RobotConfig.symbols``)."""
-        return self.config.symbols
+        return self.state.symbols
+
+    @property
+    def tf_ms(self) -> int:
+        """The bar length in milliseconds."""
+        return self.state.tf_ms
 
     @property
     def prices(self) -> dict[str, Price]:
@@ -134,7 +179,8 @@ class Robot:
         missing = [s for s in cfg.symbols if s not in instruments]
         if missing:
             raise ConfigError(f"{', '.join(missing)} not listed on {self.exchange.venue} {cfg.market}")
-        self.instruments = {s: instruments[s] for s in cfg.symbols}
+        state = self.state  # filled in place: the parts hold it
+        state.instruments = {s: instruments[s] for s in cfg.symbols}
         check_exit_settings(cfg.market, self.limits)
         now = self.clock.now_ms()
         self._check_settings(now)
@@ -142,29 +188,29 @@ class Robot:
         if ledger is None:
             ledger = Ledger(Decimal(repr(cfg.capital)), Decimal(repr(cfg.capital)), updated_ms=now)
             self.store.save_ledger(ledger)
-        self.book = Book(cfg.market, ledger, self.store.load_positions(), self.instruments)
-        self.risk = RiskState(self.limits, float(ledger.capital), self.store.load_risk())
-        self.risk.load_trades(self.store.load_trades())
-        self.om = OrderManager(
+        state.book = Book(cfg.market, ledger, self.store.load_positions(), state.instruments)
+        state.risk = RiskState(self.limits, float(ledger.capital), self.store.load_risk())
+        state.risk.load_trades(self.store.load_trades())
+        state.om = OrderManager(
             self.exchange,
             self.store,
-            self.book,
+            state.book,
             self.clock,
             market=cfg.market,
             tag=cfg.tag,
-            instruments=self.instruments,
+            instruments=state.instruments,
             stop_loss=self.limits.stop_loss,
             take_profit=self.limits.take_profit,
             trailing_stop=self.limits.trailing_stop,
             metrics=self.metrics,
             on_trade=self._on_trade,
         )
-        self.om.load()
+        state.om.load()
         await self.clock.refresh()
         await self.market_view.refresh_prices(force=True)
         first = self.store.get_meta("first_start_ms") or self.clock.now_ms()
         self.reconciler = Reconciler(
-            self.om,
+            state.om,
             cfg.symbols,
             prices=self.market_view.price_map,
             entry_block=self.entry_block,
@@ -175,7 +221,7 @@ class Robot:
         await self.market_view.load_history()
         if self.history is not None:
             # with a strategy, the first step decides on the latest closed bar (a restart finds it seen)
-            self.last_bar_ts = int(self.history.ts[-1]) - (self.tf_ms if self.strategy is not None else 0)
+            state.last_bar_ts = int(self.history.ts[-1]) - (self.tf_ms if self.strategy is not None else 0)
         self.mark(self.market_view.price_map(), self.clock.now_ms())
         self.started = True
         self.status = "running"

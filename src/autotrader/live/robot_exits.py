@@ -1,22 +1,19 @@
 """Exits the robot sends itself: flattening, and the stops and targets the venue refused to hold.
 
-``RobotExits`` works on its robot's book and order manager (``Robot.book``, ``Robot.om``), which
-``Robot.start`` creates.
+``RobotExits`` works on the robot's book and order manager in its ``RobotState``, which
+``Robot.start`` fills.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from autotrader.domain.errors import OrderRejected, TemporaryExchangeError
 from autotrader.domain.orders import OrderStatus
 from autotrader.live.exits import exit_hit
 from autotrader.live.intents import exit_intent, market_order
 from autotrader.live.records import Intent, RobotEvent, StoredOrder
-
-if TYPE_CHECKING:
-    from autotrader.live.robot import Robot
+from autotrader.live.robot_state import ExchangeFault, RobotState
 
 log = logging.getLogger(__name__)
 
@@ -24,50 +21,51 @@ log = logging.getLogger(__name__)
 class RobotExits:
     """Market exits of a robot's positions: on demand (``flatten``) and at robot-held stops and targets."""
 
-    def __init__(self, robot: Robot) -> None:
-        self.robot = robot
+    def __init__(self, state: RobotState, exchange_fault: ExchangeFault) -> None:
+        self.state = state
+        self.exchange_fault = exchange_fault
 
     def exit_order(self, intent: Intent, symbol: str, price: float) -> StoredOrder | None:
         """The market order closing ``symbol``'s tradable quantity (``None``: nothing tradable or below minimums)."""
-        robot = self.robot
-        assert robot.om is not None
-        assert robot.book is not None
-        qty = robot.book.tradable_qty(symbol, price)
+        state = self.state
+        assert state.om is not None
+        assert state.book is not None
+        qty = state.book.tradable_qty(symbol, price)
         if qty == 0:
             return None
-        command = market_order(intent, qty, robot.config.market)
+        command = market_order(intent, qty, state.config.market)
         try:
-            command = robot.om.fit(command, price)
+            command = state.om.fit(command, price)
         except OrderRejected:
             return None
-        return robot.om.new_order(intent, command)
+        return state.om.new_order(intent, command)
 
     async def flatten(self, reason: str) -> int:
         """Exit every open position (reason recorded); returns how many exits were sent."""
         sent = 0
-        for symbol in self.robot.symbols:
-            price = await self.robot.price(symbol)
+        for symbol in self.state.symbols:
+            price = await self.state.market_view.price(symbol)
             if await self.exit_now(symbol, price, reason) is not None:
                 sent += 1
         return sent
 
     async def exit_now(self, symbol: str, price: float, reason: str) -> StoredOrder | None:
         """Send a market exit for ``symbol``'s position (``None``: flat, an exit pending, or not placeable)."""
-        robot = self.robot
-        assert robot.om is not None
-        assert robot.book is not None
-        side = robot.book.open_side(symbol, price)
-        if side == 0 or robot.om.pending_exit(symbol):
+        state = self.state
+        assert state.om is not None
+        assert state.book is not None
+        side = state.book.open_side(symbol, price)
+        if side == 0 or state.om.pending_exit(symbol):
             return None
-        now = robot.clock.now_ms()
-        cid = robot.om.client_id(symbol, f"{reason}-{robot.book.position(symbol).entry_client_order_id}", "exit")
+        now = state.clock.now_ms()
+        cid = state.om.client_id(symbol, f"{reason}-{state.book.position(symbol).entry_client_order_id}", "exit")
         intent = exit_intent(cid, symbol, side, now, reason, price)
         stored = self.exit_order(intent, symbol, price)
         if stored is None:
             return None
-        robot.store.save_intent(intent, stored.order)
-        robot.om.track(intent, stored)
-        return await robot.om.run_exit(stored, price)
+        state.store.save_intent(intent, stored.order)
+        state.om.track(intent, stored)
+        return await state.om.run_exit(stored, price)
 
     async def check_robot_exits(self) -> int:
         """Robot-side exits (the venue refused the conditional order): exit at market at the level.
@@ -78,19 +76,19 @@ class RobotExits:
         refused too, every position is flattened and the kill switch engaged (entries halt);
         returns how many exits were sent.
         """
-        robot = self.robot
-        om, book = robot.om, robot.book
+        state = self.state
+        om, book = state.om, state.book
         if om is None or book is None:
             return 0
         sent = 0
         for symbol in om.robot_exit_symbols():
             stop, target = om.robot_stop(symbol), om.robot_target(symbol)
-            if (stop is None and target is None) or symbol not in robot.instruments:
+            if (stop is None and target is None) or symbol not in state.instruments:
                 continue
             try:
-                price = await robot.price(symbol)
+                price = await state.market_view.price(symbol)
             except TemporaryExchangeError as e:
-                robot.exchange_fault("robot-side exit", e)
+                self.exchange_fault("robot-side exit", e)
                 continue
             side = book.open_side(symbol, price)
             if side == 0:
@@ -113,11 +111,11 @@ class RobotExits:
         return sent
 
     async def _stops_impossible(self, symbol: str, stored: StoredOrder | None) -> None:
-        robot = self.robot
+        state = self.state
         why = "could not be placed" if stored is None else f"was refused ({stored.order.reason})"
         detail = f"{symbol}: the robot-side exit's market order {why}: flattening everything and halting"
         log.error(detail)
-        event = RobotEvent(robot.clock.now_ms(), "fault", f"StopFallbackFailed: {detail}"[:1000], symbol)
-        robot.store.record_event(event)
-        robot.kill_switch.engage(f"robot-side exit of {symbol} failed")
+        event = RobotEvent(state.clock.now_ms(), "fault", f"StopFallbackFailed: {detail}"[:1000], symbol)
+        state.store.record_event(event)
+        state.kill_switch.engage(f"robot-side exit of {symbol} failed")
         await self.flatten("stop_failed")

@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,14 +29,13 @@ from autotrader.live.dead_letters import dead_letter, failure_detail
 from autotrader.live.decider import EntryInputs, EntryPlan, Pause, decide_action, decide_entry
 from autotrader.live.intents import entry_order, exit_intent
 from autotrader.live.records import Decision, Intent, IntentKind, Outcome, RobotEvent, StoredOrder
+from autotrader.live.robot_exits import RobotExits
+from autotrader.live.robot_state import EntryPause, ExchangeFault, RobotState
 from autotrader.risk.policy import exposure_vector_nb
 from autotrader.risk.rules import Denial
 from autotrader.risk.volatility import daily_volatility_of
 from autotrader.signals.intake import Delivery, Verdict
 from autotrader.signals.prediction import Prediction
-
-if TYPE_CHECKING:
-    from autotrader.live.robot import Robot
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +54,11 @@ _SIGNAL_FIELDS = {
 class SignalIntake:
     """A robot's signal handling: deliveries and strategy signals to persisted decisions and sent orders."""
 
-    def __init__(self, robot: Robot) -> None:
-        self.robot = robot
+    def __init__(self, state: RobotState, exits: RobotExits, pause: EntryPause, exchange_fault: ExchangeFault) -> None:
+        self.state = state
+        self.exits = exits  # sends a signal's exit
+        self.pause = pause  # the robot's own reason to pause entries
+        self.exchange_fault = exchange_fault
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         """Decide every delivery, then commit them to the source (after their decisions are persisted).
@@ -66,7 +67,7 @@ class SignalIntake:
         poison message) dead-letters it with a bounded reason, and the batch is committed. Only a
         store or venue that is down (``StorageError``, ``ExchangeError``) or a broker failure stops it.
         """
-        robot = self.robot
+        state = self.state
         perf = time.perf_counter()
         for delivery in deliveries:
             try:
@@ -75,23 +76,23 @@ class SignalIntake:
                 raise  # not this message's fault: it comes again after the restart
             except Exception as e:
                 await self._poison(delivery, e)
-        if robot.signals is not None:
-            robot.signals.commit(*deliveries)
+        if state.signals is not None:
+            state.signals.commit(*deliveries)
 
     async def _handle_one(self, delivery: Delivery, perf: float) -> None:
-        robot = self.robot
+        state = self.state
         outcome = delivery.outcome
-        robot.metrics.signals.inc(verdict=str(outcome.verdict), source="kafka")
+        state.metrics.signals.inc(verdict=str(outcome.verdict), source="kafka")
         if outcome.verdict is Verdict.INVALID:
             if delivery.dead_letter_error:
                 self._fault("dead_letter", delivery.dead_letter_error)
-            robot.store.record_dead_letter(dead_letter(delivery, outcome.reason, outcome.detail))
-            robot.metrics.decisions.inc(outcome="dead_lettered", reason=outcome.reason)
+            state.store.record_dead_letter(dead_letter(delivery, outcome.reason, outcome.detail))
+            state.metrics.decisions.inc(outcome="dead_lettered", reason=outcome.reason)
             return
         prediction = delivery.prediction
         assert prediction is not None
         if outcome.verdict is Verdict.DUPLICATE:
-            robot.metrics.decisions.inc(outcome="ignored", reason="duplicate")
+            state.metrics.decisions.inc(outcome="ignored", reason="duplicate")
             log.info(
                 "signal %s is a duplicate: ignored",
                 prediction.id,
@@ -105,17 +106,17 @@ class SignalIntake:
 
     async def _poison(self, delivery: Delivery, error: Exception) -> None:
         """``delivery`` could not be handled: dead-letter it (store and, if it can, the source) and move on."""
-        robot = self.robot
+        state = self.state
         detail = failure_detail(error)
         log.error("signal at %s could not be handled, dead-lettered: %s", delivery.position, detail)
         log.debug("signal at %s: traceback", delivery.position, exc_info=error)
-        robot.metrics.decisions.inc(outcome="dead_lettered", reason="poison")
+        state.metrics.decisions.inc(outcome="dead_lettered", reason="poison")
         self._fault("signal", f"{delivery.position}: {detail}")
         try:
-            robot.store.record_dead_letter(dead_letter(delivery, "poison", detail))
+            state.store.record_dead_letter(dead_letter(delivery, "poison", detail))
         except Exception as e:  # the store may be why it failed: the log line and the fault keep the record
             log.error("could not store the dead letter of %s: %s", delivery.position, failure_detail(e))
-        forward = getattr(robot.signals, "dead_letter", None)  # the Kafka source copies it to its DLQ topic
+        forward = getattr(state.signals, "dead_letter", None)  # the Kafka source copies it to its DLQ topic
         if forward is not None:
             try:
                 await asyncio.to_thread(forward, delivery, "poison", detail)
@@ -123,9 +124,9 @@ class SignalIntake:
                 log.warning("could not copy the signal at %s to the dead-letter topic: %s", delivery.position, e)
 
     def _fault(self, where: str, detail: str) -> None:
-        robot = self.robot
+        state = self.state
         try:
-            robot.store.record_event(RobotEvent(robot.clock.now_ms(), "fault", f"{where}: {detail}"[:1000]))
+            state.store.record_event(RobotEvent(state.clock.now_ms(), "fault", f"{where}: {detail}"[:1000]))
         except Exception as e:  # a fault about a fault: the log line is the record
             log.error("could not record the fault (%s: %s): %s", where, detail, failure_detail(e))
 
@@ -140,12 +141,12 @@ class SignalIntake:
         cid: str | None = None,
         price: float = 0.0,
     ) -> Decision:
-        robot = self.robot
+        state = self.state
         return Decision(
             **{field: getattr(p, name) for field, name in _SIGNAL_FIELDS.items()},
             source=source,
             received_ms=received_ms,
-            decided_ms=robot.clock.now_ms(),
+            decided_ms=state.clock.now_ms(),
             outcome=outcome,
             reason=reason,
             detail=detail,
@@ -156,51 +157,52 @@ class SignalIntake:
         )
 
     def _record_skip(self, p: Prediction, source: str, received_ms: int, reason: str, detail: str = "") -> None:
-        robot = self.robot
-        if robot.store.record_decision(self._decision(p, source, received_ms, Outcome.SKIPPED, reason, detail)):
-            robot.metrics.decisions.inc(outcome="skipped", reason=reason)
+        state = self.state
+        if state.store.record_decision(self._decision(p, source, received_ms, Outcome.SKIPPED, reason, detail)):
+            state.metrics.decisions.inc(outcome="skipped", reason=reason)
             log.info("signal %s skipped: %s %s", p.id, reason, detail, extra={"signal_id": p.id, "symbol": p.symbol})
 
     async def on_signal(
         self, p: Prediction, source: str, received_ms: int, perf: float, *, bar_prices: bool = False
     ) -> None:
         """Decide one accepted signal (the kernel's step 3b), persist, then act."""
-        robot = self.robot
-        assert robot.om is not None
-        assert robot.book is not None
+        state = self.state
+        assert state.om is not None
+        assert state.book is not None
         symbol = p.symbol
-        if symbol not in robot.instruments:
+        if symbol not in state.instruments:
             self._record_skip(
                 p, source, received_ms, Pause.UNKNOWN_SYMBOL.label, f"{symbol} is not traded by this robot"
             )
             return
         try:
             # the loop refreshes prices every iteration; a signal only waits for one when it is very old
-            price = await robot.price(symbol, max_age_s=None if bar_prices else 5 * robot.config.price_max_age_s)
-            for stuck in robot.om.pending(symbol):  # an earlier order's outcome is unknown: look it up first
-                await robot.om.refresh(stuck)
+            max_age_s = None if bar_prices else 5 * state.config.price_max_age_s
+            price = await state.market_view.price(symbol, max_age_s=max_age_s)
+            for stuck in state.om.pending(symbol):  # an earlier order's outcome is unknown: look it up first
+                await state.om.refresh(stuck)
         except TemporaryExchangeError as e:
-            robot.exchange_fault("signal", e)
+            self.exchange_fault("signal", e)
             self._record_skip(p, source, received_ms, Pause.EXCHANGE_UNAVAILABLE.label, str(e)[:300])
             return
-        if robot.om.pending(symbol):
+        if state.om.pending(symbol):
             self._record_skip(
                 p,
                 source,
                 received_ms,
                 Pause.ORDER_PENDING.label,
-                ", ".join(o.client_order_id for o in robot.om.pending(symbol)),
+                ", ".join(o.client_order_id for o in state.om.pending(symbol)),
             )
             return
-        side = robot.book.open_side(symbol, price)
-        linear = robot.config.market == "linear"
-        action = decide_action(p.sign, side, robot.om.pending_exit(symbol), linear)
+        side = state.book.open_side(symbol, price)
+        linear = state.config.market == "linear"
+        action = decide_action(p.sign, side, state.om.pending_exit(symbol), linear)
         actions: list[tuple[Intent, StoredOrder]] = []
-        now = robot.clock.now_ms()
+        now = state.clock.now_ms()
         if action.exit:
-            cid = robot.om.client_id(symbol, p.id, "exit")
+            cid = state.om.client_id(symbol, p.id, "exit")
             intent = exit_intent(cid, symbol, side, now, "signal", price, p)
-            stored = robot.exits.exit_order(intent, symbol, price)
+            stored = self.exits.exit_order(intent, symbol, price)
             if stored is not None:
                 actions.append((intent, stored))
         if action.entry_side == 0:
@@ -229,61 +231,61 @@ class SignalIntake:
         ``price`` is the price the order goes out at, ``now`` the decision's time; with ``bar_prices``
         the book is marked at the closed bar's closes, where the kernel decides.
         """
-        robot = self.robot
+        state = self.state
         symbol = p.symbol
-        assert robot.om is not None
-        assert robot.book is not None
-        pause = robot.pause()
+        assert state.om is not None
+        assert state.book is not None
+        pause = self.pause()
         if pause is not None:  # the decider would refuse: spare the book's numbers
             return pause.label
-        cfg = robot.config
-        prices = robot.market_view.price_map()
-        marks = {**prices, **robot.market_view.bar_closes} if bar_prices else prices  # the kernel decides at the close
-        data = robot.history
-        symbols = data.symbols if data is not None else robot.symbols
+        cfg = state.config
+        prices = state.market_view.price_map()
+        marks = {**prices, **state.market_view.bar_closes} if bar_prices else prices  # the kernel decides at the close
+        data = state.history
+        symbols = data.symbols if data is not None else state.symbols
         j = symbols.index(symbol)
         atr = 0.0
         if cfg.sizing == "volatility" and data is not None:
             atr = float(daily_volatility_of(data, cfg.timeframe)[data.n_bars - 1, j])
         inputs = EntryInputs(
             price=price,
-            equity=robot.book.equity(marks),
-            free_cash=robot.book.free_cash(prices, robot.lev),
+            equity=state.book.equity(marks),
+            free_cash=state.book.free_cash(prices, state.lev),
             close=np.ascontiguousarray(data.close) if data is not None else np.full((1, len(symbols)), price),
             exposure=self._exposure(symbols, marks),
             column=j,
             daily_volatility=atr,
-            instrument=robot.instruments[symbol],
+            instrument=state.instruments[symbol],
         )
-        plan = decide_entry(robot.settings, side, p.confidence, None, robot.risk, inputs)
+        plan = decide_entry(state.settings, side, p.confidence, None, state.risk, inputs)
         if not isinstance(plan, EntryPlan):
             return plan.label
-        cid = robot.om.client_id(symbol, p.id, "entry")
+        cid = state.om.client_id(symbol, p.id, "entry")
         try:
-            intent, command = entry_order(plan, p, price, now, cid, cfg.market, robot.instruments[symbol])
+            intent, command = entry_order(plan, p, price, now, cid, cfg.market, state.instruments[symbol])
         except OrderRejected as e:
             return f"{Denial.BELOW_MIN_NOTIONAL.label}: {e}"[:100]
-        return intent, robot.om.new_order(intent, command)
+        return intent, state.om.new_order(intent, command)
 
     def _exposure(self, symbols: Sequence[str], marks: dict[str, float]) -> np.ndarray:
         """Signed exposure per symbol for the correlation check (the kernel's ``exposure_vector_nb``).
 
         Orders go out at once, so there is no entry decided and not yet sent: only positions count.
         """
-        robot = self.robot
-        assert robot.om is not None
-        assert robot.book is not None
+        state = self.state
+        assert state.om is not None
+        assert state.book is not None
         n = len(symbols)
         mark = np.array([marks.get(s, 0.0) for s in symbols])
         qty = np.array(
             [
-                float(robot.book.position(s).qty) if robot.book.open_side(s, m) else 0.0
+                float(state.book.position(s).qty) if state.book.open_side(s, m) else 0.0
                 for s, m in zip(symbols, mark, strict=True)
             ]
         )
-        exiting = np.array([robot.om.pending_exit(s) for s in symbols], dtype=np.bool_)
+        exiting = np.array([state.om.pending_exit(s) for s in symbols], dtype=np.bool_)
         none = np.zeros(n)
-        return exposure_vector_nb(qty, mark, exiting, none, none, none, robot.lev, np.zeros(n))
+        return exposure_vector_nb(qty, mark, exiting, none, none, none, state.lev, np.zeros(n))
 
     async def _commit_and_act(
         self,
@@ -296,8 +298,8 @@ class SignalIntake:
         perf: float,
         note: str = "",
     ) -> None:
-        robot = self.robot
-        assert robot.om is not None
+        state = self.state
+        assert state.om is not None
         main = actions[-1][1].client_order_id
         decision = self._decision(p, source, received_ms, outcome, "signal", note, main, price)
         # an entry goes out right after this transaction: store it SUBMITTED already (one write less before
@@ -308,14 +310,14 @@ class SignalIntake:
             else (i, o)
             for i, o in actions
         ]
-        if not robot.store.record_decision(decision, [(i, o.order) for i, o in actions]):
-            robot.metrics.decisions.inc(outcome="ignored", reason="duplicate")
+        if not state.store.record_decision(decision, [(i, o.order) for i, o in actions]):
+            state.metrics.decisions.inc(outcome="ignored", reason="duplicate")
             return
-        robot.metrics.decisions.inc(outcome=str(outcome), reason="signal")
+        state.metrics.decisions.inc(outcome=str(outcome), reason="signal")
         for intent, stored in actions:
-            robot.om.track(intent, stored)
+            state.om.track(intent, stored)
         for intent, stored in actions:
             if intent.kind is IntentKind.EXIT:
-                await robot.om.run_exit(stored, price, perf)
+                await state.om.run_exit(stored, price, perf)
             else:
-                await robot.om.run_entry(stored, price, perf)
+                await state.om.run_entry(stored, price, perf)
