@@ -33,9 +33,11 @@ fires on every market and at every leverage.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
+from autotrader.domain.instrument import Instrument, kernel_filters
 from autotrader.jit import njit
 from autotrader.risk.policy import (
     BIT_DAILY_LOSS_HIT,
@@ -113,6 +115,47 @@ _EVENT_TEXT = np.array(
     [EVENT_NAMES.get(code, str(code)) for code in range(max(EVENT_NAMES) + 1)], dtype=EVENT_DTYPE["event"]
 )  # indexed by event code; frozen into the compiled kernel: clear numba's cache after renaming a code
 _PORTFOLIO = np.array(["*"], dtype=SYMBOL_DTYPE)
+
+# One symbol's venue filters, as the kernel reads them (``symbol_rules_of`` builds the table).
+SYMBOL_RULES_DTYPE = np.dtype([("tick", "f8"), ("lot_step", "f8"), ("min_qty", "f8"), ("min_notional", "f8")])
+
+# A run's scalar settings, one record (``autotrader.backtest.runner.kernel_settings`` builds it).
+KERNEL_SETTINGS_DTYPE = np.dtype(
+    [
+        ("initial_cash", "f8"),
+        ("fee_rate", "f8"),
+        ("slippage", "f8"),  # a fraction of the price (bps / 10,000)
+        ("linear", "?"),  # USDT perpetual (else spot: long-only, leverage 1)
+        ("leverage", "f8"),
+        ("maintenance_margin", "f8"),
+        ("position_size", "f8"),
+        ("stop_loss", "f8"),  # 0: none (likewise take_profit, trailing_stop)
+        ("take_profit", "f8"),
+        ("trailing_stop", "f8"),
+        ("daily_loss", "f8"),
+        ("max_drawdown", "f8"),
+        ("corr_limit", "f8"),
+        ("corr_window", "i8"),
+        ("min_confidence", "f8"),
+        ("sizing", "i8"),  # SIZING_FIXED / SIZING_KELLY / SIZING_VOLATILITY
+        ("risk_per_trade", "f8"),
+        ("kelly_share", "f8"),
+        ("kelly_min_trades", "i8"),
+        ("atr_multiple", "f8"),
+        ("flatten_on_halt", "?"),
+        ("max_volume_share", "f8"),  # 0: no cap
+        ("stops_on_exchange", "?"),
+        ("resume_after_ms", "i8"),  # 0: a drawdown halt is for good
+    ]
+)
+
+
+def symbol_rules_of(instruments: Sequence[Instrument]) -> np.ndarray:
+    """The ``SYMBOL_RULES_DTYPE`` table of the instruments' filters (``kernel_filters``), one row per symbol."""
+    table = np.zeros(len(instruments), dtype=SYMBOL_RULES_DTYPE)
+    for name, values in zip(SYMBOL_RULES_DTYPE.names or (), kernel_filters(instruments), strict=True):
+        table[name] = values
+    return table
 
 
 @njit(cache=True)
@@ -229,35 +272,9 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
     signal_rows,
     confidence,
     atr_pct,
-    tick,
-    lot_step,
-    min_qty,
-    min_notional,
-    initial_cash,
-    fee_rate,
-    slippage,
-    linear,
-    leverage,
-    maintenance_margin,
-    position_size,
-    stop_loss,
-    take_profit,
-    trailing_stop,
-    daily_loss,
-    max_drawdown,
-    corr_limit,
-    corr_window,
-    min_confidence,
-    sizing,
-    risk_per_trade,
-    kelly_share,
-    kelly_min_trades,
-    atr_multiple,
-    flatten_on_halt,
-    max_volume_share,
+    symbol_rules,
+    settings,
     offline,
-    stops_on_exchange,
-    resume_after_ms,
     symbols,
     equity_out,
     exposure_out,
@@ -265,6 +282,10 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
     events,
 ):  # pragma: no cover - compiled
     """Simulate the portfolio into the caller's arrays; see the module docstring for the order of operations.
+
+    ``symbol_rules`` holds each symbol's venue filters (``SYMBOL_RULES_DTYPE``), ``settings`` the
+    run's costs, risk limits and sizing (one ``KERNEL_SETTINGS_DTYPE`` record; its fields are
+    named as below).
 
     ``resume_after_ms`` > 0: a drawdown halt lasts that long, then trading resumes with the
     peak re-based on the equity of that bar (an operator's reset after a cooling-off period;
@@ -283,6 +304,39 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
     several ns per bar on 1M bars). Returns ``(n_trades, n_events)``.
     """
     n, m = close.shape
+    initial_cash = settings.initial_cash
+    fee_rate = settings.fee_rate
+    slippage = settings.slippage
+    linear = settings.linear
+    leverage = settings.leverage
+    maintenance_margin = settings.maintenance_margin
+    position_size = settings.position_size
+    stop_loss = settings.stop_loss
+    take_profit = settings.take_profit
+    trailing_stop = settings.trailing_stop
+    daily_loss = settings.daily_loss
+    max_drawdown = settings.max_drawdown
+    corr_limit = settings.corr_limit
+    corr_window = settings.corr_window
+    min_confidence = settings.min_confidence
+    sizing = settings.sizing
+    risk_per_trade = settings.risk_per_trade
+    kelly_share = settings.kelly_share
+    kelly_min_trades = settings.kelly_min_trades
+    atr_multiple = settings.atr_multiple
+    flatten_on_halt = settings.flatten_on_halt
+    max_volume_share = settings.max_volume_share
+    stops_on_exchange = settings.stops_on_exchange
+    resume_after_ms = settings.resume_after_ms
+    tick = np.empty(m)
+    lot_step = np.empty(m)
+    min_qty = np.empty(m)
+    min_notional = np.empty(m)
+    for j in range(m):
+        tick[j] = symbol_rules[j].tick
+        lot_step[j] = symbol_rules[j].lot_step
+        min_qty[j] = symbol_rules[j].min_qty
+        min_notional[j] = symbol_rules[j].min_notional
     has_offline = offline.shape[0] == n
     n_trades = 0
     n_events = 0
