@@ -10,8 +10,9 @@ One pass over the bars; per bar and symbol, in this order:
    or notional is denied and recorded.
 2. **Inside bar t** - stop-loss, trailing stop, liquidation and take-profit are checked against
    the bar's low and high. When a stop and a target are both inside the bar, the stop is
-   assumed to come first (pessimistic). A trailing stop uses the level from before the bar and
-   only then ratchets with the bar's extreme.
+   assumed to come first (pessimistic). A trailing stop uses the level from before the bar,
+   rounded to the tick as the robot rests it (``trailing_stop_level_nb``), and only then
+   ratchets with the bar's extreme.
 3. **Close of bar t** - positions are marked at the close; the risk engine state is updated
    (daily loss blocks entries until the next UTC day; a drawdown breach halts for good and,
    if configured, flattens at the next open); the strategy's signals for bar ``t`` go through
@@ -63,6 +64,7 @@ from autotrader.risk.rules import (
     decide_entry_nb,
     entry_quantity_nb,
     round_to_tick_nb,
+    trailing_stop_level_nb,
 )
 
 DAY_MS = 86_400_000
@@ -530,8 +532,8 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
             tgt = target[j] if stops_live else 0.0
             if q > 0:
                 eff_stop = stop[j] if stops_live else 0.0
-                if trailing_stop > 0.0 and stops_live:
-                    eff_stop = max(eff_stop, trail_ref[j] * (1.0 - trailing_stop))
+                if trailing_stop > 0.0 and stops_live:  # the level resting at the venue, tick-rounded
+                    eff_stop = trailing_stop_level_nb(eff_stop, trail_ref[j], 1, trailing_stop, tick[j])
                 reason = -1
                 price = 0.0
                 if liq[j] > 0.0 and lo <= liq[j] and liq[j] >= eff_stop:
@@ -574,12 +576,11 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
                     n_open -= 1
                 elif stops_live and trailing_stop > 0.0:
                     trail_ref[j] = max(trail_ref[j], h)
-                    stop[j] = max(stop[j], round_to_tick_nb(trail_ref[j] * (1.0 - trailing_stop), tick[j]))
+                    stop[j] = trailing_stop_level_nb(stop[j], trail_ref[j], 1, trailing_stop, tick[j])
             else:
                 eff_stop = stop[j] if stops_live else 0.0
                 if trailing_stop > 0.0 and stops_live:
-                    ts_level = trail_ref[j] * (1.0 + trailing_stop)
-                    eff_stop = ts_level if eff_stop == 0.0 else min(eff_stop, ts_level)
+                    eff_stop = trailing_stop_level_nb(eff_stop, trail_ref[j], -1, trailing_stop, tick[j])
                 reason = -1
                 price = 0.0
                 if liq[j] > 0.0 and h >= liq[j] and (eff_stop == 0.0 or liq[j] <= eff_stop):
@@ -622,8 +623,7 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
                     n_open -= 1
                 elif stops_live and trailing_stop > 0.0:
                     trail_ref[j] = min(trail_ref[j], lo)
-                    level = round_to_tick_nb(trail_ref[j] * (1.0 + trailing_stop), tick[j])
-                    stop[j] = level if stop[j] == 0.0 else min(stop[j], level)
+                    stop[j] = trailing_stop_level_nb(stop[j], trail_ref[j], -1, trailing_stop, tick[j])
 
         # ---- 3. close: mark to market, update risk state
         if n_open > 0:
