@@ -3,7 +3,8 @@
 The pure functions in ``live.exits`` first, then the order manager resting them at an in-memory
 venue (``fake_venue.TwoWayVenue``, which triggers a conditional order in either direction): a
 take-profit rests as its own conditional order, a trailing stop moves the resting stop at each bar
-close, and both survive a restart through the store.
+close, and both survive a restart through the store. Last, the backtest tests bars against the very
+level the robot rests.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from fake_venue import closed_at, filled_long, manager, reconciler, run
 
+from autotrader.backtest.runner import BacktestConfig, run_backtest
+from autotrader.domain.aligned import align
+from autotrader.domain.candles import Candles
 from autotrader.domain.errors import ConfigError
+from autotrader.domain.instrument import Instrument
 from autotrader.domain.orders import OrderStatus
 from autotrader.live import exits
 from autotrader.live.order_manager import STOP_REFUSALS_BEFORE_FALLBACK
@@ -22,6 +28,8 @@ from autotrader.live.records import IntentKind
 from autotrader.live.robot_config import check_exit_settings
 from autotrader.risk.limits import risk_limits
 from autotrader.risk.rules import round_to_tick_nb
+from autotrader.strategy.base import Signals
+from autotrader.strategy.library.sma_cross import SmaCross
 
 TICK = 0.01
 
@@ -151,3 +159,33 @@ def test_reconcile_restores_a_missing_take_profit_and_the_trailed_stop_after_a_r
     new_stop = store.load_positions()["BTCUSDT"].stop_client_order_id
     assert venue.orders[new_stop].status is OrderStatus.UNTRIGGERED
     assert venue.orders[new_stop].trigger_price == Decimal("40590.00")  # the trailed level, not the entry's
+
+
+# ------------------------------------------------------------------------- the backtest's same level
+
+QUIET_BAR = [100.0, 100.2, 99.8, 100.0]  # open, high, low, close
+
+
+@pytest.mark.parametrize(("side", "high", "low"), [(1, 100.2, 98.9), (-1, 101.1, 99.8)])
+def test_the_backtest_tests_a_bar_against_the_tick_rounded_trailing_stop_the_robot_rests(
+    side: int, high: float, low: float
+) -> None:
+    """Entry at 100, a 1.23 % trailing stop on a 0.5 tick: the robot rests 99.0 (long) / 101.0 (short),
+    not the unrounded 98.77 / 101.23; the entry bar reaches the rounded level only, so the kernel exits there."""
+    tick, trailing, market = 0.5, 0.0123, "spot" if side > 0 else "linear"
+    rested = exits.stop_level(0.0, 100.0, side, trailing, tick)
+    assert rested == (99.0 if side > 0 else 101.0)
+    unrounded = 100.0 * (1.0 - side * trailing)
+    assert (unrounded < low <= rested) if side > 0 else (rested <= high < unrounded)  # the bar reaches one only
+    bars = np.array([QUIET_BAR, [100.0, high, low, 100.0], QUIET_BAR, QUIET_BAR])  # the entry fills at bar 1's open
+    ts = 1_704_067_200_000 + 3_600_000 * np.arange(4, dtype=np.int64)
+    data = align({"AAAUSDT": Candles(ts, *bars.T, np.full(4, 10.0))})
+    signals = Signals.from_direction(np.array([[float(side)], [np.nan], [np.nan], [np.nan]]))  # at bar 0's close
+    config = BacktestConfig(
+        symbols=("AAAUSDT",), market=market, fee=0.0, slippage_bps=0.0,
+        risk_overrides={"stop_loss": None, "trailing_stop": trailing, "daily_loss": 1.0, "max_drawdown": 1.0},
+    )  # fmt: skip
+    filters = Instrument.trading("AAAUSDT", market, tick_size=tick, lot_step=0.0, min_qty=0.0, min_notional=0.0)  # type: ignore[arg-type]
+    result = run_backtest(config, data, SmaCross(), signals=signals, instruments={"AAAUSDT": filters})
+    [trade] = result.trades
+    assert (trade["exit_bar"], str(trade["exit_reason"]), trade["exit_price"]) == (1, "trailing_stop", rested)

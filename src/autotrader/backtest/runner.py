@@ -16,10 +16,12 @@ from pydantic import Field, field_validator
 from autotrader import __version__
 from autotrader.backtest.fast.kernel import (
     EVENT_DTYPE,
+    KERNEL_SETTINGS_DTYPE,
     SYMBOL_DTYPE,
     TRADE_DTYPE,
     signal_rows_nb,
     simulate_portfolio_into_nb,
+    symbol_rules_of,
 )
 from autotrader.backtest.fast.kernel import (
     EVENT_NAMES as EVENT_NAMES,  # re-exported: the names reports and the robot show
@@ -30,7 +32,7 @@ from autotrader.backtest.fast.kernel import (
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.candles import format_ms, parse_date_ms
 from autotrader.domain.errors import ConfigError, DataError
-from autotrader.domain.instrument import Instrument, default_instrument, kernel_filters
+from autotrader.domain.instrument import Instrument, default_instrument
 from autotrader.domain.timeframe import Timeframe
 from autotrader.risk.limits import RiskLimits
 from autotrader.risk.rules import SIZING_FIXED, SIZING_KELLY, SIZING_VOLATILITY
@@ -209,7 +211,6 @@ def run_backtest(
     if signals.direction.shape != (data.n_bars, m):
         raise ConfigError(f"strategy {strategy.name!r} returned signals of shape {signals.direction.shape}")
     rules = instrument_rules_for(config, data, instruments)
-    tick, lot, min_qty, min_notional = kernel_filters(rules)
     atr_pct = daily_volatility_of(data, config.timeframe) if config.sizing == "volatility" else np.zeros((1, 1))
     direction = np.ascontiguousarray(signals.direction, dtype=np.float64)
     signal_rows, n_signals = signal_rows_nb(direction)
@@ -235,35 +236,9 @@ def run_backtest(
         signal_rows,
         confidence,
         atr_pct,
-        tick,
-        lot,
-        min_qty,
-        min_notional,
-        float(config.initial_capital),
-        float(config.fee_rate),
-        float(config.slippage_bps) / 10_000.0,
-        config.market == "linear",
-        float(config.leverage),
-        float(config.maintenance_margin),
-        float(limits.position_size),
-        float(limits.stop_loss or 0.0),
-        float(limits.take_profit or 0.0),
-        float(limits.trailing_stop or 0.0),
-        float(limits.daily_loss),
-        float(limits.max_drawdown),
-        float(limits.correlation),
-        int(limits.correlation_window_bars),
-        float(limits.min_confidence),
-        _SIZING_CODES[config.sizing],
-        float(limits.risk_per_trade),
-        float(limits.kelly_fraction),
-        int(limits.kelly_min_trades),
-        float(limits.atr_multiple),
-        bool(limits.flatten_on_halt),
-        float(config.max_volume_share or 0.0),
+        symbol_rules_of(rules),
+        kernel_settings(config, limits),
         offline,
-        bool(config.stops_on_exchange),
-        config.resume_after_ms,
         np.array(data.symbols, dtype=SYMBOL_DTYPE),
         equity,
         exposure,
@@ -286,6 +261,37 @@ def run_backtest(
         warmup=warmup,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def kernel_settings(config: BacktestConfig, limits: RiskLimits) -> np.void:
+    """The run's costs, risk limits and sizing as the kernel's one ``KERNEL_SETTINGS_DTYPE`` record
+    (``run_backtest`` and ``sweep`` build it here, so both simulate the same run)."""
+    settings = np.zeros(1, dtype=KERNEL_SETTINGS_DTYPE)[0]
+    settings["initial_cash"] = config.initial_capital
+    settings["fee_rate"] = config.fee_rate
+    settings["slippage"] = config.slippage_bps / 10_000.0
+    settings["linear"] = config.market == "linear"
+    settings["leverage"] = config.leverage
+    settings["maintenance_margin"] = config.maintenance_margin
+    settings["position_size"] = limits.position_size
+    settings["stop_loss"] = limits.stop_loss or 0.0
+    settings["take_profit"] = limits.take_profit or 0.0
+    settings["trailing_stop"] = limits.trailing_stop or 0.0
+    settings["daily_loss"] = limits.daily_loss
+    settings["max_drawdown"] = limits.max_drawdown
+    settings["corr_limit"] = limits.correlation
+    settings["corr_window"] = limits.correlation_window_bars
+    settings["min_confidence"] = limits.min_confidence
+    settings["sizing"] = _SIZING_CODES[config.sizing]
+    settings["risk_per_trade"] = limits.risk_per_trade
+    settings["kelly_share"] = limits.kelly_fraction
+    settings["kelly_min_trades"] = limits.kelly_min_trades
+    settings["atr_multiple"] = limits.atr_multiple
+    settings["flatten_on_halt"] = limits.flatten_on_halt
+    settings["max_volume_share"] = config.max_volume_share or 0.0
+    settings["stops_on_exchange"] = config.stops_on_exchange
+    settings["resume_after_ms"] = config.resume_after_ms
+    return settings
 
 
 def instrument_rules_for(

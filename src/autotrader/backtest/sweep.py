@@ -36,16 +36,17 @@ from autotrader.backtest.fast.kernel import (
     TRADE_DTYPE,
     signal_rows_nb,
     simulate_portfolio_into_nb,
+    symbol_rules_of,
 )
 from autotrader.backtest.runner import (
-    _SIZING_CODES,
     BacktestConfig,
     instrument_rules_for,
+    kernel_settings,
     offline_mask,
 )
 from autotrader.domain.aligned import AlignedCandles
 from autotrader.domain.errors import ConfigError, DataError
-from autotrader.domain.instrument import Instrument, kernel_filters
+from autotrader.domain.instrument import Instrument
 from autotrader.jit import njit
 from autotrader.risk.volatility import daily_volatility_of
 from autotrader.strategy.base import get_strategy
@@ -170,21 +171,6 @@ def sweep(
     down = -1.0 if get_strategy(config.strategy, **config.params).params.get("short") else 0.0
     atr_pct = daily_volatility_of(data, config.timeframe) if config.sizing == "volatility" else np.zeros((1, 1))
     offline = offline_mask(config, data)
-    floats = np.array(
-        [
-            config.initial_capital, config.fee_rate, config.slippage_bps / 10_000.0, config.leverage,
-            config.maintenance_margin, limits.position_size, limits.stop_loss or 0.0, limits.take_profit or 0.0,
-            limits.trailing_stop or 0.0, limits.daily_loss, limits.max_drawdown, limits.correlation,
-            limits.min_confidence, limits.risk_per_trade, limits.kelly_fraction, limits.atr_multiple,
-            config.max_volume_share or 0.0,
-        ],
-        dtype=np.float64,
-    )  # fmt: skip
-    ints = np.array(
-        [limits.correlation_window_bars, _SIZING_CODES[config.sizing], limits.kelly_min_trades, config.resume_after_ms],
-        dtype=np.int64,
-    )
-    flags = np.array([config.market == "linear", limits.flatten_on_halt, config.stops_on_exchange], dtype=np.bool_)
     out = np.full((len(fast), _N_METRICS), np.nan)
     _sweep_sma_cross_nb(
         np.ascontiguousarray(data.ts, dtype=np.int64),
@@ -198,10 +184,8 @@ def sweep(
         slow,
         down,
         atr_pct,
-        *kernel_filters(rules),
-        floats,
-        ints,
-        flags,
+        symbol_rules_of(rules),
+        np.array([kernel_settings(config, limits)]),  # an array: numba's parallel loop cannot share a record
         offline,
         out,
     )
@@ -297,17 +281,14 @@ def _sweep_sma_cross_nb(  # pragma: no cover - compiled
     slow,
     down,
     atr_pct,
-    tick,
-    lot,
-    min_qty,
-    min_notional,
-    floats,
-    ints,
-    flags,
+    symbol_rules,
+    settings,
     offline,
     out,
 ):
-    """One ``sma_cross`` backtest per combination, in parallel; metrics into ``out[k]``."""
+    """One ``sma_cross`` backtest per combination, in parallel; metrics into ``out[k]``.
+
+    ``settings`` holds the one ``KERNEL_SETTINGS_DTYPE`` record of ``kernel_settings``."""
     n, m = close.shape
     confidence = np.full((n, m), np.nan)  # sma_cross gives no confidence (read as sure); shared, read-only
     for k in prange(fast.shape[0]):
@@ -328,35 +309,9 @@ def _sweep_sma_cross_nb(  # pragma: no cover - compiled
             rows,
             confidence,
             atr_pct,
-            tick,
-            lot,
-            min_qty,
-            min_notional,
-            floats[0],
-            floats[1],
-            floats[2],
-            flags[0],
-            floats[3],
-            floats[4],
-            floats[5],
-            floats[6],
-            floats[7],
-            floats[8],
-            floats[9],
-            floats[10],
-            floats[11],
-            ints[0],
-            floats[12],
-            ints[1],
-            floats[13],
-            floats[14],
-            ints[2],
-            floats[15],
-            flags[1],
-            floats[16],
+            symbol_rules,
+            settings[0],
             offline,
-            flags[2],
-            ints[3],
             np.empty(0, dtype=SYMBOL_DTYPE),  # no names: the metrics read only the trades' numbers
             equity,
             exposure,

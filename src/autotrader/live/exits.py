@@ -7,14 +7,15 @@ Pure arithmetic shared by the robot's resting orders and its robot-side exits (n
 * a trailing stop follows the best price seen since the entry (``trail_ref``, starting at the
   entry price): a long's level is ``trail_ref × (1 - trailing)``, a short's ``trail_ref × (1 + trailing)``,
   rounded to the tick; the protective stop is the tighter of it and the stop-loss, and only ever
-  tightens (the kernel's step 2 ratchets with each bar's extreme after checking the bar);
+  tightens (``trailing_stop_level_nb``, the level the kernel's step 2 tests each bar against and
+  ratchets with the bar's extreme after checking it);
 * a stop whose level is no longer the initial stop-loss exits as ``trailing_stop``, else as
   ``stop_loss``; a target exits as ``take_profit`` (the backtest's ``EXIT_REASONS``).
 """
 
 from __future__ import annotations
 
-from autotrader.risk.rules import round_to_tick_nb
+from autotrader.risk.rules import round_to_tick_nb, trailing_stop_level_nb
 
 STOP_LOSS = "stop_loss"
 TAKE_PROFIT = "take_profit"
@@ -43,12 +44,8 @@ def ratchet(trail_ref: float, side: int, high: float, low: float) -> float:
 
 def stop_level(init_stop: float, trail_ref: float, side: int, trailing: float | None, tick: float) -> float:
     """The protective stop: the stop-loss tightened by the trailing stop (0.0: neither is set)."""
-    if not trailing:
-        return init_stop
-    if side > 0:
-        return max(init_stop, round_to_tick_nb(trail_ref * (1.0 - trailing), tick))
-    level = round_to_tick_nb(trail_ref * (1.0 + trailing), tick)
-    return level if init_stop == 0.0 else min(init_stop, level)
+    level = trailing_stop_level_nb(float(init_stop), float(trail_ref), int(side), float(trailing or 0.0), float(tick))
+    return float(level)  # the kernel's level, to the tick
 
 
 def stop_reason(level: float, init_stop: float) -> str:

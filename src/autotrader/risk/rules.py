@@ -149,6 +149,25 @@ def round_to_tick_nb(price: float, tick: float) -> float:
     return round(price / tick) * tick
 
 
+@njit(cache=True, inline="always")
+def trailing_stop_level_nb(stop: float, trail_ref: float, side: int, trailing: float, tick: float) -> float:
+    """THE protective stop under a trailing stop, as it rests at the venue: ``stop`` (the level so
+    far, 0.0 = none) tightened by ``trail_ref`` (the best price since the entry) x (1 -/+ ``trailing``),
+    rounded to the nearest tick (``round_to_tick_nb``, as every order price). ``trailing`` 0: ``stop``.
+
+    The robot moves its resting stop to this level and the backtest kernel tests bars against it,
+    so both see the same price to the tick.
+    """
+    level = stop
+    if trailing > 0.0:
+        if side > 0:
+            level = max(stop, round_to_tick_nb(trail_ref * (1.0 - trailing), tick))
+        else:
+            trail = round_to_tick_nb(trail_ref * (1.0 + trailing), tick)
+            level = trail if stop == 0.0 else min(stop, trail)
+    return level
+
+
 @njit(cache=True)
 def venue_quantity_nb(qty: float, price: float, lot_step: float, min_qty: float, min_notional: float) -> float:
     """Quantity the venue would accept (rounded down to the lot), or 0.0 when below its minimums."""

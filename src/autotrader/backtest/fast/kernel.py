@@ -10,8 +10,9 @@ One pass over the bars; per bar and symbol, in this order:
    or notional is denied and recorded.
 2. **Inside bar t** - stop-loss, trailing stop, liquidation and take-profit are checked against
    the bar's low and high. When a stop and a target are both inside the bar, the stop is
-   assumed to come first (pessimistic). A trailing stop uses the level from before the bar and
-   only then ratchets with the bar's extreme.
+   assumed to come first (pessimistic). A trailing stop uses the level from before the bar,
+   rounded to the tick as the robot rests it (``trailing_stop_level_nb``), and only then
+   ratchets with the bar's extreme.
 3. **Close of bar t** - positions are marked at the close; the risk engine state is updated
    (daily loss blocks entries until the next UTC day; a drawdown breach halts for good and,
    if configured, flattens at the next open); the strategy's signals for bar ``t`` go through
@@ -33,9 +34,11 @@ fires on every market and at every leverage.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
+from autotrader.domain.instrument import Instrument, kernel_filters
 from autotrader.jit import njit
 from autotrader.risk.policy import (
     BIT_DAILY_LOSS_HIT,
@@ -61,6 +64,7 @@ from autotrader.risk.rules import (
     decide_entry_nb,
     entry_quantity_nb,
     round_to_tick_nb,
+    trailing_stop_level_nb,
 )
 
 DAY_MS = 86_400_000
@@ -113,6 +117,47 @@ _EVENT_TEXT = np.array(
     [EVENT_NAMES.get(code, str(code)) for code in range(max(EVENT_NAMES) + 1)], dtype=EVENT_DTYPE["event"]
 )  # indexed by event code; frozen into the compiled kernel: clear numba's cache after renaming a code
 _PORTFOLIO = np.array(["*"], dtype=SYMBOL_DTYPE)
+
+# One symbol's venue filters, as the kernel reads them (``symbol_rules_of`` builds the table).
+SYMBOL_RULES_DTYPE = np.dtype([("tick", "f8"), ("lot_step", "f8"), ("min_qty", "f8"), ("min_notional", "f8")])
+
+# A run's scalar settings, one record (``autotrader.backtest.runner.kernel_settings`` builds it).
+KERNEL_SETTINGS_DTYPE = np.dtype(
+    [
+        ("initial_cash", "f8"),
+        ("fee_rate", "f8"),
+        ("slippage", "f8"),  # a fraction of the price (bps / 10,000)
+        ("linear", "?"),  # USDT perpetual (else spot: long-only, leverage 1)
+        ("leverage", "f8"),
+        ("maintenance_margin", "f8"),
+        ("position_size", "f8"),
+        ("stop_loss", "f8"),  # 0: none (likewise take_profit, trailing_stop)
+        ("take_profit", "f8"),
+        ("trailing_stop", "f8"),
+        ("daily_loss", "f8"),
+        ("max_drawdown", "f8"),
+        ("corr_limit", "f8"),
+        ("corr_window", "i8"),
+        ("min_confidence", "f8"),
+        ("sizing", "i8"),  # SIZING_FIXED / SIZING_KELLY / SIZING_VOLATILITY
+        ("risk_per_trade", "f8"),
+        ("kelly_share", "f8"),
+        ("kelly_min_trades", "i8"),
+        ("atr_multiple", "f8"),
+        ("flatten_on_halt", "?"),
+        ("max_volume_share", "f8"),  # 0: no cap
+        ("stops_on_exchange", "?"),
+        ("resume_after_ms", "i8"),  # 0: a drawdown halt is for good
+    ]
+)
+
+
+def symbol_rules_of(instruments: Sequence[Instrument]) -> np.ndarray:
+    """The ``SYMBOL_RULES_DTYPE`` table of the instruments' filters (``kernel_filters``), one row per symbol."""
+    table = np.zeros(len(instruments), dtype=SYMBOL_RULES_DTYPE)
+    for name, values in zip(SYMBOL_RULES_DTYPE.names or (), kernel_filters(instruments), strict=True):
+        table[name] = values
+    return table
 
 
 @njit(cache=True)
@@ -229,35 +274,9 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
     signal_rows,
     confidence,
     atr_pct,
-    tick,
-    lot_step,
-    min_qty,
-    min_notional,
-    initial_cash,
-    fee_rate,
-    slippage,
-    linear,
-    leverage,
-    maintenance_margin,
-    position_size,
-    stop_loss,
-    take_profit,
-    trailing_stop,
-    daily_loss,
-    max_drawdown,
-    corr_limit,
-    corr_window,
-    min_confidence,
-    sizing,
-    risk_per_trade,
-    kelly_share,
-    kelly_min_trades,
-    atr_multiple,
-    flatten_on_halt,
-    max_volume_share,
+    symbol_rules,
+    settings,
     offline,
-    stops_on_exchange,
-    resume_after_ms,
     symbols,
     equity_out,
     exposure_out,
@@ -265,6 +284,10 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
     events,
 ):  # pragma: no cover - compiled
     """Simulate the portfolio into the caller's arrays; see the module docstring for the order of operations.
+
+    ``symbol_rules`` holds each symbol's venue filters (``SYMBOL_RULES_DTYPE``), ``settings`` the
+    run's costs, risk limits and sizing (one ``KERNEL_SETTINGS_DTYPE`` record; its fields are
+    named as below).
 
     ``resume_after_ms`` > 0: a drawdown halt lasts that long, then trading resumes with the
     peak re-based on the equity of that bar (an operator's reset after a cooling-off period;
@@ -283,6 +306,39 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
     several ns per bar on 1M bars). Returns ``(n_trades, n_events)``.
     """
     n, m = close.shape
+    initial_cash = settings.initial_cash
+    fee_rate = settings.fee_rate
+    slippage = settings.slippage
+    linear = settings.linear
+    leverage = settings.leverage
+    maintenance_margin = settings.maintenance_margin
+    position_size = settings.position_size
+    stop_loss = settings.stop_loss
+    take_profit = settings.take_profit
+    trailing_stop = settings.trailing_stop
+    daily_loss = settings.daily_loss
+    max_drawdown = settings.max_drawdown
+    corr_limit = settings.corr_limit
+    corr_window = settings.corr_window
+    min_confidence = settings.min_confidence
+    sizing = settings.sizing
+    risk_per_trade = settings.risk_per_trade
+    kelly_share = settings.kelly_share
+    kelly_min_trades = settings.kelly_min_trades
+    atr_multiple = settings.atr_multiple
+    flatten_on_halt = settings.flatten_on_halt
+    max_volume_share = settings.max_volume_share
+    stops_on_exchange = settings.stops_on_exchange
+    resume_after_ms = settings.resume_after_ms
+    tick = np.empty(m)
+    lot_step = np.empty(m)
+    min_qty = np.empty(m)
+    min_notional = np.empty(m)
+    for j in range(m):
+        tick[j] = symbol_rules[j].tick
+        lot_step[j] = symbol_rules[j].lot_step
+        min_qty[j] = symbol_rules[j].min_qty
+        min_notional[j] = symbol_rules[j].min_notional
     has_offline = offline.shape[0] == n
     n_trades = 0
     n_events = 0
@@ -476,8 +532,8 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
             tgt = target[j] if stops_live else 0.0
             if q > 0:
                 eff_stop = stop[j] if stops_live else 0.0
-                if trailing_stop > 0.0 and stops_live:
-                    eff_stop = max(eff_stop, trail_ref[j] * (1.0 - trailing_stop))
+                if trailing_stop > 0.0 and stops_live:  # the level resting at the venue, tick-rounded
+                    eff_stop = trailing_stop_level_nb(eff_stop, trail_ref[j], 1, trailing_stop, tick[j])
                 reason = -1
                 price = 0.0
                 if liq[j] > 0.0 and lo <= liq[j] and liq[j] >= eff_stop:
@@ -520,12 +576,11 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
                     n_open -= 1
                 elif stops_live and trailing_stop > 0.0:
                     trail_ref[j] = max(trail_ref[j], h)
-                    stop[j] = max(stop[j], round_to_tick_nb(trail_ref[j] * (1.0 - trailing_stop), tick[j]))
+                    stop[j] = trailing_stop_level_nb(stop[j], trail_ref[j], 1, trailing_stop, tick[j])
             else:
                 eff_stop = stop[j] if stops_live else 0.0
                 if trailing_stop > 0.0 and stops_live:
-                    ts_level = trail_ref[j] * (1.0 + trailing_stop)
-                    eff_stop = ts_level if eff_stop == 0.0 else min(eff_stop, ts_level)
+                    eff_stop = trailing_stop_level_nb(eff_stop, trail_ref[j], -1, trailing_stop, tick[j])
                 reason = -1
                 price = 0.0
                 if liq[j] > 0.0 and h >= liq[j] and (eff_stop == 0.0 or liq[j] <= eff_stop):
@@ -568,8 +623,7 @@ def simulate_portfolio_into_nb(  # noqa: C901 - one loop, kept together on purpo
                     n_open -= 1
                 elif stops_live and trailing_stop > 0.0:
                     trail_ref[j] = min(trail_ref[j], lo)
-                    level = round_to_tick_nb(trail_ref[j] * (1.0 + trailing_stop), tick[j])
-                    stop[j] = level if stop[j] == 0.0 else min(stop[j], level)
+                    stop[j] = trailing_stop_level_nb(stop[j], trail_ref[j], -1, trailing_stop, tick[j])
 
         # ---- 3. close: mark to market, update risk state
         if n_open > 0:
