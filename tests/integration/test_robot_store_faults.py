@@ -13,7 +13,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -48,12 +49,39 @@ def store_fault_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith("state store problem")]
 
 
-def robot_on(sim: Any, store: SqlStateStore) -> tuple[Robot, ListSource, Any, str]:
-    """A robot on a new account of ``sim`` with an in-memory source; with its exchange and the account's key."""
-    account = new_account(sim)
-    exchange = connect(sim, account)
-    source = ListSource(sim.state.clock.now_ms, store.seen)
-    return build_robot(sim, exchange, store, signals=source), source, exchange, account[0]
+@dataclass
+class Running:
+    """A started robot on exchange-sim with an in-memory signal source, and the account it trades."""
+
+    robot: Robot
+    source: ListSource
+    sim: Any
+    key: str
+
+    def venue(self) -> dict[str, Any]:
+        return venue_view(self.sim, self.key)
+
+    def push(self, signal_id: str) -> None:
+        self.source.push(signal(self.sim.state.clock.now_ms, signal_id))
+
+
+def run_robot(store: SqlStateStore, body: Callable[[Running], Awaitable[None]]) -> tuple[Running, list[str]]:
+    """Start a robot on ``store`` and a new exchange-sim account, run ``body``; returns it and the venue's order ids."""
+    with sim_server() as sim:
+        account = new_account(sim)
+        exchange = connect(sim, account)
+        source = ListSource(sim.state.clock.now_ms, store.seen)
+        running = Running(build_robot(sim, exchange, store, signals=source), source, sim, account[0])
+
+        async def go() -> None:
+            try:
+                await running.robot.start()
+                await body(running)
+            finally:
+                await exchange.close()
+
+        asyncio.run(go())
+        return running, running.venue()["link_ids"]
 
 
 def entry_ids(store: SqlStateStore) -> list[str]:
@@ -67,28 +95,23 @@ def test_a_store_failure_while_deciding_a_signal_is_one_fault_and_the_signal_is_
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-    with sim_server() as sim:
-        robot, source, exchange, key = robot_on(sim, store)
 
-        async def go() -> None:
-            await robot.start()
-            fail_once(store, monkeypatch, "record_decision", lambda d, *_: d.signal_id == "a")
-            source.push(signal(sim.state.clock.now_ms, "a"))
-            with caplog.at_level(logging.ERROR, "autotrader.live.robot"):
-                await robot.step()  # must not raise
-            assert venue_view(sim, key)["link_ids"] == []  # nothing sent unpersisted
-            assert store.decisions() == []
-            assert source.committed == 0  # given back, not lost
-            await robot.step()  # the store answers again: the same signal is decided and acted on
-            await exchange.close()
+    async def body(run: Running) -> None:
+        fail_once(store, monkeypatch, "record_decision", lambda d, *_: d.signal_id == "a")
+        run.push("a")
+        with caplog.at_level(logging.ERROR, "autotrader.live.robot"):
+            await run.robot.step()  # must not raise
+        assert run.venue()["link_ids"] == []  # nothing sent unpersisted
+        assert store.decisions() == []
+        assert run.source.committed == 0  # given back, not lost
+        await run.robot.step()  # the store answers again: the same signal is decided and acted on
 
-        asyncio.run(go())
-        link_ids = venue_view(sim, key)["link_ids"]
+    run, link_ids = run_robot(store, body)
     [decision] = store.decisions()
     assert (decision.signal_id, decision.outcome) == ("a", Outcome.ENTRY)
     assert decision.client_order_id in link_ids
-    assert source.committed == 1
-    assert robot.metrics.store_errors.get(where="signal at mem[0]@0") == 1
+    assert run.source.committed == 1
+    assert run.robot.metrics.store_errors.get(where="signal at mem[0]@0") == 1
     [line] = store_fault_lines(caplog)
     assert "server closed the connection" in line
     [fault] = [e for e in store.events() if e.kind == "fault"]
@@ -100,29 +123,25 @@ def test_a_store_failure_marking_a_bar_is_one_fault_the_stop_rests_and_the_next_
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
-    with sim_server() as sim:
-        robot, source, exchange, key = robot_on(sim, store)
 
-        async def go() -> None:
-            await robot.start()
-            source.push(signal(sim.state.clock.now_ms, "a"))
-            await robot.step()  # a long, its stop resting at the venue
-            resting = dict(venue_view(sim, key)["open"])
-            assert resting
-            marks = len(store.equity_series())
-            fail_once(store, monkeypatch, "save_risk")
-            sim.admin.advance(MINUTE)
-            with caplog.at_level(logging.ERROR, "autotrader.live.robot"):
-                await robot.step()  # the bar close's mark fails: must not raise
-            assert len(store.equity_series()) == marks  # that bar is not marked
-            assert venue_view(sim, key)["open"] == resting  # the stop is untouched
-            sim.admin.advance(MINUTE)
-            await robot.step()
-            assert len(store.equity_series()) == marks + 1  # the next bar is
-            await exchange.close()
+    async def body(run: Running) -> None:
+        run.push("a")
+        await run.robot.step()  # a long, its stop resting at the venue
+        resting = dict(run.venue()["open"])
+        assert resting
+        marks = len(store.equity_series())
+        fail_once(store, monkeypatch, "save_risk")
+        run.sim.admin.advance(MINUTE)
+        with caplog.at_level(logging.ERROR, "autotrader.live.robot"):
+            await run.robot.step()  # the bar close's mark fails: must not raise
+        assert len(store.equity_series()) == marks  # that bar is not marked
+        assert run.venue()["open"] == resting  # the stop is untouched
+        run.sim.admin.advance(MINUTE)
+        await run.robot.step()
+        assert len(store.equity_series()) == marks + 1  # the next bar is
 
-        asyncio.run(go())
-    assert robot.metrics.store_errors.get(where="bar close") == 1
+    run, _ = run_robot(store, body)
+    assert run.robot.metrics.store_errors.get(where="bar close") == 1
     assert len(store_fault_lines(caplog)) == 1
     store.close()
 
@@ -155,23 +174,18 @@ def terminate(dsn: str, pids: set[int]) -> int:
 def test_postgres_connections_dropped_between_signals_are_replaced_without_a_fault(pg_store: Any) -> None:
     store, dsn, _schema = pg_store
     pids = backend_pids(store)
-    with sim_server() as sim:
-        robot, source, exchange, key = robot_on(sim, store)
 
-        async def go() -> None:
-            await robot.start()
-            assert terminate(dsn, pids) >= 1  # PostgreSQL restarted, say: every connection of the store is gone
-            source.push(signal(sim.state.clock.now_ms, "a"))
-            await robot.step()
-            await exchange.close()
+    async def body(run: Running) -> None:
+        assert terminate(dsn, pids) >= 1  # PostgreSQL restarted, say: every connection of the store is gone
+        run.push("a")
+        await run.robot.step()
 
-        asyncio.run(go())
-        link_ids = venue_view(sim, key)["link_ids"]
+    run, link_ids = run_robot(store, body)
     [decision] = store.decisions()
     assert decision.outcome is Outcome.ENTRY
     assert entry_ids(store) == [decision.client_order_id]
     assert decision.client_order_id in link_ids
-    assert robot.metrics.store_errors.total() == 0  # the dead connection was replaced before it was used
+    assert run.robot.metrics.store_errors.total() == 0  # the dead connection was replaced before it was used
 
 
 @contextlib.contextmanager
@@ -210,22 +224,17 @@ def test_postgres_table_locked_by_another_session_times_out_as_one_fault_nothing
     pg_store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     store, dsn, schema = pg_store
-    with sim_server() as sim:
-        robot, source, exchange, key = robot_on(sim, store)
 
-        async def go() -> None:
-            await robot.start()
-            source.push(signal(sim.state.clock.now_ms, "a"))
-            with table_locked(dsn, schema, "intents"), caplog.at_level(logging.ERROR, "autotrader.live.robot"):
-                assert await timed_step(robot) < 4.0  # the decision's write waited lock_ms, not for the lock
-                assert venue_view(sim, key)["link_ids"] == []  # no intent, no order
-                assert store.decisions() == []  # the whole decision was rolled back
-            await robot.step()
-            await exchange.close()
+    async def body(run: Running) -> None:
+        run.push("a")
+        with table_locked(dsn, schema, "intents"), caplog.at_level(logging.ERROR, "autotrader.live.robot"):
+            assert await timed_step(run.robot) < 4.0  # the decision's write waited lock_ms, not for the lock
+            assert run.venue()["link_ids"] == []  # no intent, no order
+            assert store.decisions() == []  # the whole decision was rolled back
+        await run.robot.step()
 
-        asyncio.run(go())
-        link_ids = venue_view(sim, key)["link_ids"]
-    decided_after_the_store_is_back(store, robot, link_ids)
+    run, link_ids = run_robot(store, body)
+    decided_after_the_store_is_back(store, run.robot, link_ids)
     [line] = store_fault_lines(caplog)
     assert "lock timeout" in line
     assert dsn not in line
@@ -239,22 +248,17 @@ def test_postgres_connection_killed_mid_decision_is_one_fault_and_the_signal_is_
     dsn, schema = postgres_schema
     store = open_state_store(dsn, schema=schema, timeouts=StoreTimeouts(connect_s=2, statement_ms=8_000, lock_ms=6_000))
     pids = backend_pids(store)
-    with sim_server() as sim:
-        robot, source, exchange, key = robot_on(sim, store)
 
-        async def go() -> None:
-            await robot.start()
-            source.push(signal(sim.state.clock.now_ms, "a"))
-            killer = threading.Timer(0.5, terminate, (dsn, pids))  # while the decision's write waits on the lock
-            with table_locked(dsn, schema, "intents"):
-                killer.start()
-                assert await timed_step(robot) < 4.0
-                killer.join()
-                assert venue_view(sim, key)["link_ids"] == []
-            await robot.step()  # a new connection: the signal is decided
-            await exchange.close()
+    async def body(run: Running) -> None:
+        run.push("a")
+        killer = threading.Timer(0.5, terminate, (dsn, pids))  # while the decision's write waits on the lock
+        with table_locked(dsn, schema, "intents"):
+            killer.start()
+            assert await timed_step(run.robot) < 4.0
+            killer.join()
+            assert run.venue()["link_ids"] == []
+        await run.robot.step()  # a new connection: the signal is decided
 
-        asyncio.run(go())
-        link_ids = venue_view(sim, key)["link_ids"]
-    decided_after_the_store_is_back(store, robot, link_ids)
+    run, link_ids = run_robot(store, body)
+    decided_after_the_store_is_back(store, run.robot, link_ids)
     store.close()
