@@ -401,7 +401,8 @@ class SignalTarget(Target):
 
         config = RobotConfig(symbols=("BTCUSDT", "ETHUSDT"), timeframe="1h", capital=1000.0)
         self.robot = Robot(config, None, self.store, FunctionClock(lambda: T0 + 60_000))  # type: ignore[arg-type]
-        self.robot.intake = IntakeOnly(self.robot.state, self.robot.exits, self.robot.pause, self.robot.exchange_fault)
+        robot = self.robot
+        robot.intake = IntakeOnly(robot.state, robot.exits, robot.pause, robot.exchange_fault, robot.store_fault)
         self.loop = asyncio.new_event_loop()
         self.offset = 0
         self.counted: Counter[str] = Counter()

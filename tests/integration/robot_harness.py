@@ -207,5 +207,9 @@ class ListSource:
         self.committed += len(deliveries)
         return True
 
+    def rewind(self, *deliveries: Delivery) -> None:
+        """Give ``deliveries`` back: the next ``poll`` delivers them again."""
+        self.pending[:0] = [d.raw for d in deliveries]
+
     def close(self) -> None:
         return None

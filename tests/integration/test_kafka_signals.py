@@ -285,6 +285,18 @@ def test_kafka_source_state_store_failure_rewinds_batch(kafka_url: str) -> None:
     assert [(d.offset, d.outcome.verdict) for d in deliveries] == [(0, Verdict.ACCEPTED), (1, Verdict.ACCEPTED)]
 
 
+def test_kafka_source_rewind_gives_the_deliveries_back_at_the_next_poll(kafka_url: str) -> None:
+    publish_raw(kafka_url, *(encode(prediction(f"p-{i}")) for i in range(3)))
+    with KafkaSignalSource(
+        kafka_url, group_id=f"robot-{uuid.uuid4().hex[:8]}", seen=lambda _id: False, clock_ms=clock
+    ) as src:
+        first = drain(src, 3)
+        src.commit(first[0])
+        src.rewind(*first[1:])  # the store failed on p-1: it and what came after are read again
+        again = drain(src, 2)
+    assert [d.offset for d in again] == [1, 2]
+
+
 def test_kafka_publisher_prediction_keyed_by_symbol_round_trips(kafka_url: str) -> None:
     sent = [
         Prediction.model_validate(prediction("p-1")),

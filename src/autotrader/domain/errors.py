@@ -42,6 +42,11 @@ class StorageError(AutoTraderError):
     exit_code = 5
 
 
+class StoreUnavailable(StorageError):
+    """A store transaction failed for a passing reason (connection lost, timeout, lock, disk full): nothing
+    of it was kept, and a later one may succeed. The robot counts it as a fault and goes on."""
+
+
 class BrokerError(AutoTraderError):
     """The message broker failed in a way retrying will not fix (fatal client error, undelivered messages)."""
 

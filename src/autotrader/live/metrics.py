@@ -130,6 +130,9 @@ class RobotMetrics:
         self.exchange_errors = Counter(
             "autotrader_exchange_errors_total", "Exchange calls that failed after the adapter's retries, by kind."
         )
+        self.store_errors = Counter(
+            "autotrader_store_errors_total", "State store transactions that failed and the robot went on, by where."
+        )
         self.fills = Counter("autotrader_fills_total", "Executions recorded.")
         self.exchange_retries = Counter(
             "autotrader_exchange_retries_total",
@@ -170,6 +173,7 @@ class RobotMetrics:
             self.rejections,
             self.exchange_errors,
             self.exchange_retries,
+            self.store_errors,
             self.fills,
             self.reconciliations,
             self.latency,

@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from autotrader.domain.aligned import AlignedCandles
-from autotrader.domain.errors import ConfigError, TemporaryExchangeError
+from autotrader.domain.errors import ConfigError, StoreUnavailable, TemporaryExchangeError
 from autotrader.domain.instrument import Instrument
 from autotrader.execution.ports import ExchangePort
 from autotrader.live.bar_close import BarClose
@@ -143,7 +143,7 @@ class Robot:
         self.reconciler: Reconciler | None = None
         self.marking = Marking(limits, config.symbols, store, clock, self.metrics, self.kill_switch)
         self.exits = RobotExits(self.state, self.exchange_fault)
-        self.intake = SignalIntake(self.state, self.exits, self.pause, self.exchange_fault)
+        self.intake = SignalIntake(self.state, self.exits, self.pause, self.exchange_fault, self.store_fault)
         self.bar_close = BarClose(self.state, self.mark, self.exits, self.intake, self.exchange_fault)
 
     # --------------------------------------------------------------------------------- lifecycle
@@ -299,27 +299,39 @@ class Robot:
                 await self.bar_close.on_bar_close(closed_bar)
             except TemporaryExchangeError as e:
                 self.exchange_fault("bar", e)
-        handled = 0
-        if self.signals is not None:
-            try:  # keep prices fresh here, off the signal's path
-                await self.market_view.refresh_prices()
-            except TemporaryExchangeError as e:
-                self.exchange_fault("prices", e)
-            deliveries = await asyncio.to_thread(
-                self.signals.poll, self.config.poll_interval_s, self.config.signal_batch
-            )
-            if deliveries:
-                await self.intake.handle(deliveries)
-                handled = len(deliveries)
+            except StoreUnavailable as e:  # the bar's work stops there; resting stops stay at the venue
+                self.store_fault("bar close", e)
+        handled = 0 if self.signals is None else await self._take_signals(self.signals)
         try:
             await self.exits.check_robot_exits()
         except TemporaryExchangeError as e:
             self.exchange_fault("robot-side stop", e)
+        except StoreUnavailable as e:
+            self.store_fault("robot-side stop", e)
         if time.monotonic() - self._last_reconcile >= self.config.reconcile_interval_s:
             await self.reconcile()
-        self._heartbeat()
+        try:
+            self._heartbeat()
+        except StoreUnavailable as e:
+            self.store_fault("heartbeat", e)
         self.metrics.kill_switch.set(1.0 if self.kill_switch.engaged else 0.0)
         return handled
+
+    async def _take_signals(self, signals: SignalSource) -> int:
+        """Poll the source and decide what it delivered; returns how many deliveries it gave."""
+        try:  # keep prices fresh here, off the signal's path
+            await self.market_view.refresh_prices()
+        except TemporaryExchangeError as e:
+            self.exchange_fault("prices", e)
+        try:
+            deliveries = await asyncio.to_thread(signals.poll, self.config.poll_interval_s, self.config.signal_batch)
+        except StoreUnavailable as e:  # ``seen`` failed: the source gives the batch back
+            self.store_fault("signal poll", e)
+            await asyncio.sleep(self.config.poll_interval_s)
+            return 0
+        if deliveries:
+            await self.intake.handle(deliveries)
+        return len(deliveries)
 
     async def reconcile(self) -> ReconcileSummary | None:
         assert self.reconciler is not None
@@ -329,6 +341,9 @@ class Robot:
             summary = await self.reconciler.run(strict=False)
         except TemporaryExchangeError as e:
             self.exchange_fault("reconcile", e)
+            return None
+        except StoreUnavailable as e:
+            self.store_fault("reconcile", e)
             return None
         if summary.ok:
             if self.blocked_reason is not None:
@@ -396,7 +411,25 @@ class Robot:
         """Count, log and record a passing exchange problem met during ``where`` (the loop goes on)."""
         self.metrics.exchange_errors.inc(kind=type(e).__name__)
         log.warning("exchange problem during %s: %s", where, e)
-        self.store.record_event(RobotEvent(self.clock.now_ms(), "fault", f"{where}: {type(e).__name__}: {e}"[:1000]))
+        self._record_fault(where, e)
+
+    def store_fault(self, where: str, e: Exception) -> None:
+        """Count and log a failed state store transaction met during ``where`` (the loop goes on).
+
+        Nothing of that transaction was kept, and nothing that needed it was sent. The fault is
+        recorded too when the store takes it (a lock on one table, a replaced connection).
+        """
+        self.metrics.store_errors.inc(where=where)
+        log.error("state store problem during %s: %s", where, e)
+        self._record_fault(where, e)
+
+    def _record_fault(self, where: str, e: Exception) -> None:
+        try:
+            self.store.record_event(
+                RobotEvent(self.clock.now_ms(), "fault", f"{where}: {type(e).__name__}: {e}"[:1000])
+            )
+        except StoreUnavailable as again:  # the store is down: the log line is the record
+            log.debug("could not record the fault during %s: %s", where, again)
 
     def _heartbeat(self, force: bool = False) -> None:
         wall = time.monotonic()

@@ -31,6 +31,9 @@ from autotrader.strategy.base import Strategy
 ExchangeFault = Callable[[str, Exception], None]
 """Count, log and record a passing exchange problem met during ``where`` (``Robot.exchange_fault``)."""
 
+StoreFault = Callable[[str, Exception], None]
+"""Count and log a failed state store transaction met during ``where`` (``Robot.store_fault``)."""
+
 MarkBook = Callable[[dict[str, float], int], list[RiskTransition]]
 """Mark the book at ``prices`` as of a time into the risk state and record it (``Robot.mark``)."""
 
@@ -74,4 +77,4 @@ class RobotState:
         return self.market_view.history
 
 
-__all__ = ["EntryPause", "ExchangeFault", "MarkBook", "RobotState"]
+__all__ = ["EntryPause", "ExchangeFault", "MarkBook", "RobotState", "StoreFault"]

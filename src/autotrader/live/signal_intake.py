@@ -23,14 +23,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from autotrader.domain.errors import BrokerError, ExchangeError, OrderRejected, StorageError, TemporaryExchangeError
+from autotrader.domain.errors import (
+    BrokerError,
+    ExchangeError,
+    OrderRejected,
+    StorageError,
+    StoreUnavailable,
+    TemporaryExchangeError,
+)
 from autotrader.domain.orders import OrderSubmitted
 from autotrader.live.dead_letters import dead_letter, failure_detail
 from autotrader.live.decider import EntryInputs, EntryPlan, Pause, decide_action, decide_entry
 from autotrader.live.intents import entry_order, exit_intent
 from autotrader.live.records import Decision, Intent, IntentKind, Outcome, RobotEvent, StoredOrder
 from autotrader.live.robot_exits import RobotExits
-from autotrader.live.robot_state import EntryPause, ExchangeFault, RobotState
+from autotrader.live.robot_state import EntryPause, ExchangeFault, RobotState, StoreFault
 from autotrader.risk.policy import exposure_vector_nb
 from autotrader.risk.rules import Denial
 from autotrader.risk.volatility import daily_volatility_of
@@ -54,30 +61,51 @@ _SIGNAL_FIELDS = {
 class SignalIntake:
     """A robot's signal handling: deliveries and strategy signals to persisted decisions and sent orders."""
 
-    def __init__(self, state: RobotState, exits: RobotExits, pause: EntryPause, exchange_fault: ExchangeFault) -> None:
+    def __init__(
+        self,
+        state: RobotState,
+        exits: RobotExits,
+        pause: EntryPause,
+        exchange_fault: ExchangeFault,
+        store_fault: StoreFault,
+    ) -> None:
         self.state = state
         self.exits = exits  # sends a signal's exit
         self.pause = pause  # the robot's own reason to pause entries
         self.exchange_fault = exchange_fault
+        self.store_fault = store_fault
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         """Decide every delivery, then commit them to the source (after their decisions are persisted).
 
         One message never stops the robot: whatever still fails while deciding or persisting it (a
-        poison message) dead-letters it with a bounded reason, and the batch is committed. Only a
-        store or venue that is down (``StorageError``, ``ExchangeError``) or a broker failure stops it.
+        poison message) dead-letters it with a bounded reason, and the batch is committed. A store
+        transaction that fails for a passing reason (``StoreUnavailable``) is one fault: the
+        deliveries before it are committed, that one and the rest are not (a source that can
+        ``rewind`` gives them again at its next poll) and the robot goes on. A venue that is down
+        (``ExchangeError``), a store that refuses (``StorageError``) or a broker failure stops it.
         """
         state = self.state
         perf = time.perf_counter()
-        for delivery in deliveries:
+        done = len(deliveries)
+        for k, delivery in enumerate(deliveries):
             try:
                 await self._handle_one(delivery, perf)
+            except StoreUnavailable as e:  # not this message's fault: it is decided once the store is back
+                self.store_fault(f"signal at {delivery.position}", e)
+                done = k
+                break
             except (StorageError, ExchangeError, BrokerError):
                 raise  # not this message's fault: it comes again after the restart
             except Exception as e:
                 await self._poison(delivery, e)
-        if state.signals is not None:
-            state.signals.commit(*deliveries)
+        if state.signals is None:
+            return
+        if done:
+            state.signals.commit(*deliveries[:done])
+        rewind = getattr(state.signals, "rewind", None)
+        if done < len(deliveries) and rewind is not None:
+            rewind(*deliveries[done:])
 
     async def _handle_one(self, delivery: Delivery, perf: float) -> None:
         state = self.state

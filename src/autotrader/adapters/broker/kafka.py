@@ -387,6 +387,10 @@ class KafkaSignalSource:
         )
         return dataclasses.replace(d, dead_letter_error=f"not written to {self.dlq_topic}: {problem}")
 
+    def rewind(self, *deliveries: Delivery) -> None:
+        """Give ``deliveries`` back, uncommitted: the next ``poll`` reads them again (the store failed on them)."""
+        self._rewind([_where(d) for d in deliveries])
+
     def _rewind(self, positions: Iterable[tuple[str, int, int]]) -> None:
         """Seek each partition back to the first of ``positions`` so the next ``poll`` reads them again."""
         first: dict[tuple[str, int], int] = {}

@@ -5,6 +5,6 @@
 Migrations are Alembic scripts in ``migrations/``, applied programmatically when a store opens.
 """
 
-from autotrader.adapters.state.store import SqlStateStore, migrate, open_state_store, state_url
+from autotrader.adapters.state.store import SqlStateStore, StoreTimeouts, migrate, open_state_store, state_url
 
-__all__ = ["SqlStateStore", "migrate", "open_state_store", "state_url"]
+__all__ = ["SqlStateStore", "StoreTimeouts", "migrate", "open_state_store", "state_url"]

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from autotrader.adapters.state import schema as t
-from autotrader.domain.errors import StorageError
+from autotrader.domain.errors import StorageError, StoreUnavailable
 from autotrader.domain.orders import Fill, Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from autotrader.domain.redact import redact, remember_secret, scrub
 from autotrader.live.records import (
@@ -146,7 +147,7 @@ def _first_line(error: BaseException | None) -> str:
 _WAL_BACKSTOP_PAGES = 20_000  # ~80 MB of WAL before a commit checkpoints by itself
 
 
-def _create_engine(url: str, schema: str | None, sqlite_synchronous: str) -> Engine:
+def _create_engine(url: str, schema: str | None, sqlite_synchronous: str, timeouts: StoreTimeouts) -> Engine:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
@@ -170,10 +171,17 @@ def _create_engine(url: str, schema: str | None, sqlite_synchronous: str) -> Eng
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise StorageError(f"state store: unsupported database {parsed.get_backend_name()!r} (SQLite or PostgreSQL)")
-    connect_args: dict[str, Any] = {"connect_timeout": 5, "application_name": "autotrader-robot"}
+    # every wait is bounded: connecting, a statement, a lock; a connection the server dropped is replaced
+    options = [str(parsed.query["options"])] if isinstance(parsed.query.get("options"), str) else []
+    options += [f"-c statement_timeout={timeouts.statement_ms}", f"-c lock_timeout={timeouts.lock_ms}"]
     if schema:
-        connect_args["options"] = f"-c search_path={schema}"
-    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        options.append(f"-c search_path={schema}")
+    connect_args: dict[str, Any] = {
+        "connect_timeout": timeouts.connect_s,
+        "application_name": "autotrader-robot",
+        "options": " ".join(options),
+    }
+    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_timeout=timeouts.connect_s)
 
 
 def migrate(engine: Engine) -> None:
@@ -185,6 +193,8 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # two processes opening a new store: one migrates
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # however long the other's migration takes
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite: take the write lock before looking
@@ -199,10 +209,28 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def open_state_store(url: str, *, schema: str | None = None, sqlite_synchronous: str = "NORMAL") -> SqlStateStore:
+@dataclass(frozen=True)
+class StoreTimeouts:
+    """How long a PostgreSQL store waits: to connect (s), for one statement and for one lock (ms).
+
+    A wait cut short fails that transaction (``StoreUnavailable``); the robot's loop goes on.
+    """
+
+    connect_s: int = 5
+    statement_ms: int = 10_000
+    lock_ms: int = 5_000
+
+
+def open_state_store(
+    url: str,
+    *,
+    schema: str | None = None,
+    sqlite_synchronous: str = "NORMAL",
+    timeouts: StoreTimeouts | None = None,  # default: ``StoreTimeouts()``
+) -> SqlStateStore:
     """Open the store at ``url`` and migrate it. ``StorageError`` (one line, no password) on failure."""
     _remember_password(url)
-    engine = _create_engine(url, schema, sqlite_synchronous)
+    engine = _create_engine(url, schema, sqlite_synchronous, timeouts or StoreTimeouts())
     try:
         if schema and engine.dialect.name == "postgresql":
             with engine.begin() as conn:
@@ -231,8 +259,10 @@ class SqlStateStore:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except sa.exc.OperationalError as e:
-            raise StorageError(_redact(f"state store {self.url}: {_first_line(e.orig)}")) from scrub(e)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:  # lost, timed out, locked, full: nothing kept
+            raise StoreUnavailable(_redact(f"{self.dialect} state store: {_first_line(e.orig)}")) from scrub(e)
+        except sa.exc.TimeoutError as e:  # no pooled connection came free in time
+            raise StoreUnavailable(f"{self.dialect} state store: {_first_line(e)}") from None
 
     def close(self) -> None:
         self.engine.dispose()
