@@ -294,7 +294,7 @@ def test_kafka_source_rewind_gives_the_deliveries_back_at_the_next_poll(kafka_ur
         src.commit(first[0])
         src.rewind(*first[1:])  # the store failed on p-1: it and what came after are read again
         again = drain(src, 2)
-    assert [d.offset for d in again] == [1, 2]
+    assert [(d.offset, d.outcome.verdict) for d in again] == [(1, Verdict.ACCEPTED), (2, Verdict.ACCEPTED)]
 
 
 def test_kafka_publisher_prediction_keyed_by_symbol_round_trips(kafka_url: str) -> None:

@@ -20,10 +20,20 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, signal, sim_server, venue_view
+from robot_harness import (
+    MINUTE,
+    ListSource,
+    build_robot,
+    connect,
+    new_account,
+    robot_config,
+    signal,
+    sim_server,
+    venue_view,
+)
 
 from autotrader.adapters.state import SqlStateStore, StoreTimeouts, open_state_store
-from autotrader.domain.errors import StoreUnavailable
+from autotrader.domain.errors import StorageError, StoreUnavailable
 from autotrader.live.records import IntentKind, Outcome
 from autotrader.live.robot import Robot
 
@@ -65,13 +75,17 @@ class Running:
         self.source.push(signal(self.sim.state.clock.now_ms, signal_id))
 
 
-def run_robot(store: SqlStateStore, body: Callable[[Running], Awaitable[None]]) -> tuple[Running, list[str]]:
-    """Start a robot on ``store`` and a new exchange-sim account, run ``body``; returns it and the venue's order ids."""
+def run_robot(
+    store: SqlStateStore, body: Callable[[Running], Awaitable[None]], **config: Any
+) -> tuple[Running, list[str]]:
+    """Start a robot (``config``: settings other than the harness's) on ``store`` and a new exchange-sim
+    account, run ``body``; returns it and the venue's order ids."""
     with sim_server() as sim:
         account = new_account(sim)
         exchange = connect(sim, account)
         source = ListSource(sim.state.clock.now_ms, store.seen)
-        running = Running(build_robot(sim, exchange, store, signals=source), source, sim, account[0])
+        robot = build_robot(sim, exchange, store, robot_config(**config), signals=source)
+        running = Running(robot, source, sim, account[0])
 
         async def go() -> None:
             try:
@@ -119,7 +133,7 @@ def test_a_store_failure_while_deciding_a_signal_is_one_fault_and_the_signal_is_
     store.close()
 
 
-def test_a_store_failure_marking_a_bar_is_one_fault_the_stop_rests_and_the_next_bar_is_marked(
+def test_a_store_failure_marking_a_bar_is_one_fault_the_stop_rests_and_the_bar_is_marked_again_shortly(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
@@ -129,20 +143,48 @@ def test_a_store_failure_marking_a_bar_is_one_fault_the_stop_rests_and_the_next_
         await run.robot.step()  # a long, its stop resting at the venue
         resting = dict(run.venue()["open"])
         assert resting
-        marks = len(store.equity_series())
+        marks = [m.ts_ms for m in store.equity_series()]
         fail_once(store, monkeypatch, "save_risk")
         run.sim.admin.advance(MINUTE)
         with caplog.at_level(logging.ERROR, "autotrader.live.robot"):
             await run.robot.step()  # the bar close's mark fails: must not raise
-        assert len(store.equity_series()) == marks  # that bar is not marked
+        assert [m.ts_ms for m in store.equity_series()] == marks  # that bar is not marked
         assert run.venue()["open"] == resting  # the stop is untouched
+        await run.robot.step()
+        assert [m.ts_ms for m in store.equity_series()] == marks  # not redone at once: no busy loop
+        await asyncio.sleep(run.robot._store_retry_s)
+        await run.robot.step()  # the same bar, done again once the store answers
+        again = len(store.equity_series())
+        assert again == len(marks) + 1
         run.sim.admin.advance(MINUTE)
         await run.robot.step()
-        assert len(store.equity_series()) == marks + 1  # the next bar is
+        assert len(store.equity_series()) == again + 1  # and the next bar as usual
 
     run, _ = run_robot(store, body)
     assert run.robot.metrics.store_errors.get(where="bar close") == 1
     assert len(store_fault_lines(caplog)) == 1
+    store.close()
+
+
+def test_a_store_that_stays_down_past_its_outage_limit_stops_the_robot_with_one_clear_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+
+    def down(*_args: Any, **_kw: Any) -> Any:
+        raise StoreUnavailable("postgresql state store: could not connect to server")
+
+    async def body(run: Running) -> None:
+        monkeypatch.setattr(store, "save_risk", down)
+        for _ in range(2):  # within the limit: faults, and the robot goes on
+            run.sim.admin.advance(MINUTE)
+            await run.robot.step()
+            await asyncio.sleep(run.robot._store_retry_s)
+        with pytest.raises(StorageError, match=r"state store has failed for \d+ s .*could not connect"):
+            await run.robot.step()
+
+    run, _ = run_robot(store, body, store_outage_limit_s=1.5)
+    assert run.robot.metrics.store_errors.get(where="bar close") == 3
     store.close()
 
 
@@ -261,4 +303,29 @@ def test_postgres_connection_killed_mid_decision_is_one_fault_and_the_signal_is_
 
     run, link_ids = run_robot(store, body)
     decided_after_the_store_is_back(store, run.robot, link_ids)
+    store.close()
+
+
+def test_a_store_failure_placing_the_stop_after_an_entry_fills_is_mended_by_a_reconcile_within_seconds(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_state_store(f"sqlite:///{tmp_path / 's.db'}")
+
+    async def body(run: Running) -> None:
+        real, failed = store.save_intent, []
+
+        def save_intent(intent: Any, *args: Any, **kw: Any) -> Any:
+            if intent.kind is IntentKind.STOP and not failed:
+                failed.append(intent)
+                raise StoreUnavailable("postgresql state store: server closed the connection unexpectedly")
+            return real(intent, *args, **kw)
+
+        monkeypatch.setattr(store, "save_intent", save_intent)
+        run.push("a")
+        await run.robot.step()  # the entry fills; persisting its stop fails: a fault, a pause, then a reconcile
+        assert failed and store.load_positions()["BTCUSDT"].qty > 0
+        assert list(run.venue()["open"]) == [store.load_positions()["BTCUSDT"].stop_client_order_id]
+
+    run, _ = run_robot(store, body, reconcile_interval_s=3600.0)
+    assert sum(1 for e in store.events() if e.kind == "fault") == 1
     store.close()

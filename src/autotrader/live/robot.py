@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from autotrader.domain.aligned import AlignedCandles
-from autotrader.domain.errors import ConfigError, StoreUnavailable, TemporaryExchangeError
+from autotrader.domain.errors import ConfigError, StorageError, StoreUnavailable, TemporaryExchangeError
 from autotrader.domain.instrument import Instrument
 from autotrader.execution.ports import ExchangePort
 from autotrader.live.bar_close import BarClose
@@ -140,6 +140,8 @@ class Robot:
         self.started = False
         self._last_heartbeat = 0.0
         self._last_reconcile = 0.0
+        self._store_down_since: dict[str, float] = {}  # work -> when its store faults began (monotonic)
+        self._bar_retry_at = 0.0  # a bar close the store failed is redone from this monotonic time on
         self.reconciler: Reconciler | None = None
         self.marking = Marking(limits, config.symbols, store, clock, self.metrics, self.kill_switch)
         self.exits = RobotExits(self.state, self.exchange_fault)
@@ -294,13 +296,18 @@ class Robot:
             self.exchange_fault("clock", e)
         now = self.clock.now_ms()
         closed_bar = (now // self.tf_ms) * self.tf_ms - self.tf_ms
-        if closed_bar > self.last_bar_ts:
+        if closed_bar > self.last_bar_ts and time.monotonic() >= self._bar_retry_at:
+            previous_bar = self.last_bar_ts
             try:
                 await self.bar_close.on_bar_close(closed_bar)
             except TemporaryExchangeError as e:
                 self.exchange_fault("bar", e)
-            except StoreUnavailable as e:  # the bar's work stops there; resting stops stay at the venue
+            except StoreUnavailable as e:  # resting stops stay at the venue; the bar is done again shortly
+                self.last_bar_ts = previous_bar  # its work is idempotent: seen signals, per-bar ratchet
+                self._bar_retry_at = time.monotonic() + self._store_retry_s
                 self.store_fault("bar close", e)
+            else:
+                self._store_worked("bar close")
         handled = 0 if self.signals is None else await self._take_signals(self.signals)
         try:
             await self.exits.check_robot_exits()
@@ -330,7 +337,11 @@ class Robot:
             await asyncio.sleep(self.config.poll_interval_s)
             return 0
         if deliveries:
-            await self.intake.handle(deliveries)
+            decided = await self.intake.handle(deliveries)
+            if decided < len(deliveries):  # the store failed on one: the rest come again, not at once
+                await asyncio.sleep(self._store_retry_s)
+            else:
+                self._store_worked("signal")
         return len(deliveries)
 
     async def reconcile(self) -> ReconcileSummary | None:
@@ -421,7 +432,26 @@ class Robot:
         """
         self.metrics.store_errors.inc(where=where)
         log.error("state store problem during %s: %s", where, e)
+        now = time.monotonic()
+        since = self._store_down_since.setdefault(_work_of(where), now)
+        if now - since > self.config.store_outage_limit_s:
+            raise StorageError(
+                f"the state store has failed for {now - since:.0f} s "
+                f"(store_outage_limit_s {self.config.store_outage_limit_s:g}); last, during {where}: {e}"
+            ) from None
+        # a stop or target the failed transaction could not place is placed by the next reconcile: soon
+        self._last_reconcile = min(self._last_reconcile, now - self.config.reconcile_interval_s + self._store_retry_s)
         self._record_fault(where, e)
+
+    @property
+    def _store_retry_s(self) -> float:
+        """How long the loop waits before it redoes work the store failed (bounded below: no busy loop)."""
+        return max(1.0, self.config.poll_interval_s)
+
+    def _store_worked(self, work: str) -> None:
+        """``work``'s store transactions went through: its outage, if any, is over (each kind of work is
+        timed on its own, so bar closes that keep failing stop the robot even while heartbeats get through)."""
+        self._store_down_since.pop(work, None)
 
     def _record_fault(self, where: str, e: Exception) -> None:
         try:
@@ -441,7 +471,13 @@ class Robot:
         self.store.heartbeat(
             Heartbeat(self.name, now, time.time_ns() // 1_000_000, os.getpid(), self.config.mode, self.status, detail)
         )
+        self._store_worked("heartbeat")
         self.metrics.heartbeat.set(now)
 
 
 __all__ = ["ReconcileError", "Robot", "RobotConfig", "in_trading_hours", "parse_trading_hours"]
+
+
+def _work_of(where: str) -> str:
+    """The kind of work a store fault's ``where`` names (``signal at <position>`` -> ``signal``)."""
+    return where.split(" at ", 1)[0]

@@ -36,6 +36,8 @@ class RobotConfig(TradingConfig):
     price_max_age_s: float = Field(default=2.0, gt=0)
     lookback_bars: int = Field(default=300, ge=20, le=100_000)
     signal_batch: int = Field(default=200, ge=1)
+    # the state store may fail this long without a break (each failure is one fault); longer stops the robot
+    store_outage_limit_s: float = Field(default=300.0, gt=0, le=86_400)
 
     @model_validator(mode="before")
     @classmethod

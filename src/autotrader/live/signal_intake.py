@@ -75,7 +75,7 @@ class SignalIntake:
         self.exchange_fault = exchange_fault
         self.store_fault = store_fault
 
-    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(self, deliveries: Sequence[Delivery]) -> int:
         """Decide every delivery, then commit them to the source (after their decisions are persisted).
 
         One message never stops the robot: whatever still fails while deciding or persisting it (a
@@ -84,6 +84,7 @@ class SignalIntake:
         deliveries before it are committed, that one and the rest are not (a source that can
         ``rewind`` gives them again at its next poll) and the robot goes on. A venue that is down
         (``ExchangeError``), a store that refuses (``StorageError``) or a broker failure stops it.
+        Returns how many deliveries were decided (the rest were given back).
         """
         state = self.state
         perf = time.perf_counter()
@@ -100,12 +101,13 @@ class SignalIntake:
             except Exception as e:
                 await self._poison(delivery, e)
         if state.signals is None:
-            return
+            return done
         if done:
             state.signals.commit(*deliveries[:done])
         rewind = getattr(state.signals, "rewind", None)
         if done < len(deliveries) and rewind is not None:
             rewind(*deliveries[done:])
+        return done
 
     async def _handle_one(self, delivery: Delivery, perf: float) -> None:
         state = self.state

@@ -232,6 +232,10 @@ class SeenIds:
         if len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
 
+    def discard(self, signal_id: str) -> None:
+        """Forget ``signal_id`` (its message is given back to be decided again)."""
+        self._ids.pop(signal_id, None)
+
     def __contains__(self, signal_id: object) -> bool:
         return signal_id in self._ids
 

@@ -388,7 +388,12 @@ class KafkaSignalSource:
         return dataclasses.replace(d, dead_letter_error=f"not written to {self.dlq_topic}: {problem}")
 
     def rewind(self, *deliveries: Delivery) -> None:
-        """Give ``deliveries`` back, uncommitted: the next ``poll`` reads them again (the store failed on them)."""
+        """Give ``deliveries`` back, uncommitted: the next ``poll`` reads them again (the store failed on them)
+        and judges them afresh (this session no longer counts their ids as seen; the store still does
+        for any whose decision it did record)."""
+        for d in deliveries:
+            if d.signal_id is not None:
+                self._session_ids.discard(d.signal_id)
         self._rewind([_where(d) for d in deliveries])
 
     def _rewind(self, positions: Iterable[tuple[str, int, int]]) -> None:
