@@ -326,6 +326,6 @@ def test_a_store_failure_placing_the_stop_after_an_entry_fills_is_mended_by_a_re
         assert failed and store.load_positions()["BTCUSDT"].qty > 0
         assert list(run.venue()["open"]) == [store.load_positions()["BTCUSDT"].stop_client_order_id]
 
-    run, _ = run_robot(store, body, reconcile_interval_s=3600.0)
+    run_robot(store, body, reconcile_interval_s=3600.0)
     assert sum(1 for e in store.events() if e.kind == "fault") == 1
     store.close()
