@@ -19,18 +19,9 @@ from typing import Any
 
 import psycopg
 import pytest
+import robot_harness
 import sqlalchemy as sa
-from robot_harness import (
-    MINUTE,
-    ListSource,
-    build_robot,
-    connect,
-    new_account,
-    robot_config,
-    signal,
-    sim_server,
-    venue_view,
-)
+from robot_harness import MINUTE, ListSource, build_robot, connect, new_account, signal, sim_server, venue_view
 
 from autotrader.adapters.state import SqlStateStore, StoreTimeouts, open_state_store
 from autotrader.domain.errors import StorageError, StoreUnavailable
@@ -84,7 +75,7 @@ def run_robot(
         account = new_account(sim)
         exchange = connect(sim, account)
         source = ListSource(sim.state.clock.now_ms, store.seen)
-        robot = build_robot(sim, exchange, store, robot_config(**config), signals=source)
+        robot = build_robot(sim, exchange, store, robot_harness.robot_config(**config), signals=source)
         running = Running(robot, source, sim, account[0])
 
         async def go() -> None:
