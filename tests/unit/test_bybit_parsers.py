@@ -800,3 +800,10 @@ def test_a_fitted_order_is_marked_and_the_mark_vouches_for_that_exact_order_only
     below_minimum = mark_fitted(_command(qty=Decimal("0.002"), price=Decimal(42000)), larger_minimum)
     assert not is_fitted(below_minimum, larger_minimum)
     assert is_fitted(mark_fitted(_command(qty=Decimal("0.012"), price=Decimal(42000)), inst), inst)
+    # a priced order's value is checked too; a market order above the venue's largest is never let through
+    assert not is_fitted(mark_fitted(_command(qty=Decimal("0.001"), price=Decimal(1000)), inst), inst)  # 1 < 5 USDT
+    capped = dataclasses.replace(inst, max_market_qty=Decimal("0.010"))
+    market = _command(type=OrderType.MARKET, price=None, qty=Decimal("0.012"))
+    assert not is_fitted(mark_fitted(market, capped), capped)
+    with pytest.raises(OrderRejected, match="largest market order"):
+        fit_to_instrument(market, capped, Decimal(42000))

@@ -168,6 +168,11 @@ def fit_to_instrument(order: SubmitOrder, instrument: Instrument, reference_pric
     qty = _on_grid(qty_f, instrument.lot_step)
     if instrument.max_qty is not None and qty > instrument.max_qty:
         raise OrderRejected(f"{order.symbol} qty {qty} above the maximum {instrument.max_qty}; order not sent")
+    if _above_market_maximum(order, qty, instrument):
+        raise OrderRejected(
+            f"{order.symbol} market qty {qty} above the venue's largest market order {instrument.max_market_qty}; "
+            "order not sent"
+        )
 
     def tick(value: Decimal | None) -> Decimal | None:
         if value is None:
@@ -202,7 +207,8 @@ def is_fitted(order: SubmitOrder, instrument: Instrument) -> bool:
     True when it carries the mark of a fit to these very rules, is the order that was marked (any
     value changed since, e.g. by ``dataclasses.replace``, voids the mark) and keeps the rules that
     need no price: trading status, quantity on the lot step within the minimum and maximum, every
-    price on the tick.
+    price on the tick; a priced order also its minimum value (a market order's waits for a price:
+    the mark vouches for it).
     """
     fit = order.fitted
     return (
@@ -210,6 +216,7 @@ def is_fitted(order: SubmitOrder, instrument: Instrument) -> bool:
         and fit.instrument == instrument
         and fit.approved == order
         and on_instrument_grid(order, instrument)
+        and (order.price is None or order.reduce_only or order.qty * order.price >= instrument.min_notional)
     )
 
 
@@ -221,8 +228,15 @@ def on_instrument_grid(order: SubmitOrder, instrument: Instrument) -> bool:
         return False
     if instrument.max_qty is not None and order.qty > instrument.max_qty:
         return False
+    if _above_market_maximum(order, order.qty, instrument):
+        return False
     prices = (order.price, order.trigger_price, order.take_profit, order.stop_loss)
     return all(p is None or _is_multiple(p, instrument.tick_size) for p in prices)
+
+
+def _above_market_maximum(order: SubmitOrder, qty: Decimal, instrument: Instrument) -> bool:
+    """A market order (or a conditional one that becomes one) larger than the venue's largest market order."""
+    return order.price is None and instrument.max_market_qty is not None and qty > instrument.max_market_qty
 
 
 def _is_multiple(value: Decimal, step: Decimal) -> bool:
