@@ -20,6 +20,7 @@ test: $(STAMP)
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-chromium.sh
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint --failure-threshold style Dockerfile.autotrade
 	$(VENV)/bin/python -m pytest -n 2 -q

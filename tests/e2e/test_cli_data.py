@@ -20,7 +20,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd=None) -> subproce
     return subprocess.run(
         [sys.executable, "-m", "autotrader", *args],
         capture_output=True, text=True, env=full_env, timeout=600, cwd=cwd,
-    )
+    )  # fmt: skip
 
 
 @pytest.fixture(params=["embedded", "postgres"])
@@ -51,7 +51,7 @@ def test_data_import_foreign_parquet_reads_back_identical(backend_env, tmp_path)
     result = run_cli(
         "data", "import", str(path), "--exchange", "kraken", "--symbol", "ADAUSD", "--timeframe", "1h",
         env=backend_env,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     from autotrader.adapters.storage import open_store
     from autotrader.config import load_settings
@@ -84,7 +84,7 @@ def test_data_import_bad_row_exits_nonzero_names_row_and_changes_nothing(backend
     before = run_cli("data", "list", env=backend_env).stdout
     result = run_cli(
         "data", "import", str(path), "--exchange", "test", "--symbol", "BADUSDT", "--timeframe", "1h", env=backend_env
-    )
+    )  # fmt: skip
     assert result.returncode != 0
     assert "bad.csv" in result.stderr
     assert expected in result.stderr
@@ -159,7 +159,7 @@ def test_data_import_cryptodatadownload_csv_exact_with_gaps_and_jumps(backend_en
     result = run_cli(
         "data", "import", str(path), "--exchange", "bitstamp", "--symbol", "BTCUSD", "--timeframe", "1h",
         env=backend_env,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Imported 45 bars into bitstamp:BTCUSD:1h" in out
@@ -207,7 +207,7 @@ def test_data_import_column_mapping_and_skip_rows(tmp_path):
     result = run_cli(
         "data", "import", str(path), "--exchange", "test", "--symbol", "MAPUSDT", "--timeframe", "1h",
         "--skip-rows", "2", "--columns", "ts=Zeit,close=Schluss,volume=Menge",
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Imported 6 bars into test:MAPUSDT:1h" in result.stdout
 
@@ -242,7 +242,7 @@ def test_data_symbol_on_other_exchange_is_suggested(tmp_path):
     assert imported.returncode == 0, imported.stderr
     backtest = run_cli(
         "backtest", "--symbols", "BTCUSD", "--strategy", "buy_and_hold", "--period", "2024-03-01:2024-03-02"
-    )
+    )  # fmt: skip
     assert backtest.returncode != 0
     assert "BTCUSD 1h is stored under --exchange kraken" in backtest.stderr
     verify = run_cli("data", "verify", "--symbol", "BTCUSD", "--exchange", "binance")

@@ -55,9 +55,7 @@ def assert_same(actual: Candles, expected: Candles) -> None:
     for name in COLUMNS[1:]:
         got, want = getattr(actual, name), getattr(expected, name)
         assert got.dtype == np.float64, name
-        assert np.array_equal(got.view(np.uint64), np.ascontiguousarray(want, np.float64).view(np.uint64)), (
-            name
-        )
+        assert np.array_equal(got.view(np.uint64), np.ascontiguousarray(want, np.float64).view(np.uint64)), name
 
 
 def sabotage_embedded(store: ParquetCandleStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,9 +83,7 @@ def sabotage_postgres(store: PostgresCandleStore, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture(params=["embedded", "postgres"])
-def backend(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[CandleStore, Callable[..., None]]]:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CandleStore, Callable[..., None]]]:
     """A fresh, empty store of each backend and a function that makes its next writes fail midway."""
     if request.param == "embedded":
         embedded = ParquetCandleStore(tmp_path / "store")
@@ -482,9 +478,7 @@ def test_parquet_store_series_files_follow_documented_layout(tmp_path: Path) -> 
 
     store.upsert(SeriesKey.of("Binance", "eth/usdt", "1H"), make_candles(3))
 
-    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet")] == [
-        "binance/ETHUSDT/1h.parquet"
-    ]
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet")] == ["binance/ETHUSDT/1h.parquet"]
 
 
 def test_parquet_store_key_escaping_the_root_is_rejected(tmp_path: Path) -> None:

@@ -120,9 +120,7 @@ def test_html_loads_offline_with_plotly_inline(written: tuple[dict, list[Path]])
 def test_fan_chart_accepts_bands(tmp_path: Path) -> None:
     from autotrader.analytics import charts
 
-    chart = charts._fan_chart(
-        {"bands": {"5": [1, 2, 3], "50": [2, 3, 4], "95": [3, 4, 5]}, "x": [10, 20, 30]}
-    )
+    chart = charts._fan_chart({"bands": {"5": [1, 2, 3], "50": [2, 3, 4], "95": [3, 4, 5]}, "x": [10, 20, 30]})
     assert [p for p, _ in chart.bands] == [5.0, 50.0, 95.0]
     assert chart.x is not None
     assert chart.x.tolist() == [10.0, 20.0, 30.0]

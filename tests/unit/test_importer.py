@@ -344,9 +344,7 @@ def test_read_invalid_json_error(tmp_path):
 
 def test_read_json_short_row_names_row(tmp_path):
     path = write_csv(tmp_path / "data.json", "[[1704067200000, 1, 2, 0.5, 1.5, 10], [1704070800000, 1, 2]]")
-    with pytest.raises(
-        DataError, match=r"^data\.json: row 2: expected \[ts, open, high, low, close, volume\]"
-    ):
+    with pytest.raises(DataError, match=r"^data\.json: row 2: expected \[ts, open, high, low, close, volume\]"):
         read_candle_file(path)
 
 
@@ -464,8 +462,11 @@ def _gz(rows: str) -> bytes:
         ("noise.csv.gz", b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, "cannot read as CSV"),
         ("plain.csv.gz", GOOD_CSV.encode(), "cannot read as CSV"),
         ("deep.json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-        ("latin1.csv", "ts,open,high,low,close,volume\n1704067200000,1,2,0.5,1.5,1 \xe9\xff\n".encode("latin-1"),
-         "cannot read as CSV"),
+        (
+            "latin1.csv",
+            "ts,open,high,low,close,volume\n1704067200000,1,2,0.5,1.5,1 \xe9\xff\n".encode("latin-1"),
+            "cannot read as CSV",
+        ),
         ("cut.parquet", b"PAR1" + b"\x00" * 64, "cannot read as Parquet"),
         ("cut.feather", b"ARROW1\x00\x00" + b"\x01" * 32, "cannot read as feather"),
     ],

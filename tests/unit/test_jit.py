@@ -48,9 +48,7 @@ def test_start_numba_runs_once() -> None:
 def _compiled_modules_in_tree() -> set[str]:
     root = jit._PACKAGE
     return {
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*.py")
-        if "@njit" in p.read_text() and p.name != "jit.py"
+        p.relative_to(root).as_posix() for p in root.rglob("*.py") if "@njit" in p.read_text() and p.name != "jit.py"
     }
 
 

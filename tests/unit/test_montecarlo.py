@@ -100,9 +100,7 @@ def test_permute_trades_order_free_figures_identical_in_every_band() -> None:
 
 
 def test_permute_trades_only_gains_never_draw_down() -> None:
-    res = mc.permute_trades(
-        np.full(50, 0.01) + np.linspace(0, 0.01, 50), n_simulations=500, drawdown_limit=0.1
-    )
+    res = mc.permute_trades(np.full(50, 0.01) + np.linspace(0, 0.01, 50), n_simulations=500, drawdown_limit=0.1)
     assert (res.max_drawdown.p5, res.max_drawdown.p95) == (0.0, 0.0)
     assert (res.prob_ruin, res.prob_drawdown_breach, res.prob_loss) == (0.0, 0.0, 0.0)
 
@@ -157,9 +155,7 @@ def test_bootstrap_trades_single_crash_ruin_probability_closed_form() -> None:
 
 
 @pytest.mark.parametrize(("block_length", "tol_sd"), [(1.0, 0.06), (5.0, 0.1), (20.0, 0.1)])
-def test_bootstrap_daily_returns_match_stationary_bootstrap_closed_form(
-    block_length: float, tol_sd: float
-) -> None:
+def test_bootstrap_daily_returns_match_stationary_bootstrap_closed_form(block_length: float, tol_sd: float) -> None:
     # blocks make the resampled sum a scale mixture of normals: the normal quantiles are looser there
     r = _lognormal_trades(n=730, mu=0.0005, sigma=0.03, seed=11)
     res = mc.bootstrap_daily_returns(r, block_length=block_length, seed=4)

@@ -36,9 +36,7 @@ def _psr_reference(r: np.ndarray, benchmark: float) -> float:
 @pytest.mark.parametrize("benchmark", [0.0, 0.05, -0.02])
 def test_psr_matches_independent_scipy_formula(benchmark: float) -> None:
     r = _skewed_returns()
-    assert of.probabilistic_sharpe_ratio(r, benchmark) == pytest.approx(
-        _psr_reference(r, benchmark), rel=1e-10
-    )
+    assert of.probabilistic_sharpe_ratio(r, benchmark) == pytest.approx(_psr_reference(r, benchmark), rel=1e-10)
 
 
 def test_sharpe_moments_are_metrics_sharpe_and_scipy_moments() -> None:
@@ -244,9 +242,7 @@ def test_pbo_in_sample_winner_always_loses_out_of_sample() -> None:
     assert res.pbo == 1.0
     np.testing.assert_allclose(res.logits, math.log(1 / 2))
     assert res.prob_oos_loss == 1.0
-    assert res.slope == pytest.approx(
-        -1.0, abs=0.05
-    )  # degradation: OOS mean = -IS mean (stds differ a little)
+    assert res.slope == pytest.approx(-1.0, abs=0.05)  # degradation: OOS mean = -IS mean (stds differ a little)
 
 
 def test_pbo_flat_trial_scores_zero_not_nan() -> None:

@@ -23,9 +23,7 @@ def test_positions_signal_exit_ends_before_the_exit_bar():
 
 
 def test_positions_stop_exit_stays_exposed_to_the_bar_that_stopped_it():
-    trades = [
-        {"symbol": "A", "side": "long", "entry_time": _iso(2), "exit_time": _iso(5), "exit_reason": "stop_loss"}
-    ]
+    trades = [{"symbol": "A", "side": "long", "entry_time": _iso(2), "exit_time": _iso(5), "exit_reason": "stop_loss"}]
     pos = positions_from_trades(trades, TS, ("A",))
     assert list(np.flatnonzero(pos[:, 0])) == [2, 3, 4, 5]
 

@@ -130,9 +130,7 @@ def test_build_report_total_return_is_last_over_first_equity(doc, result):
 def test_build_report_net_profit_and_commission_from_trades(doc, result):
     perf = doc["performance"]["all"]
     assert perf["net_profit_usd"] == pytest.approx(float(result.trades["pnl"].sum()), rel=1e-12)
-    assert perf["net_profit_usd"] == pytest.approx(
-        result.equity[-1] - result.config.initial_capital, rel=1e-9
-    )
+    assert perf["net_profit_usd"] == pytest.approx(result.equity[-1] - result.config.initial_capital, rel=1e-9)
     fees = float((result.trades["entry_fee"] + result.trades["exit_fee"]).sum())
     assert perf["commission_paid_usd"] == pytest.approx(fees, rel=1e-12)
     assert doc["summary"]["commission_paid_usd"] == pytest.approx(fees, rel=1e-12)
@@ -155,9 +153,7 @@ def test_build_report_performance_rows_cover_every_column_key(doc):
         assert set(perf[col]) == set(keys)
     # portfolio-level figures exist for All only, as in TradingView
     assert perf["long"]["sharpe_ratio"] is None
-    assert perf["all"]["max_drawdown_pct"] == pytest.approx(
-        100 * metrics.max_drawdown(doc_equity(doc)), rel=1e-12
-    )
+    assert perf["all"]["max_drawdown_pct"] == pytest.approx(100 * metrics.max_drawdown(doc_equity(doc)), rel=1e-12)
 
 
 def doc_equity(doc: dict) -> np.ndarray:
@@ -353,9 +349,7 @@ def test_write_csv_headers_and_trade_count(doc, tmp_path):
     trades = by_name["trades.csv"]
     assert tuple(trades[0]) == TRADE_FIELDS
     assert len(trades) - 1 == len(doc["trades"])
-    assert float(trades[-1][TRADE_FIELDS.index("cum_pnl_usd")]) == pytest.approx(
-        doc["trades"][-1]["cum_pnl_usd"]
-    )
+    assert float(trades[-1][TRADE_FIELDS.index("cum_pnl_usd")]) == pytest.approx(doc["trades"][-1]["cum_pnl_usd"])
     assert by_name["equity.csv"][0] == ["time", "ts_ms", "equity", "benchmark", "drawdown"]
     assert len(by_name["equity.csv"]) - 1 == doc["equity_curve"]["points"]
     summary = dict(by_name["summary.csv"][1:])

@@ -91,8 +91,7 @@ def test_scorecard_failure_is_stated_with_its_figure() -> None:
     assert card.verdict == FAIL
     assert not card.passed
     assert card.summary == (
-        "FAIL: 2 of 8 evaluated gates failed "
-        "(profit factor 1.21, needs > 1.80; max drawdown 24.3%, needs < 20.0%)."
+        "FAIL: 2 of 8 evaluated gates failed (profit factor 1.21, needs > 1.80; max drawdown 24.3%, needs < 20.0%)."
     )
 
 

@@ -429,7 +429,7 @@ def test_prediction_model_extra_field_or_float_ts_refused():
 def test_ml_hold_rule_enters_only_above_threshold_and_edge_holds_horizon_then_exits():
     #             0    1     2     3     4     5     6     7     8     9     10    11
     p = np.array([0.7, 0.56, 0.70, 0.40, 0.30, 0.58, 0.60, 0.45, 0.45, 0.45, 0.60, 0.6])[:, None]
-    e = np.array([-.1, 0.01, 0.01, 0.00, 0.00, 0.02, 0.01, 0.00, 0.00, 0.00, -.01, 0.0])[:, None]
+    e = np.array([-0.1, 0.01, 0.01, 0.00, 0.00, 0.02, 0.01, 0.00, 0.00, 0.00, -0.01, 0.0])[:, None]
     out = hold_rule_nb(p, e, 0.55, 0.005, 3)
     # bar 0: p high but the edge is below min_edge, no entry; bar 1 enters and holds 3 bars whatever p does
     # (bar 2 does not renew, bars 3-4 do not exit early); bar 4 exits; bar 5 enters again, bar 8 exits;

@@ -31,9 +31,7 @@ HOUR = 3_600_000
 # --------------------------------------------------------------------------- helpers
 
 
-def _random_bars(
-    n: int = 500, seed: int = 7, symbols: tuple[str, ...] = ("AAAUSDT", "BBBUSDT")
-) -> AlignedCandles:
+def _random_bars(n: int = 500, seed: int = 7, symbols: tuple[str, ...] = ("AAAUSDT", "BBBUSDT")) -> AlignedCandles:
     """Random-walk OHLC bars; the second symbol lists late and has a hole."""
     rng = np.random.default_rng(seed)
     series = {}
@@ -70,8 +68,7 @@ def _log_returns(data: AlignedCandles, j: int) -> np.ndarray:
 
 def _loose(symbols: tuple[str, ...]) -> dict[str, Instrument]:
     return {
-        s: Instrument.trading(s, "spot", tick_size=0.0, lot_step=0.0, min_qty=0.0, min_notional=0.0)
-        for s in symbols
+        s: Instrument.trading(s, "spot", tick_size=0.0, lot_step=0.0, min_qty=0.0, min_notional=0.0) for s in symbols
     }
 
 
@@ -118,9 +115,7 @@ def _config(symbols: tuple[str, ...], strategy: str, **overrides: object) -> Bac
 @pytest.fixture(scope="module")
 def btc() -> AlignedCandles:
     path = bundled_files()[SeriesKey.of("binance", "BTCUSDT", "1h")]
-    candles = read_parquet_candles(path).slice_range(
-        parse_date_ms("2022-01-01"), parse_date_ms("2022-07-01") - 1
-    )
+    candles = read_parquet_candles(path).slice_range(parse_date_ms("2022-01-01"), parse_date_ms("2022-07-01") - 1)
     return align({"BTCUSDT": candles})
 
 
@@ -162,9 +157,7 @@ def test_scale_volatility_triples_return_std_keeps_trend_and_bars_consistent() -
         assert out.close[first, j] == pytest.approx(data.close[first, j])
     # the intrabar range grows too
     p = data.present
-    assert np.mean(np.log(out.high[p] / out.low[p])) == pytest.approx(
-        3 * np.mean(np.log(data.high[p] / data.low[p]))
-    )
+    assert np.mean(np.log(out.high[p] / out.low[p])) == pytest.approx(3 * np.mean(np.log(data.high[p] / data.low[p])))
     _assert_consistent(out)
 
 
@@ -386,9 +379,7 @@ def test_historical_window_from_a_store_outside_the_saved_period(tmp_path, btc: 
     rows = np.flatnonzero(btc.present[:, 0])
     store.upsert(
         key,
-        Candles(
-            btc.ts[rows], *(getattr(btc, c)[rows, 0] for c in ("open", "high", "low", "close", "volume"))
-        ),
+        Candles(btc.ts[rows], *(getattr(btc, c)[rows, 0] for c in ("open", "high", "low", "close", "volume"))),
     )
     config = _config(("BTCUSDT",), _AlwaysLong.name, start="2022-06-01", end="2022-06-30")
     report = run_stress_tests(
@@ -409,9 +400,7 @@ def test_historical_window_from_a_store_outside_the_saved_period(tmp_path, btc: 
 def test_all_ten_scenarios_run_and_count() -> None:
     data = _random_bars(n=400)
     config = _config(data.symbols, _AlwaysLong.name, risk_level="aggressive")
-    report = run_stress_tests(
-        config, data, strategy_factory=lambda _: _AlwaysLong(), instruments=_loose(data.symbols)
-    )
+    report = run_stress_tests(config, data, strategy_factory=lambda _: _AlwaysLong(), instruments=_loose(data.symbols))
     assert tuple(s.name for s in report.scenarios) == SCENARIO_NAMES
     assert report.total == 10
     assert report.survived + report.failed + report.not_applicable == 10

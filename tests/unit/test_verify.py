@@ -116,9 +116,7 @@ def test_verify_non_positive_price_error(column, value):
     candles = make(3, open=[10, 10, 10], high=[12, 12, 12], low=[9, 9, 9], close=[11, 11, 11])
     values = getattr(candles, column).copy()
     values[1] = value
-    candles = make(
-        3, **{**{c: getattr(candles, c) for c in ("open", "high", "low", "close")}, column: values}
-    )
+    candles = make(3, **{**{c: getattr(candles, c) for c in ("open", "high", "low", "close")}, column: values})
     [bad] = only(verify_candles(candles, H), "non_positive_price")
     assert (bad.severity, bad.row) == ("error", 1)
     assert bad.message == f"non-positive {column} {value:g}"

@@ -213,9 +213,7 @@ def _rolling_sharpe_chart(doc: Mapping[str, Any]) -> _Chart:
         return _Chart(name, title, "line", note=f"not defined: {e}")
     window = 90 if returns.size >= 180 else 30
     if returns.size < 2 * window:
-        return _Chart(
-            name, title, "line", note=f"needs at least {2 * window} days; the run has {returns.size}"
-        )
+        return _Chart(name, title, "line", note=f"needs at least {2 * window} days; the run has {returns.size}")
     sharpe = metrics.rolling_sharpe(returns, window)
     x = _dates(daily["ts_ms"])[1:]
     return _Chart(
@@ -249,9 +247,7 @@ def _time_chart(doc: Mapping[str, Any], key: str, label_key: str, name: str, tit
     rows = doc["time_analysis"][key]
     if not any(int(r["trades"]) for r in rows):
         return _Chart(name, title, "bars", note="no closed trades")
-    labels = tuple(
-        f"{r[label_key]:02d}" if isinstance(r[label_key], int) else str(r[label_key]) for r in rows
-    )
+    labels = tuple(f"{r[label_key]:02d}" if isinstance(r[label_key], int) else str(r[label_key]) for r in rows)
     pnl = _floats([r["pnl_usd"] for r in rows])
     return _Chart(
         name,
@@ -290,9 +286,7 @@ def _fan_chart(mc: Mapping[str, Any]) -> _Chart:
         levels = np.percentile(paths, _FAN_PERCENTILES, axis=0)
         bands = [(p, levels[i]) for i, p in enumerate(_FAN_PERCENTILES)]
     else:
-        raise DataError(
-            "monte_carlo data needs 'bands' ({percentile: values}) or 'paths' (simulations × steps)"
-        )
+        raise DataError("monte_carlo data needs 'bands' ({percentile: values}) or 'paths' (simulations × steps)")
     lengths = {v.size for _, v in bands}
     if len(lengths) != 1 or 0 in lengths:
         raise DataError("monte_carlo bands must be non-empty and of one length")
@@ -324,9 +318,7 @@ def _charts(doc: Mapping[str, Any], monte_carlo: Mapping[str, Any] | None) -> li
         _monthly_chart(doc),
         _yearly_chart(doc),
         _rolling_sharpe_chart(doc),
-        _histogram_chart(
-            doc, "pnl_usd", "pnl_distribution.png", "Trade P&L distribution", "net P&L per trade (USD)"
-        ),
+        _histogram_chart(doc, "pnl_usd", "pnl_distribution.png", "Trade P&L distribution", "net P&L per trade (USD)"),
         _histogram_chart(
             doc, "duration_hours", "trade_duration.png", "Trade duration distribution", "holding time (hours)"
         ),
@@ -402,9 +394,7 @@ def _mpl_bars(fig: Figure, ax: Axes, chart: _Chart) -> None:
 def _mpl_grouped_bars(fig: Figure, ax: Axes, chart: _Chart) -> None:
     width = 0.8 / len(chart.series)
     for k, s in enumerate(chart.series):
-        ax.bar(
-            s.x + (k - (len(chart.series) - 1) / 2) * width, s.y, width=width, label=s.label, color=s.color
-        )
+        ax.bar(s.x + (k - (len(chart.series) - 1) / 2) * width, s.y, width=width, label=s.label, color=s.color)
     ax.set_xticks(chart.series[0].x, chart.categories)
     ax.axhline(0.0, color=_GREY, linewidth=0.8)
     ax.legend(loc="upper left")
@@ -453,9 +443,7 @@ def _mpl_fan(fig: Figure, ax: Axes, chart: _Chart) -> None:
     for lo, hi in zip(levels, reversed(levels), strict=True):
         if lo >= hi:
             break
-        ax.fill_between(
-            x, bands[lo], bands[hi], color=_BLUE, alpha=0.15, linewidth=0, label=f"{lo:g}-{hi:g}%"
-        )
+        ax.fill_between(x, bands[lo], bands[hi], color=_BLUE, alpha=0.15, linewidth=0, label=f"{lo:g}-{hi:g}%")
     median = min(levels, key=lambda p: abs(p - 50.0))
     ax.plot(x, bands[median], color=_BLUE, linewidth=1.4, label=f"{median:g}% (median)")
     for s in chart.series:
@@ -505,9 +493,7 @@ def _plotly_line(fig: Any, chart: _Chart) -> None:
     import plotly.graph_objects as go
 
     for s in chart.series:
-        fig.add_trace(
-            go.Scatter(x=s.x, y=s.y, name=s.label, mode="lines", line={"color": s.color, "width": 1.5})
-        )
+        fig.add_trace(go.Scatter(x=s.x, y=s.y, name=s.label, mode="lines", line={"color": s.color, "width": 1.5}))
     if chart.log_scale:
         fig.update_yaxes(type="log")
     if chart.name == "rolling_sharpe.png":
@@ -519,9 +505,7 @@ def _plotly_area(fig: Any, chart: _Chart) -> None:
 
     s = chart.series[0]
     fig.add_trace(
-        go.Scatter(
-            x=s.x, y=s.y, name=s.label, mode="lines", fill="tozeroy", line={"color": s.color, "width": 1}
-        )
+        go.Scatter(x=s.x, y=s.y, name=s.label, mode="lines", fill="tozeroy", line={"color": s.color, "width": 1})
     )
 
 
@@ -555,9 +539,7 @@ def _plotly_hbars(fig: Any, chart: _Chart) -> None:
 
     s = chart.series[0]
     fig.add_trace(
-        go.Bar(
-            x=s.y, y=list(chart.categories), orientation="h", name=s.label, marker_color=_signed_colors(s.y)
-        )
+        go.Bar(x=s.y, y=list(chart.categories), orientation="h", name=s.label, marker_color=_signed_colors(s.y))
     )
     fig.update_yaxes(autorange="reversed")
 
@@ -592,9 +574,7 @@ def _plotly_fan(fig: Any, chart: _Chart) -> None:
     for lo, hi in zip(levels, reversed(levels), strict=True):
         if lo >= hi:
             break
-        fig.add_trace(
-            go.Scatter(x=x, y=bands[hi], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
-        )
+        fig.add_trace(go.Scatter(x=x, y=bands[hi], mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"))
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -607,9 +587,7 @@ def _plotly_fan(fig: Any, chart: _Chart) -> None:
             )
         )
     median = min(levels, key=lambda p: abs(p - 50.0))
-    fig.add_trace(
-        go.Scatter(x=x, y=bands[median], mode="lines", line={"color": _BLUE}, name=f"{median:g}% (median)")
-    )
+    fig.add_trace(go.Scatter(x=x, y=bands[median], mode="lines", line={"color": _BLUE}, name=f"{median:g}% (median)"))
     for s in chart.series:
         fig.add_trace(go.Scatter(x=s.x, y=s.y, mode="lines", line={"color": s.color}, name=s.label))
 
@@ -676,5 +654,3 @@ def write_charts(
     written = [_png(chart, out / chart.name) for chart in charts]
     written.append(write_text_atomic(out / HTML_NAME, _html_page(doc, charts)))
     return written
-
-

@@ -872,8 +872,7 @@ def _assumptions(ctx: _Context) -> list[str]:
     out = [
         "Signals are decided on a bar's close and filled as market orders at the next bar's open; "
         "nothing fills at the signal bar's own close.",
-        f"Fees: {_pct(c.fee_rate, 4)} of notional per side (taker){fee_source}, charged on entry and "
-        "on exit.",
+        f"Fees: {_pct(c.fee_rate, 4)} of notional per side (taker){fee_source}, charged on entry and on exit.",
         f"Slippage: {c.slippage_bps:g} bps against the order on every fill (market, stop, target); "
         "a liquidation loses the whole margin, which already includes any slippage and fee.",
         "Inside a bar, stop-loss, trailing stop, liquidation and take-profit are checked against the bar's "
@@ -901,16 +900,11 @@ def _assumptions(ctx: _Context) -> list[str]:
             if c.resume_after_ms <= 0
             else f"for {c.on_halt.partition('=')[2]}, then resumes with the peak re-based (--on-halt {c.on_halt})"
         )
-        + (
-            " and closes every position at the next open."
-            if lim.flatten_on_halt
-            else " (positions are kept)."
-        ),
+        + (" and closes every position at the next open." if lim.flatten_on_halt else " (positions are kept)."),
         _correlation_assumption(lim),
         "Positions still open after the last bar are closed at its close (with slippage and fee), exit "
         "reason end_of_data.",
-        "Buy & hold benchmark: equal weight in every symbol, each bought at its first open, no fees or "
-        "slippage.",
+        "Buy & hold benchmark: equal weight in every symbol, each bought at its first open, no fees or slippage.",
         f"Data: {c.exchange} {c.timeframe} candles of {', '.join(ctx.symbols)}, {_iso(int(ctx.ts[0]))} to "
         f"{_iso(int(ctx.ts[-1]))} ({ctx.ts.size} bars), xxh3-128 "
         f"{ctx.result.data_fingerprint or 'not recorded'}.",
@@ -933,10 +927,7 @@ def _correlation_assumption(lim: Any) -> str:
 
 def _market_assumption(c: Any) -> str:
     if c.market == "spot":
-        return (
-            "Spot market: long only, no leverage; entries are limited by free cash; a short signal "
-            "means exit."
-        )
+        return "Spot market: long only, no leverage; entries are limited by free cash; a short signal means exit."
     return (
         f"Linear perpetual: long and short, leverage {c.leverage:g}x on isolated margin, maintenance margin "
         f"{_pct(c.maintenance_margin)}; a position is liquidated when the price reaches its liquidation "

@@ -305,9 +305,7 @@ def write_csv(doc: dict[str, Any], directory: str | Path) -> list[Path]:
 
 
 def _curve_rows(curve: dict[str, Any], day: bool = False) -> Iterable[list[Any]]:
-    for ts, eq, bench, dd in zip(
-        curve["ts_ms"], curve["equity"], curve["benchmark"], curve["drawdown"], strict=True
-    ):
+    for ts, eq, bench, dd in zip(curve["ts_ms"], curve["equity"], curve["benchmark"], curve["drawdown"], strict=True):
         when = _iso_ms(ts)
         yield [when[:10] if day else when, ts, eq, bench, dd]
 
@@ -410,9 +408,7 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") 
     """A table of already-escaped cell HTML."""
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
-    return (
-        f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-    )
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _td(text: str, value: Any = None) -> str:
@@ -433,10 +429,7 @@ def _html_overview(doc: dict[str, Any]) -> str:
     )  # fmt: skip
     parts = [
         '<div class="cards">'
-        + "".join(
-            f'<div class="card"><div>{_e(k)}</div><div{_cls(v)}>{_e(text)}</div></div>'
-            for k, text, v in cards
-        )
+        + "".join(f'<div class="card"><div>{_e(k)}</div><div{_cls(v)}>{_e(text)}</div></div>' for k, text, v in cards)
         + "</div>"
     ]
     halts = doc.get("risk", {}).get("halts", [])
@@ -638,9 +631,7 @@ def _html_performance(doc: dict[str, Any]) -> str:
         out += "<h3>Trade P&amp;L distribution (USD)</h3>" + _svg_histogram(hist["edges"], hist["counts"])
     out += _html_time_analysis(doc)
     out += (
-        "<h3>Conventions</h3><ul>"
-        + "".join(f"<li>{_e(v)}</li>" for v in doc.get("conventions", {}).values())
-        + "</ul>"
+        "<h3>Conventions</h3><ul>" + "".join(f"<li>{_e(v)}</li>" for v in doc.get("conventions", {}).values()) + "</ul>"
     )
     return out
 
@@ -789,6 +780,7 @@ def _svg_chart(
 
         def fmt(v: float) -> str:
             return linear_fmt(10**v)
+
     if ts.size < 2 or not any(np.isfinite(a).any() for a in arrays):
         return '<p class="muted">Not enough data to draw.</p>'
     filled = [np.where(np.isfinite(a), a, np.nanmean(a) if np.isfinite(a).any() else 0.0) for a in arrays]
@@ -831,9 +823,7 @@ def _svg_chart(
             f"<title>{_e(name)}</title></polyline>"
         )
     out.append("</svg>")
-    legend = "".join(
-        f'<span><i class="swatch" style="background:{c}"></i>{_e(n)}</span>' for n, _, c in series
-    )
+    legend = "".join(f'<span><i class="swatch" style="background:{c}"></i>{_e(n)}</span>' for n, _, c in series)
     return "".join(out) + f'<div class="legend">{legend}</div>'
 
 

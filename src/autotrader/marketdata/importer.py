@@ -505,8 +505,7 @@ def _numbers_to_ms(values: np.ndarray, series: pd.Series, where: _Where, unit: s
     if len(out_of_range):
         row = int(out_of_range[0])
         raise DataError(
-            f"{where.at(row)}: timestamp {_show(series.iloc[row])} is out of range for this file "
-            "(mixed units?)"
+            f"{where.at(row)}: timestamp {_show(series.iloc[row])} is out of range for this file (mixed units?)"
         )
     if values.dtype.kind in "iu":
         ints = values.astype(np.int64)

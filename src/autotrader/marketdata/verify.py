@@ -227,9 +227,7 @@ def _inconsistent_ohlc(candles: Candles) -> _Group:
             reasons.append(f"high {h[i]:g} below low {lo[i]:g}")
         return "; ".join(reasons)
 
-    return _Group(
-        "error", "inconsistent_ohlc", "rows with inconsistent OHLC", rows, candles.ts[rows], describe
-    )
+    return _Group("error", "inconsistent_ohlc", "rows with inconsistent OHLC", rows, candles.ts[rows], describe)
 
 
 def _gaps(ts: np.ndarray, timeframe_ms: int) -> _Group:
@@ -257,8 +255,7 @@ def _jumps(candles: Candles, threshold_pct: float) -> _Group:
     def describe(k: int) -> str:
         j = hit[k]
         return (
-            f"close jumped {change_pct[j]:+.1f}% from {close[prev[j]]:g} (row {int(prev[j]) + 1}) "
-            f"to {close[cur[j]]:g}"
+            f"close jumped {change_pct[j]:+.1f}% from {close[prev[j]]:g} (row {int(prev[j]) + 1}) to {close[cur[j]]:g}"
         )
 
     return _Group("warning", "jump", "price jumps", rows, candles.ts[rows], describe)

@@ -500,9 +500,7 @@ def _simulate(
 
     starts = range(0, n_simulations, _CHUNK)
     streams = np.random.SeedSequence(seed).spawn(len(starts))
-    _run_chunks(
-        chunk, [(s, np.random.default_rng(ss)) for s, ss in zip(starts, streams, strict=True)], workers
-    )
+    _run_chunks(chunk, [(s, np.random.default_rng(ss)) for s, ss in zip(starts, streams, strict=True)], workers)
 
     sharpe = stats[:, _SHARPE] * math.sqrt(periods_per_year)
     total, mdd = stats[:, _TOTAL], stats[:, _MDD]
@@ -607,9 +605,7 @@ def _returns(values: ArrayLike, name: str) -> FloatArray:
 def _trade_periods(trades_per_year: float | None) -> float:
     if trades_per_year is None:
         return 1.0
-    if not (
-        isinstance(trades_per_year, int | float) and math.isfinite(trades_per_year) and trades_per_year > 0
-    ):
+    if not (isinstance(trades_per_year, int | float) and math.isfinite(trades_per_year) and trades_per_year > 0):
         raise ConfigError(f"trades_per_year must be a positive number, got {trades_per_year!r}")
     return float(trades_per_year)
 
@@ -624,21 +620,15 @@ def _check_options(
     workers: int | None,
 ) -> None:
     if isinstance(n_simulations, bool) or not isinstance(n_simulations, int) or n_simulations < 1:
-        raise ConfigError(
-            f"the number of Monte Carlo simulations must be a positive integer, got {n_simulations!r}"
-        )
+        raise ConfigError(f"the number of Monte Carlo simulations must be a positive integer, got {n_simulations!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if not (math.isfinite(initial_capital) and initial_capital > 0.0):
         raise ConfigError(f"initial_capital must be positive, got {initial_capital!r}")
     if drawdown_limit is not None and not 0.0 < drawdown_limit <= 1.0:
-        raise ConfigError(
-            f"drawdown_limit must be a fraction in (0, 1] (0.15 = 15 %), got {drawdown_limit!r}"
-        )
+        raise ConfigError(f"drawdown_limit must be a fraction in (0, 1] (0.15 = 15 %), got {drawdown_limit!r}")
     if not 0.0 < ruin_fraction < 1.0:
-        raise ConfigError(
-            f"ruin_fraction must be a fraction in (0, 1) (0.5 = half the capital), got {ruin_fraction!r}"
-        )
+        raise ConfigError(f"ruin_fraction must be a fraction in (0, 1) (0.5 = half the capital), got {ruin_fraction!r}")
     if isinstance(fan_points, bool) or not isinstance(fan_points, int) or fan_points < 2:
         raise ConfigError(f"fan_points must be an integer of at least 2, got {fan_points!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):

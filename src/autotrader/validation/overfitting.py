@@ -151,15 +151,11 @@ def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
     if isinstance(n_trials, bool) or not isinstance(n_trials, int | np.integer) or n_trials < 1:
         raise ConfigError(f"the number of trials must be a positive integer, got {n_trials!r}")
     if not math.isfinite(sharpe_variance) or sharpe_variance < 0.0:
-        raise ConfigError(
-            f"the variance of trial Sharpe ratios must be finite and >= 0, got {sharpe_variance!r}"
-        )
+        raise ConfigError(f"the variance of trial Sharpe ratios must be finite and >= 0, got {sharpe_variance!r}")
     if n_trials == 1:
         return 0.0
     n = float(n_trials)
-    z = (1.0 - EULER_GAMMA) * stats.norm.ppf(1.0 - 1.0 / n) + EULER_GAMMA * stats.norm.ppf(
-        1.0 - 1.0 / (n * math.e)
-    )
+    z = (1.0 - EULER_GAMMA) * stats.norm.ppf(1.0 - 1.0 / n) + EULER_GAMMA * stats.norm.ppf(1.0 - 1.0 / (n * math.e))
     return float(math.sqrt(sharpe_variance) * z)
 
 
@@ -244,9 +240,7 @@ def deflated_sharpe_ratio(
         raise DataError("trial_sharpes contains NaN or infinite values (a trial without a defined Sharpe?)")
     n = trials.size if n_trials is None else n_trials
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < trials.size:
-        raise ConfigError(
-            f"n_trials must be an integer >= the {trials.size} trial Sharpe ratios given, got {n!r}"
-        )
+        raise ConfigError(f"n_trials must be an integer >= the {trials.size} trial Sharpe ratios given, got {n!r}")
     per_period = trials / math.sqrt(periods_per_year)
     variance = float(np.var(per_period, ddof=1)) if per_period.size > 1 else 0.0
     if n > 1 and per_period.size < 2:
@@ -393,9 +387,7 @@ def probability_of_backtest_overfitting(
         raise DataError(f"PBO compares trials: needs at least 2 trials (columns), got {n_trials}")
     block = t_rows // s
     if block * (s // 2) < 2:
-        raise DataError(
-            f"{t_rows} periods are too few for {s} partitions (each half needs at least 2 periods)"
-        )
+        raise DataError(f"{t_rows} periods are too few for {s} partitions (each half needs at least 2 periods)")
     dropped = t_rows - block * s
     m = m[dropped:]
     combos = np.array(list(itertools.combinations(range(s), s // 2)), dtype=np.int64)
@@ -496,9 +488,7 @@ def _cscv_custom(
         for out, side in ((is_perf, mask), (oos_perf, ~mask)):
             scores = np.asarray(metric(blocks[side].reshape(-1, m.shape[1])), dtype=np.float64)
             if scores.shape != (m.shape[1],) or np.any(np.isnan(scores)):
-                raise DataError(
-                    f"the PBO metric must give one non-NaN score per trial, got shape {scores.shape}"
-                )
+                raise DataError(f"the PBO metric must give one non-NaN score per trial, got shape {scores.shape}")
             out[c] = scores
     return is_perf, oos_perf
 
@@ -613,9 +603,7 @@ def _aligned(positions: ArrayLike, returns: ArrayLike) -> tuple[FloatArray, Floa
     pos = np.asarray(positions, dtype=np.float64)
     ret = np.asarray(returns, dtype=np.float64)
     if pos.shape != ret.shape or pos.ndim not in (1, 2):
-        raise DataError(
-            f"positions and returns must have the same 1-D or 2-D shape, got {pos.shape} and {ret.shape}"
-        )
+        raise DataError(f"positions and returns must have the same 1-D or 2-D shape, got {pos.shape} and {ret.shape}")
     if pos.ndim == 1:
         pos, ret = pos[:, None], ret[:, None]
     if pos.shape[0] < 2:
@@ -631,9 +619,7 @@ def _mean_run_length(pos: FloatArray) -> int:
 
 
 @njit(nogil=True, cache=True)
-def _strategy_statistic_nb(
-    pos: FloatArray, ret: FloatArray, order: NDArray[np.int64], use_sharpe: bool
-) -> float:
+def _strategy_statistic_nb(pos: FloatArray, ret: FloatArray, order: NDArray[np.int64], use_sharpe: bool) -> float:
     """Statistic of the strategy holding ``pos[order[t]]`` over period ``t``."""
     n, k = ret.shape
     equity = 1.0

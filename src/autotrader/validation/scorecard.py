@@ -239,24 +239,16 @@ def _drawdown_gate(value: float | None, th: Thresholds, reason: Callable[[str, f
     return Gate("max_drawdown", "Max drawdown", status, depth, _pct(depth), requirement)
 
 
-def _stress_gate(
-    survived: float | None, scenarios: float | None, th: Thresholds, why: Mapping[str, str]
-) -> Gate:
+def _stress_gate(survived: float | None, scenarios: float | None, th: Thresholds, why: Mapping[str, str]) -> Gate:
     requirement = f">= {_pct(th.min_stress_survival)} of scenarios survived"
     label = "Stress test survival"
     if survived is None or scenarios is None or math.isnan(survived) or math.isnan(scenarios):
         missing = "stress_survived" if survived is None or math.isnan(survived) else "stress_scenarios"
         text = why.get("stress_survived") or why.get("stress_scenarios") or f"{missing} not provided"
         return Gate("stress_survival", label, NOT_AVAILABLE, None, "n/a", requirement, text)
-    if (
-        scenarios < 1
-        or survived < 0
-        or survived > scenarios
-        or not (survived.is_integer() and scenarios.is_integer())
-    ):
+    if scenarios < 1 or survived < 0 or survived > scenarios or not (survived.is_integer() and scenarios.is_integer()):
         raise ConfigError(
-            "stress survival must be whole numbers 0 <= survived <= scenarios, "
-            f"got {survived:g}/{scenarios:g}"
+            f"stress survival must be whole numbers 0 <= survived <= scenarios, got {survived:g}/{scenarios:g}"
         )
     share = survived / scenarios
     status: Status = PASS if share >= th.min_stress_survival else FAIL

@@ -398,11 +398,7 @@ def liquidity_crisis_config(
     The fee and slippage are capped just below ``BacktestConfig``'s own maxima; a tighter volume cap
     already in ``config`` is kept.
     """
-    share = (
-        max_volume_share
-        if config.max_volume_share is None
-        else min(config.max_volume_share, max_volume_share)
-    )
+    share = max_volume_share if config.max_volume_share is None else min(config.max_volume_share, max_volume_share)
     return _derive(
         config,
         slippage_bps=min(config.slippage_bps * slippage_factor, _MAX_SLIPPAGE_BPS),
@@ -423,9 +419,7 @@ def offline_config(
     )
 
 
-def _with_prices(
-    data: AlignedCandles, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray
-) -> AlignedCandles:
+def _with_prices(data: AlignedCandles, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> AlignedCandles:
     """Replace the prices, repairing float rounding so every bar stays consistent."""
     with np.errstate(invalid="ignore"):
         h = np.fmax(h, np.fmax(o, c))
@@ -486,9 +480,7 @@ class _StoreSource(_Source):
             key = SeriesKey.of(self.config.exchange, symbol, self.config.timeframe)
             cov = self.store.coverage(key) if key in stored else []
             if cov:
-                parts.append(
-                    f"{symbol} {format_ms(cov[0].first_ts)[:10]} .. {format_ms(cov[0].last_ts)[:10]}"
-                )
+                parts.append(f"{symbol} {format_ms(cov[0].first_ts)[:10]} .. {format_ms(cov[0].last_ts)[:10]}")
             else:
                 parts.append(f"{symbol} none")
         return f"stored {self.config.timeframe} data: " + "; ".join(parts)
@@ -510,9 +502,7 @@ class _CandleSource(_Source):
 
     def describe(self) -> str:
         ts = self.data.ts
-        return (
-            f"data covers {format_ms(int(ts[0]))} .. {format_ms(int(ts[-1]))} UTC" if ts.size else "no data"
-        )
+        return f"data covers {format_ms(int(ts[0]))} .. {format_ms(int(ts[-1]))} UTC" if ts.size else "no data"
 
 
 def _take(data: AlignedCandles, rows: np.ndarray, cols: np.ndarray) -> AlignedCandles:
@@ -544,9 +534,7 @@ class _Runner:
     instruments: dict[str, Instrument] | None
     limit: float
 
-    def run(
-        self, config: BacktestConfig, data: AlignedCandles, active_from_ms: int | None = None
-    ) -> BacktestResult:
+    def run(self, config: BacktestConfig, data: AlignedCandles, active_from_ms: int | None = None) -> BacktestResult:
         strategy = self.factory(config)
         signals = None
         if active_from_ms is not None:
@@ -619,9 +607,7 @@ def run_stress_tests(
         raise ConfigError(f"unknown stress scenario {unknown[0]!r}; known: {', '.join(SCENARIO_NAMES)}")
     limit = float(config.limits().max_drawdown)
     factory = strategy_factory or functools.partial(_default_strategy, cache_dir=cache_dir)
-    src: _Source = (
-        _CandleSource(source) if isinstance(source, AlignedCandles) else _StoreSource(config, source)
-    )
+    src: _Source = _CandleSource(source) if isinstance(source, AlignedCandles) else _StoreSource(config, source)
     runner = _Runner(factory, instruments, limit)
     tell = progress or (lambda done, total, what: None)
     tell(0, len(names) + 1, "stress: baseline run")
@@ -675,18 +661,12 @@ def _guarded(
         status: Status = "survived" if all(r.status == "survived" for r in outcome.runs) else "failed"
         if any(r.status == "n/a" for r in outcome.runs):
             status = "n/a"
-        reason = (
-            worst.reason
-            if len(outcome.runs) == 1
-            else "; ".join(f"{r.label}: {r.reason}" for r in outcome.runs)
-        )
+        reason = worst.reason if len(outcome.runs) == 1 else "; ".join(f"{r.label}: {r.reason}" for r in outcome.runs)
         return ScenarioResult(
             name, title, kind, outcome.window or window, status, worst.total_return, worst.max_drawdown,
             limit, worst.trades, reason, outcome.detail, outcome.runs,
         )  # fmt: skip
-    return ScenarioResult(
-        name, title, kind, outcome.window or window, "n/a", None, None, limit, None, outcome.detail
-    )
+    return ScenarioResult(name, title, kind, outcome.window or window, "n/a", None, None, limit, None, outcome.detail)
 
 
 @dataclass(frozen=True)
@@ -754,17 +734,13 @@ def _gap(config: BacktestConfig, base: AlignedCandles, runner: _Runner, baseline
     return _Outcome((runner.measure("gap", result),), detail)
 
 
-def _volatility(
-    config: BacktestConfig, base: AlignedCandles, runner: _Runner, baseline: BacktestResult
-) -> _Outcome:
+def _volatility(config: BacktestConfig, base: AlignedCandles, runner: _Runner, baseline: BacktestResult) -> _Outcome:
     result = runner.run(config, scale_volatility(base, VOLATILITY_FACTOR))
     detail = f"close-to-close log returns x{VOLATILITY_FACTOR:g} around each symbol's mean; OHLC rebuilt"
     return _Outcome((runner.measure("volatility", result),), detail)
 
 
-def _liquidity(
-    config: BacktestConfig, base: AlignedCandles, runner: _Runner, baseline: BacktestResult
-) -> _Outcome:
+def _liquidity(config: BacktestConfig, base: AlignedCandles, runner: _Runner, baseline: BacktestResult) -> _Outcome:
     cfg = liquidity_crisis_config(config)
     result = runner.run(cfg, base)
     detail = (
@@ -775,9 +751,7 @@ def _liquidity(
     return _Outcome((runner.measure("liquidity", result),), detail)
 
 
-def _correlation(
-    config: BacktestConfig, base: AlignedCandles, runner: _Runner, baseline: BacktestResult
-) -> _Outcome:
+def _correlation(config: BacktestConfig, base: AlignedCandles, runner: _Runner, baseline: BacktestResult) -> _Outcome:
     if len(base.symbols) < 2:
         return _Outcome.not_applicable("a single-symbol run has no correlation to shock")
     result = runner.run(config, correlation_shock(base, 0))
@@ -806,9 +780,7 @@ def _system_failure(
     return _Outcome(tuple(runs), detail)
 
 
-_SYNTHETIC_RUNS: Final[
-    dict[str, Callable[[BacktestConfig, AlignedCandles, _Runner, BacktestResult], _Outcome]]
-] = {
+_SYNTHETIC_RUNS: Final[dict[str, Callable[[BacktestConfig, AlignedCandles, _Runner, BacktestResult], _Outcome]]] = {
     "gap_down_30pct": _gap,
     "volatility_x3": _volatility,
     "liquidity_crisis": _liquidity,

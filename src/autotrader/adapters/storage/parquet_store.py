@@ -105,9 +105,7 @@ class ParquetCandleStore:
         """The Parquet file holding ``key``'s bars (it may not exist)."""
         for part in (key.exchange, key.symbol, key.timeframe):
             if not _SAFE_NAME.match(part):
-                raise DataError(
-                    f"invalid name {part!r} in series {key}: use letters, digits, '.', '_' or '-'"
-                )
+                raise DataError(f"invalid name {part!r} in series {key}: use letters, digits, '.', '_' or '-'")
         return self.root / key.exchange / key.symbol / f"{key.timeframe}{_SUFFIX}"
 
     # -- CandleStore ----------------------------------------------------------------------------

@@ -64,9 +64,7 @@ def _copy_rows(candles: Candles, key: SeriesKey | None) -> np.ndarray:
     texts = {}
     if key is not None:
         texts = {name: getattr(key, name).encode() for name in ("exchange", "symbol", "timeframe")}
-        fields += [
-            item for name, b in texts.items() for item in ((f"{name}_len", ">i4"), (name, f"S{len(b)}"))
-        ]
+        fields += [item for name, b in texts.items() for item in ((f"{name}_len", ">i4"), (name, f"S{len(b)}"))]
     fields += [("ts_len", ">i4"), ("ts", ">i8")]
     fields += [item for c in COLUMNS[1:] for item in ((f"{c}_len", ">i4"), (c, ">f8"))]
     rows = np.empty(len(candles), dtype=np.dtype(fields))
@@ -110,9 +108,7 @@ class PostgresCandleStore:
         )
         self._password = str(params.get("password") or "")
         remember_secret(self._password)
-        extra = {
-            k: v for k, v in (("connect_timeout", 5), ("application_name", "autotrader")) if k not in params
-        }
+        extra = {k: v for k, v in (("connect_timeout", 5), ("application_name", "autotrader")) if k not in params}
         conninfo = make_conninfo(dsn, **extra)
         self.schema = schema
         self._table = f"{_quote_ident(schema)}.{_TABLE}"
@@ -148,9 +144,7 @@ class PostgresCandleStore:
             return 0
         params = {**self._key_params(key), "lo": int(new.ts[0]), "hi": int(new.ts[-1])}
         with self._transaction("upsert") as (conn, raw):
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:series, 0))"), {"series": str(key)}
-            )
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:series, 0))"), {"series": str(key)})
             first, last = conn.execute(
                 sa.text(
                     f"SELECT min(ts), max(ts) FROM {self._table} WHERE exchange = :exchange"
@@ -231,8 +225,7 @@ class PostgresCandleStore:
                 if not rows:
                     continue
                 gaps = tuple(
-                    Gap(int(b), int((a - b) // bar_ms) - 1)
-                    for b, a in zip(before or (), after or (), strict=True)
+                    Gap(int(b), int((a - b) // bar_ms) - 1) for b, a in zip(before or (), after or (), strict=True)
                 )
                 out.append(Coverage(k, int(first), int(last), int(rows), gaps))
         return out
