@@ -103,6 +103,9 @@ class MemorySource:
     def commit(self, *deliveries) -> bool:  # type: ignore[no-untyped-def]
         return True
 
+    def rewind(self, *deliveries) -> None:  # type: ignore[no-untyped-def]
+        self.i = min(self.i, min(d.offset for d in deliveries))  # read again from the first given back
+
     def close(self) -> None:
         return None
 

@@ -81,8 +81,8 @@ class SignalIntake:
         One message never stops the robot: whatever still fails while deciding or persisting it (a
         poison message) dead-letters it with a bounded reason, and the batch is committed. A store
         transaction that fails for a passing reason (``StoreUnavailable``) is one fault: the
-        deliveries before it are committed, that one and the rest are not (a source that can
-        ``rewind`` gives them again at its next poll) and the robot goes on. A venue that is down
+        deliveries before it are committed, that one and the rest are not (the source
+        ``rewind``s them: they come again at its next poll) and the robot goes on. A venue that is down
         (``ExchangeError``), a store that refuses (``StorageError``) or a broker failure stops it.
         Returns how many deliveries were decided (the rest were given back).
         """
@@ -104,9 +104,8 @@ class SignalIntake:
             return done
         if done:
             state.signals.commit(*deliveries[:done])
-        rewind = getattr(state.signals, "rewind", None)
-        if done < len(deliveries) and rewind is not None:
-            rewind(*deliveries[done:])
+        if done < len(deliveries):
+            state.signals.rewind(*deliveries[done:])
         return done
 
     async def _handle_one(self, delivery: Delivery, perf: float) -> None:
